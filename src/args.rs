@@ -1,0 +1,93 @@
+//! Argument checks shared by every Lua-visible function, so that misuse is
+//! reported the same way everywhere:
+//! `turbo_ws.connect: bad argument #2 'options' (table expected, got number)`.
+
+use mlua::{Function, Table, Value};
+
+/// The error for argument `n` (named `name`) of function `func`.
+pub fn bad(func: &str, n: usize, name: &str, expected: &str, got: &Value) -> mlua::Error {
+    mlua::Error::runtime(format!(
+        "{func}: bad argument #{n} '{name}' ({expected} expected, got {})",
+        got.type_name()
+    ))
+}
+
+/// A misuse that is not about one argument's type.
+pub fn misuse(func: &str, message: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(format!("{func}: {message}"))
+}
+
+pub fn function(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Function> {
+    match v {
+        Value::Function(f) => Ok(f),
+        other => Err(bad(func, n, name, "function", &other)),
+    }
+}
+
+pub fn number(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<f64> {
+    match v {
+        Value::Integer(i) => Ok(i as f64),
+        Value::Number(x) if x.is_finite() => Ok(x),
+        other => Err(bad(func, n, name, "finite number", &other)),
+    }
+}
+
+/// A whole number in `0..=max`.
+pub fn count(func: &str, n: usize, name: &str, v: Value, max: u64) -> mlua::Result<u64> {
+    let got = v.clone();
+    let x = number(func, n, name, v)?;
+    if x < 0.0 || x.fract() != 0.0 || x > max as f64 {
+        return Err(bad(
+            func,
+            n,
+            name,
+            &format!("whole number from 0 to {max}"),
+            &got,
+        ));
+    }
+    Ok(x as u64)
+}
+
+pub fn opt_count(
+    func: &str,
+    n: usize,
+    name: &str,
+    v: Value,
+    max: u64,
+) -> mlua::Result<Option<u64>> {
+    match v {
+        Value::Nil => Ok(None),
+        v => count(func, n, name, v, max).map(Some),
+    }
+}
+
+pub fn string(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<mlua::LuaString> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(bad(func, n, name, "string", &other)),
+    }
+}
+
+pub fn opt_string(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<String>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::String(s) => Ok(Some(s.to_str()?.to_owned())),
+        other => Err(bad(func, n, name, "string", &other)),
+    }
+}
+
+pub fn opt_bool(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<bool>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Boolean(b) => Ok(Some(b)),
+        other => Err(bad(func, n, name, "boolean", &other)),
+    }
+}
+
+pub fn opt_table(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<Table>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Table(t) => Ok(Some(t)),
+        other => Err(bad(func, n, name, "table", &other)),
+    }
+}

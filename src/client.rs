@@ -1,0 +1,548 @@
+//! The connecting side: URL, DNS, TCP, TLS, the opening handshake and
+//! redirects, each failure reported as its own error kind.
+//!
+//! `turbo_ws.core.connect(url, options, on_done)` returns at once; later the
+//! loop calls `on_done(connection, response)` or
+//! `on_done(nil, kind, message[, response])`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mlua::{Function, Lua, RegistryKey, Table, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+use crate::args;
+use crate::callback;
+use crate::config::{Limits, Opts};
+use crate::connection::{self, Shared};
+use crate::error::{Error, Kind};
+use crate::frame;
+use crate::ioloop::{self, KeepAlive, Loop};
+use crate::stream::Stream;
+use crate::tls;
+
+/// Where to connect, from a ws:// or wss:// URL.
+#[derive(Clone, Debug)]
+struct Target {
+    /// Host as written in the URL (IPv6 literals keep their brackets).
+    host: String,
+    port: u16,
+    tls: bool,
+    /// Path and query exactly as written in the URL ("/" when empty).
+    path: String,
+    url: url::Url,
+}
+
+impl Target {
+    fn parse(raw: &str) -> Result<Target, Error> {
+        let url = url::Url::parse(raw)
+            .map_err(|e| Error::new(Kind::BadUrl, format!("bad URL '{raw}': {e}")))?;
+        let tls = match url.scheme() {
+            "ws" => false,
+            "wss" => true,
+            other => {
+                return Err(Error::new(
+                    Kind::BadScheme,
+                    format!("unsupported scheme '{other}' (ws or wss expected)"),
+                ))
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| Error::new(Kind::BadUrl, format!("no host in URL '{raw}'")))?
+            .to_owned();
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        Ok(Target {
+            host,
+            port,
+            tls,
+            path: raw_path(raw),
+            url,
+        })
+    }
+
+    /// The Host header: the port only when it is not the scheme's default.
+    fn host_header(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// A Location header from a redirect, resolved against this URL.
+    fn follow(&self, location: &str) -> Result<Target, Error> {
+        let mut next = self.url.join(location).map_err(|e| {
+            Error::new(
+                Kind::BadUrl,
+                format!("bad redirect location '{location}': {e}"),
+            )
+        })?;
+        let scheme = match next.scheme() {
+            "http" => Some("ws"),
+            "https" => Some("wss"),
+            _ => None,
+        };
+        if let Some(s) = scheme {
+            // Setting a special scheme from another special one cannot fail.
+            let _ = next.set_scheme(s);
+        }
+        Target::parse(next.as_str())
+    }
+}
+
+/// The path and query of a URL as written, without normalisation.
+fn raw_path(raw: &str) -> String {
+    let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+    let without_fragment = after_scheme.split('#').next().unwrap_or("");
+    match without_fragment.find(['/', '?']) {
+        Some(i) if without_fragment[i..].starts_with('?') => format!("/{}", &without_fragment[i..]),
+        Some(i) => without_fragment[i..].to_owned(),
+        None => "/".to_owned(),
+    }
+}
+
+/// Everything a connect needs, read from Lua before the task starts.
+struct Params {
+    target: Target,
+    path: Option<String>,
+    headers: Vec<(String, String)>,
+    protocols: Vec<String>,
+    connect_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    max_redirects: u32,
+    tls: tls::ClientOptions,
+    limits: Limits,
+}
+
+/// The handshake's answer, as Lua sees it.
+struct Answer {
+    status: u16,
+    reason: String,
+    version: String,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Option<Vec<u8>>,
+    url: String,
+}
+
+impl Answer {
+    fn from_response<B>(res: &http::Response<B>, body: Option<Vec<u8>>, url: &url::Url) -> Answer {
+        Answer {
+            status: res.status().as_u16(),
+            reason: res.status().canonical_reason().unwrap_or("").to_owned(),
+            version: format!("{:?}", res.version()),
+            headers: res
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            body,
+            url: url.to_string(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    fn to_lua(&self, lua: &Lua) -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.set("status", self.status)?;
+        t.set("reason", self.reason.as_str())?;
+        t.set("version", self.version.as_str())?;
+        let headers = lua.create_table()?;
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            let pair = lua.create_table()?;
+            pair.raw_set(1, name.as_str())?;
+            pair.raw_set(2, lua.create_string(value)?)?;
+            headers.raw_set(i + 1, pair)?;
+        }
+        t.set("headers", headers)?;
+        if let Some(body) = &self.body {
+            t.set("body", lua.create_string(body)?)?;
+        }
+        t.set("protocol", self.header("sec-websocket-protocol"))?;
+        t.set("url", self.url.as_str())?;
+        Ok(t)
+    }
+}
+
+/// A failure, with the response when the server answered.
+type Failure = (Error, Option<Answer>);
+
+fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Params> {
+    let tls_opts = opts.table("tls")?.map(|t| Opts::new(func, Some(t)));
+    let tls = match &tls_opts {
+        None => tls::ClientOptions {
+            verify: true,
+            ..Default::default()
+        },
+        Some(o) => {
+            let cert = o.string("cert_file")?;
+            let key = o.string("key_file")?;
+            let identity = match (cert, key) {
+                (Some(cert), Some(key)) => Some(tls::Identity { cert, key }),
+                (None, None) => None,
+                _ => {
+                    return Err(args::misuse(
+                        func,
+                        "bad option 'tls' (cert_file and key_file go together)",
+                    ))
+                }
+            };
+            tls::ClientOptions {
+                verify: o.bool("verify")?.unwrap_or(true),
+                ca_file: o.string("ca_file")?,
+                ca_path: o.string("ca_path")?,
+                identity,
+            }
+        }
+    };
+    let headers = opts.headers("headers")?;
+    for (name, value) in &headers {
+        if http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(args::misuse(
+                func,
+                format!("bad option 'headers' ('{name}' is not a valid header name)"),
+            ));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(args::misuse(
+                func,
+                format!("bad option 'headers' (bad value for '{name}')"),
+            ));
+        }
+    }
+    Ok(Params {
+        target,
+        path: opts.string("path")?,
+        headers,
+        protocols: opts.strings("protocols")?.unwrap_or_default(),
+        connect_timeout: opts.seconds("connect_timeout")?.filter(|d| !d.is_zero()),
+        timeout: opts.seconds("timeout")?.filter(|d| !d.is_zero()),
+        max_redirects: opts.integer("max_redirects", 0, 100)?.unwrap_or(0) as u32,
+        tls,
+        limits: Limits::from_opts(opts)?,
+    })
+}
+
+/// `turbo_ws.core.connect(url, options, on_done)`
+fn connect(
+    lua: &Lua,
+    lp: &'static Loop,
+    (url, opts, on_done): (Value, Value, Value),
+) -> mlua::Result<()> {
+    const F: &str = "turbo_ws.connect";
+    let url = args::string(F, 1, "url", url)?.to_str()?.to_owned();
+    let opts = Opts::new(F, args::opt_table(F, 2, "options", opts)?);
+    let on_done = args::function(F, 3, "on_done", on_done)?;
+    let on_done = lua.create_registry_value(on_done)?;
+    let alive = KeepAlive::new(lp);
+    // A bad URL takes the error path, not a Lua error: URLs often come from
+    // peers (redirects, configuration), and every face reports it as such.
+    let target = match Target::parse(&url) {
+        Ok(t) => t,
+        Err(err) => {
+            lp.spawn(async move {
+                report_failure(&on_done, (err, None));
+                drop(alive);
+            });
+            return Ok(());
+        }
+    };
+    let params = read_params(F, target, &opts)?;
+    lp.spawn(async move {
+        let outcome = match params.timeout {
+            Some(t) => tokio::time::timeout(t, establish(&params))
+                .await
+                .unwrap_or_else(|_| {
+                    Err((
+                        Error::new(
+                            Kind::HandshakeTimeout,
+                            format!("the handshake did not finish within {:?}", t),
+                        ),
+                        None,
+                    ))
+                }),
+            None => establish(&params).await,
+        };
+        match outcome {
+            Ok((ws, answer)) => {
+                let shared = Shared::new(params.limits.clone());
+                shared.set_protocol(answer.header("sec-websocket-protocol"));
+                if report_success(&on_done, shared.clone(), &answer) {
+                    connection::run(shared, ws, alive).await;
+                }
+            }
+            Err(failure) => {
+                report_failure(&on_done, failure);
+                drop(alive);
+            }
+        }
+    });
+    Ok(())
+}
+
+fn report_success(on_done: &RegistryKey, shared: std::rc::Rc<Shared>, answer: &Answer) -> bool {
+    let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else {
+        return false;
+    };
+    let call = || -> mlua::Result<()> {
+        let func: Function = lua.registry_value(on_done)?;
+        let conn = connection::userdata(&lua, shared)?;
+        callback::call(
+            &lua,
+            "connect callback",
+            &func,
+            (conn, answer.to_lua(&lua)?),
+        );
+        Ok(())
+    };
+    match call() {
+        Ok(()) => true,
+        Err(e) => {
+            callback::report("connect callback", &e.to_string());
+            false
+        }
+    }
+}
+
+fn report_failure(on_done: &RegistryKey, (err, answer): Failure) {
+    let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else {
+        return;
+    };
+    let call = || -> mlua::Result<()> {
+        let func: Function = lua.registry_value(on_done)?;
+        let answer = match &answer {
+            Some(a) => Value::Table(a.to_lua(&lua)?),
+            None => Value::Nil,
+        };
+        callback::call(
+            &lua,
+            "connect callback",
+            &func,
+            (Value::Nil, err.kind.name(), err.message, answer),
+        );
+        Ok(())
+    };
+    if let Err(e) = call() {
+        callback::report("connect callback", &e.to_string());
+    }
+}
+
+/// Connects and hands back the open WebSocket, following redirects.
+async fn establish(p: &Params) -> Result<(frame::WsStream, Answer), Failure> {
+    let mut target = p.target.clone();
+    let mut path = p.path.clone().unwrap_or_else(|| target.path.clone());
+    for redirects in 0..=p.max_redirects {
+        let stream = open_stream(&target, p).await.map_err(|e| (e, None))?;
+        let request = build_request(&target, &path, p).map_err(|e| (e, None))?;
+        match frame::client_handshake(request, stream, &p.limits).await {
+            Ok((ws, res)) => {
+                let answer = Answer::from_response(&res, None, &target.url);
+                return Ok((ws, answer));
+            }
+            Err(WsError::Http(res)) => {
+                let answer = Answer::from_response(&res, res.body().clone(), &target.url);
+                let location = answer.header("location");
+                match location {
+                    Some(loc) if res.status().is_redirection() && redirects < p.max_redirects => {
+                        target = target.follow(&loc).map_err(|e| (e, None))?;
+                        path = target.path.clone();
+                    }
+                    Some(_) if res.status().is_redirection() && p.max_redirects > 0 => {
+                        return Err((
+                            Error::new(
+                                Kind::Redirects,
+                                format!("more than {} redirects", p.max_redirects),
+                            ),
+                            Some(answer),
+                        ));
+                    }
+                    _ => {
+                        let msg = format!(
+                            "the server answered {} {} instead of 101",
+                            answer.status, answer.reason
+                        );
+                        return Err((Error::new(Kind::BadStatus, msg), Some(answer)));
+                    }
+                }
+            }
+            Err(e) => return Err((handshake_error(e), None)),
+        }
+    }
+    Err((Error::new(Kind::Redirects, "too many redirects"), None))
+}
+
+fn handshake_error(e: WsError) -> Error {
+    match e {
+        WsError::Io(io) => Error::new(Kind::Io, format!("during the handshake: {io}")),
+        WsError::Protocol(p) => Error::new(Kind::BadHandshake, p.to_string()),
+        WsError::Url(u) => Error::new(Kind::BadUrl, u.to_string()),
+        other => Error::new(Kind::BadHandshake, other.to_string()),
+    }
+}
+
+fn build_request(target: &Target, path: &str, p: &Params) -> Result<http::Request<()>, Error> {
+    let path = if path.is_empty() { "/" } else { path };
+    // The framing library wants an absolute ws(s) URI; it sends only the path.
+    let scheme = if target.tls { "wss" } else { "ws" };
+    let host = if target.host.contains(':') && !target.host.starts_with('[') {
+        format!("[{}]", target.host)
+    } else {
+        target.host.clone()
+    };
+    let uri = format!("{scheme}://{host}:{}{path}", target.port);
+    let mut builder = http::Request::builder().method("GET").uri(uri);
+    let has = |name: &str| p.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if !has("host") {
+        builder = builder.header("Host", target.host_header());
+    }
+    builder = builder
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", frame::generate_key());
+    if !p.protocols.is_empty() {
+        builder = builder.header("Sec-WebSocket-Protocol", p.protocols.join(", "));
+    }
+    for (name, value) in &p.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
+        .body(())
+        .map_err(|e| Error::new(Kind::BadUrl, format!("cannot send path '{path}': {e}")))
+}
+
+/// DNS, TCP connect (each address in turn) and, for wss, TLS.
+async fn open_stream(target: &Target, p: &Params) -> Result<Stream, Error> {
+    let bare_host = target.host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host, target.port))
+        .await
+        .map_err(|e| Error::new(Kind::Dns, format!("cannot resolve '{}': {e}", target.host)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::new(
+            Kind::Dns,
+            format!("no address for '{}'", target.host),
+        ));
+    }
+    let mut last = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match connect_tcp(addr, p.connect_timeout).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let tcp = match tcp {
+        Some(t) => t,
+        None => {
+            return Err(
+                last.unwrap_or_else(|| Error::new(Kind::Connect, "no address to connect to"))
+            )
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    if !target.tls {
+        return Ok(Stream::Plain(tcp));
+    }
+    let config = tls::client_config(&p.tls).map_err(|e| Error::new(Kind::Tls, e))?;
+    let name = tls::server_name(&target.host).map_err(|e| Error::new(Kind::Tls, e))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            Error::new(
+                Kind::Tls,
+                format!("TLS handshake with {} failed: {e}", target.host),
+            )
+        })?;
+    Ok(Stream::ClientTls(Box::new(tls)))
+}
+
+async fn connect_tcp(addr: SocketAddr, limit: Option<Duration>) -> Result<TcpStream, Error> {
+    let attempt = TcpStream::connect(addr);
+    let result = match limit {
+        Some(t) => tokio::time::timeout(t, attempt).await.map_err(|_| {
+            Error::new(
+                Kind::ConnectTimeout,
+                format!("connecting to {addr} timed out after {t:?}"),
+            )
+        })?,
+        None => attempt.await,
+    };
+    result.map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            Kind::Refused
+        } else {
+            Kind::Connect
+        };
+        Error::new(kind, format!("cannot connect to {addr}: {e}"))
+    })
+}
+
+/// Registers `connect` in the `core` table.
+pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
+    let lp = ioloop::get(lua)?;
+    core.set(
+        "connect",
+        lua.create_function(move |lua, a: (Value, Value, Value)| connect(lua, lp, a))?,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_path_keeps_what_was_written() {
+        assert_eq!(raw_path("ws://h/a/../b?x=1#frag"), "/a/../b?x=1");
+        assert_eq!(raw_path("ws://h"), "/");
+        assert_eq!(raw_path("ws://h?q"), "/?q");
+        assert_eq!(raw_path("ws://[::1]:9/p"), "/p");
+    }
+
+    #[test]
+    fn host_header_has_port_only_when_not_default() {
+        assert_eq!(
+            Target::parse("ws://example.com/").unwrap().host_header(),
+            "example.com"
+        );
+        assert_eq!(
+            Target::parse("ws://example.com:8080/")
+                .unwrap()
+                .host_header(),
+            "example.com:8080"
+        );
+        assert_eq!(
+            Target::parse("wss://[::1]:443/").unwrap().host_header(),
+            "[::1]"
+        );
+        assert_eq!(
+            Target::parse("wss://[::1]:8443/").unwrap().host_header(),
+            "[::1]:8443"
+        );
+    }
+
+    #[test]
+    fn schemes_and_bad_urls_have_their_own_kinds() {
+        assert_eq!(
+            Target::parse("http://h/").unwrap_err().kind,
+            Kind::BadScheme
+        );
+        assert_eq!(Target::parse("not a url").unwrap_err().kind, Kind::BadUrl);
+    }
+}

@@ -1,0 +1,84 @@
+//! Every failure the core reports to Lua, as one enum of named kinds, so that
+//! each face can map a kind to its own error codes and messages.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The URL does not parse, or has no host.
+    BadUrl,
+    /// The URL's scheme is not ws or wss.
+    BadScheme,
+    /// The host name did not resolve.
+    Dns,
+    /// The peer refused the TCP connection.
+    Refused,
+    /// TCP connect did not finish within the connect timeout.
+    ConnectTimeout,
+    /// TCP connect failed for another reason (unreachable, ...).
+    Connect,
+    /// TLS configuration, handshake or certificate verification failed.
+    Tls,
+    /// The whole handshake did not finish within its timeout.
+    HandshakeTimeout,
+    /// The server answered the upgrade with a status other than 101.
+    BadStatus,
+    /// The 101 response is not a valid WebSocket handshake.
+    BadHandshake,
+    /// Too many redirects.
+    Redirects,
+    /// The peer broke RFC 6455.
+    Protocol,
+    /// A message or frame exceeded a configured limit.
+    TooBig,
+    /// Reading or writing the socket failed.
+    Io,
+    /// The connection is closed.
+    Closed,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::BadUrl => "bad_url",
+            Kind::BadScheme => "bad_scheme",
+            Kind::Dns => "dns",
+            Kind::Refused => "refused",
+            Kind::ConnectTimeout => "connect_timeout",
+            Kind::Connect => "connect",
+            Kind::Tls => "tls",
+            Kind::HandshakeTimeout => "handshake_timeout",
+            Kind::BadStatus => "bad_status",
+            Kind::BadHandshake => "bad_handshake",
+            Kind::Redirects => "redirects",
+            Kind::Protocol => "protocol",
+            Kind::TooBig => "too_big",
+            Kind::Io => "io",
+            Kind::Closed => "closed",
+        }
+    }
+}
+
+/// A failure: its kind and a message for people.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.name(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

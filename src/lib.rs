@@ -1,0 +1,63 @@
+//! turbo_ws: a WebSocket server and client for LuaJIT, written in Rust.
+//!
+//! `require "turbo_ws"` loads this library. Rust owns the bytes (sockets,
+//! HTTP, framing, TLS); Lua owns the application. The Lua-visible native
+//! API is the `turbo_ws.core` table; the three compatible faces (Turbo,
+//! coro-websocket, evlua) are Lua files under `lua/`, embedded here and
+//! registered in `package.preload`.
+
+mod args;
+mod callback;
+mod client;
+mod config;
+mod connection;
+mod error;
+mod frame;
+mod ioloop;
+mod server;
+mod stream;
+mod tls;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_lua.rs"));
+}
+
+use mlua::{Function, Lua, Table, Value};
+
+/// Makes every embedded Lua file `require`-able by its module name.
+fn register_embedded(lua: &Lua) -> mlua::Result<()> {
+    let preload: Table = lua.globals().get::<Table>("package")?.get("preload")?;
+    for (name, chunk_name, source) in embedded::MODULES {
+        let loader = lua.load(*source).set_name(*chunk_name).into_function()?;
+        preload.set(*name, loader)?;
+    }
+    Ok(())
+}
+
+#[mlua::lua_module]
+fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
+    let core = lua.create_table()?;
+    ioloop::register(lua, &core)?;
+    server::register(lua, &core)?;
+    client::register(lua, &core)?;
+    core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
+
+    register_embedded(lua)?;
+    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
+    loaded.set("turbo_ws.core", &core)?;
+    lua.globals()
+        .get::<Function>("require")?
+        .call("turbo_ws.main")
+}
+
+/// `require "turbo_ws.compat"` before `turbo_ws` itself is loaded: Lua's
+/// C searcher finds this entry in turbo_ws.so.
+#[mlua::lua_module(name = "turbo_ws_compat")]
+fn turbo_ws_compat(lua: &Lua) -> mlua::Result<Value> {
+    let require: Function = lua.globals().get("require")?;
+    require.call::<Value>("turbo_ws")?;
+    // `require "turbo_ws.compat"` is already in progress: run its loader directly.
+    let preload: Table = lua.globals().get::<Table>("package")?.get("preload")?;
+    let loader: Function = preload.get("turbo_ws.compat")?;
+    loader.call("turbo_ws.compat")
+}
