@@ -4,10 +4,25 @@
 local class = require "turbo_ws.class"
 
 describe("turbo_ws.class", function()
-  it("does not touch globals when loaded", function()
-    assert.is_nil(rawget(_G, "Object"))
-    assert.is_nil(rawget(_G, "instanceOf"))
-    assert.are_not.equal(class, rawget(_G, "class"))
+  it("does not touch globals when loaded (turbo_ws itself installs them)", function()
+    local names = { "class", "Object", "instanceOf", "subclassOf", "includes" }
+    local saved = {}
+    for _, n in ipairs(names) do saved[n] = rawget(_G, n); rawset(_G, n, nil) end
+    package.loaded["turbo_ws.class"] = nil
+    local fresh = require "turbo_ws.class"
+    local leaked = {}
+    for _, n in ipairs(names) do
+      if rawget(_G, n) ~= nil then leaked[#leaked + 1] = n end
+      rawset(_G, n, saved[n])
+    end
+    package.loaded["turbo_ws.class"] = class
+    assert.are.same({}, leaked)
+    assert.is_function(getmetatable(fresh).__call)
+  end)
+
+  it("is installed as the global class by require 'turbo_ws'", function()
+    assert.is_not_nil(rawget(_G, "class"))
+    assert.is_function(rawget(_G, "instanceOf"))
   end)
 
   describe("class creation", function()

@@ -8,8 +8,16 @@ use mlua::{Function, Table, Value};
 pub fn bad(func: &str, n: usize, name: &str, expected: &str, got: &Value) -> mlua::Error {
     mlua::Error::runtime(format!(
         "{func}: bad argument #{n} '{name}' ({expected} expected, got {})",
-        got.type_name()
+        type_name(got)
     ))
+}
+
+/// The type name Lua's own `type()` gives (mlua says "integer" for some numbers).
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Integer(_) | Value::Number(_) => "number",
+        other => other.type_name(),
+    }
 }
 
 /// A misuse that is not about one argument's type.

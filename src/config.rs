@@ -21,7 +21,7 @@ impl<'a> Opts<'a> {
         mlua::Error::runtime(format!(
             "{}: bad option '{key}' ({expected} expected, got {})",
             self.func,
-            got.type_name()
+            crate::args::type_name(got)
         ))
     }
 

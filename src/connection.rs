@@ -594,7 +594,7 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
             Value::Function(f) => Ok(Some(lua.create_registry_value(f)?)),
             other => Err(mlua::Error::runtime(format!(
                 "{func}: bad option '{name}' (function expected, got {})",
-                other.type_name()
+                args::type_name(&other)
             ))),
         }
     };

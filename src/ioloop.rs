@@ -390,15 +390,19 @@ impl Loop {
     }
 }
 
-/// Milliseconds on the monotonic clock (Turbo's `gettimemonotonic`).
-pub fn monotonic_ms() -> f64 {
+fn monotonic_precise_ms() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes only into `ts`; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as f64) * 1000.0 + ((ts.tv_nsec / 1_000_000) as f64)
+    (ts.tv_sec as f64) * 1000.0 + (ts.tv_nsec as f64) / 1.0e6
+}
+
+/// Whole milliseconds on the monotonic clock (Turbo's `gettimemonotonic`).
+pub fn monotonic_ms() -> f64 {
+    monotonic_precise_ms().floor()
 }
 
 /// Milliseconds since the Unix epoch (Turbo's `gettimeofday`).
@@ -409,10 +413,18 @@ pub fn wallclock_ms() -> f64 {
     since.as_millis() as f64
 }
 
-/// The instant at which the monotonic clock reads `ms`.
+/// The instant at which the monotonic clock reads `ms`. One fixed anchor
+/// keeps the mapping exact, so timestamps keep their order even when they
+/// are already past.
 fn instant_at(ms: f64) -> Instant {
-    let delay = (ms - monotonic_ms()).max(0.0);
-    Instant::now() + Duration::from_secs_f64(delay / 1000.0)
+    static ANCHOR: std::sync::OnceLock<(Instant, f64)> = std::sync::OnceLock::new();
+    let (at, anchor_ms) = *ANCHOR.get_or_init(|| (Instant::now(), monotonic_precise_ms()));
+    let offset = Duration::from_secs_f64((ms - anchor_ms).abs().min(1.0e12) / 1000.0);
+    if ms >= anchor_ms {
+        at + offset
+    } else {
+        at.checked_sub(offset).unwrap_or(at)
+    }
 }
 
 /// Registers the loop's functions in the `core` table.

@@ -21,9 +21,10 @@ setmetatable(M, {
   end,
 })
 
--- Turbo defines the global `class` (middleclass) on load; programs use it.
-if package.preload["turbo_ws.class"] and rawget(_G, "class") == nil then
-  _G.class = require "turbo_ws.class"
+-- Turbo defines the global `class` (middleclass) and its helpers
+-- (Object, instanceOf, subclassOf, includes) on load; programs use them.
+if rawget(_G, "class") == nil then
+  require("turbo_ws.class").install(_G)
 end
 
 return M

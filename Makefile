@@ -1,0 +1,44 @@
+# turbo_ws — the two commands that matter: `make demo` and `make test`.
+# Both install what is missing (Debian packages), build, then run.
+
+CARGO      ?= cargo
+BUILD_DIR  := build
+SO         := $(BUILD_DIR)/turbo_ws.so
+SO54       := $(BUILD_DIR)/lua54/turbo_ws.so
+LUAJIT     := luajit
+export LUA_CPATH := $(CURDIR)/$(BUILD_DIR)/?.so;;
+
+.PHONY: all deps build build54 demo test conformance conformance-quick bench clean
+
+all: build
+
+# Debian packages the build and the tests need; installed only when missing.
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release --locked
+	@mkdir -p $(BUILD_DIR)
+	cp target/release/libturbo_ws.so $(SO)
+
+# The same crate built for the Lua 5.4 ABI.
+build54: deps
+	$(CARGO) build --release --locked --no-default-features --features lua54 --target-dir target/lua54
+	@mkdir -p $(BUILD_DIR)/lua54
+	cp target/lua54/release/libturbo_ws.so $(SO54)
+
+# A real server and client talking over WebSocket.
+demo: build
+	$(LUAJIT) examples/demo.lua
+
+# Every suite; ends with one line "N passed, M failed".
+test: build build54
+	@bash scripts/test-all.sh
+
+# The full Autobahn|Testsuite run, both ways; writes tests/conformance/RESULTS.md.
+conformance: build
+	@bash scripts/conformance.sh full
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD_DIR)

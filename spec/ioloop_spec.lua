@@ -1,0 +1,298 @@
+-- The event loop (turbo_ws.ioloop, turbo_ws.run): ordering, timers,
+-- intervals, errors in callbacks, close/restart, running until idle.
+local turbo = require "turbo_ws"
+local ioloop = turbo.ioloop
+local util = turbo.util
+
+local io_loop = ioloop.instance()
+local now = util.gettimemonotonic
+
+-- Asserts that fn raises an error whose text contains `expected`.
+local function assert_error_with(expected, fn)
+  local ok, err = pcall(fn)
+  assert.is_false(ok, "no error raised")
+  local text = tostring(err)
+  assert.truthy(text:find(expected, 1, true), "error was: " .. text)
+end
+
+-- Runs the loop until idle, with a guard that fails the spec instead of hanging.
+local function run_bounded(ms)
+  local timed_out = false
+  local guard = turbo.core.set_interval(ms or 5000, function()
+    timed_out = true
+    io_loop:close()
+  end, nil, false)
+  turbo.run()
+  io_loop:clear_interval(guard)
+  assert.is_false(timed_out, "the loop did not become idle in time")
+end
+
+-- Runs a Lua snippet in a fresh luajit; returns exit status and output.
+local function run_program(code)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(code)
+  f:close()
+  local cmd = "LUA_CPATH='./build/?.so;;' luajit " .. path .. " 2>&1; echo \"exit=$?\""
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  os.remove(path)
+  return tonumber(out:match("exit=(%d+)")), out
+end
+
+describe("turbo_ws.ioloop", function()
+  it("has one instance", function()
+    assert.are.equal(ioloop.instance(), ioloop.instance())
+  end)
+
+  it("runs callbacks in the order they were added, each with its argument", function()
+    local seen = {}
+    for i = 1, 5 do io_loop:add_callback(function(arg) seen[#seen + 1] = arg end, i) end
+    run_bounded()
+    assert.are.same({ 1, 2, 3, 4, 5 }, seen)
+  end)
+
+  it("runs a callback added by a callback on a later turn", function()
+    local seen = {}
+    io_loop:add_callback(function()
+      seen[#seen + 1] = "a"
+      io_loop:add_callback(function() seen[#seen + 1] = "c" end)
+    end)
+    io_loop:add_callback(function() seen[#seen + 1] = "b" end)
+    run_bounded()
+    assert.are.same({ "a", "b", "c" }, seen)
+  end)
+
+  it("returns itself from add_callback, as Turbo does", function()
+    assert.are.equal(io_loop, io_loop:add_callback(function() end))
+    run_bounded()
+  end)
+
+  it("fires timeouts in deadline order, ties in the order added", function()
+    local seen = {}
+    local t = now()
+    io_loop:add_timeout(t + 30, function(a) seen[#seen + 1] = a end, "30")
+    io_loop:add_timeout(t + 10, function(a) seen[#seen + 1] = a end, "10a")
+    io_loop:add_timeout(t + 10, function(a) seen[#seen + 1] = a end, "10b")
+    io_loop:add_timeout(t - 5, function(a) seen[#seen + 1] = a end, "past")
+    run_bounded()
+    assert.are.same({ "past", "10a", "10b", "30" }, seen)
+  end)
+
+  it("does not fire a timeout before its time", function()
+    local t0 = now()
+    local fired_at
+    io_loop:add_timeout(t0 + 50, function() fired_at = now() end)
+    run_bounded()
+    assert.is_true(fired_at - t0 >= 49)
+  end)
+
+  it("removes a pending timeout", function()
+    local fired = false
+    local ref = io_loop:add_timeout(now() + 10, function() fired = true end)
+    assert.is_true(io_loop:remove_timeout(ref))
+    assert.is_false(io_loop:remove_timeout(ref))
+    run_bounded()
+    assert.is_false(fired)
+  end)
+
+  it("lets a timeout remove another one due at the same time", function()
+    local seen = {}
+    local t = now() + 5
+    local second
+    io_loop:add_timeout(t, function() seen[#seen + 1] = 1; io_loop:remove_timeout(second) end)
+    second = io_loop:add_timeout(t, function() seen[#seen + 1] = 2 end)
+    run_bounded()
+    assert.are.same({ 1 }, seen)
+  end)
+
+  it("repeats an interval until cleared, even from its own callback", function()
+    local count = 0
+    local ref
+    ref = io_loop:set_interval(5, function(arg)
+      assert.are.equal("x", arg)
+      count = count + 1
+      if count == 4 then io_loop:clear_interval(ref) end
+    end, "x")
+    run_bounded()
+    assert.are.equal(4, count)
+  end)
+
+  it("clears an interval from elsewhere", function()
+    local count = 0
+    local ref = io_loop:set_interval(5, function() count = count + 1 end)
+    io_loop:add_timeout(now() + 28, function() io_loop:clear_interval(ref) end)
+    run_bounded()
+    assert.is_true(count >= 3 and count <= 6, "count " .. count)
+  end)
+
+  it("logs an error in a callback and goes on", function()
+    local after = false
+    io_loop:add_callback(function() error("deliberate failure") end)
+    io_loop:add_callback(function() after = true end)
+    io_loop:add_timeout(now() + 1, function() error({ code = 42 }) end)
+    run_bounded()
+    assert.is_true(after)
+  end)
+
+  it("prints the traceback of an error in a callback", function()
+    local status, out = run_program([[
+      local t = require "turbo_ws"
+      t.ioloop.instance():add_callback(function() local function inner() error("boom!") end inner() end)
+      t.run()
+      print("still running")
+    ]])
+    assert.are.equal(0, status)
+    assert.truthy(out:find("boom!", 1, true))
+    assert.truthy(out:find("stack traceback", 1, true))
+    assert.truthy(out:find("still running", 1, true))
+  end)
+
+  it("lets a callback yield, like Turbo's coroutine callbacks", function()
+    local resumed = false
+    io_loop:add_callback(function()
+      local co = coroutine.running()
+      io_loop:add_timeout(now() + 5, function() coroutine.resume(co, "v") end)
+      local v = coroutine.yield()
+      resumed = (v == "v")
+    end)
+    run_bounded()
+    assert.is_true(resumed)
+  end)
+
+  it("start() returns after close() from a callback, and a later start() resumes pending work", function()
+    local seen = {}
+    local t = now()
+    io_loop:add_timeout(t + 5, function() seen[#seen + 1] = "first"; io_loop:close() end)
+    io_loop:add_timeout(t + 20, function() seen[#seen + 1] = "second"; io_loop:close() end)
+    io_loop:start()
+    assert.are.same({ "first" }, seen)
+    io_loop:start()
+    assert.are.same({ "first", "second" }, seen)
+  end)
+
+  it("refuses a nested start() with a clear error", function()
+    local err
+    io_loop:add_callback(function()
+      local ok, e = pcall(io_loop.start, io_loop)
+      err = e
+      io_loop:close()
+    end)
+    io_loop:start()
+    assert.truthy(tostring(err):find("already running", 1, true))
+  end)
+
+  it("reports running()", function()
+    local inside
+    io_loop:add_callback(function() inside = io_loop:running(); io_loop:close() end)
+    assert.is_false(io_loop:running())
+    io_loop:start()
+    assert.is_true(inside)
+  end)
+
+  it("run() returns at once when nothing is pending", function()
+    local t0 = now()
+    turbo.run()
+    assert.is_true(now() - t0 < 1000)
+  end)
+
+  it("run() is not kept alive by an unref'd interval", function()
+    local ref = turbo.core.set_interval(1, function() end, nil, false)
+    turbo.run()
+    io_loop:clear_interval(ref)
+  end)
+
+  it("holds 100,000 pending timers and fires them all in order", function()
+    local n, last, in_order = 0, -1, true
+    local t = now() + 20
+    for i = 1, 100000 do
+      io_loop:add_timeout(t + (i % 50), function(k)
+        n = n + 1
+        local slot = k % 50
+        if slot < last then in_order = false end
+        last = slot
+      end, i)
+    end
+    run_bounded(20000)
+    assert.are.equal(100000, n)
+    assert.is_true(in_order)
+  end)
+
+  it("removes 100,000 timers", function()
+    local refs, fired = {}, 0
+    for i = 1, 100000 do refs[i] = io_loop:add_timeout(now() + 60000, function() fired = fired + 1 end) end
+    for i = 1, 100000 do assert(io_loop:remove_timeout(refs[i])) end
+    run_bounded()
+    assert.are.equal(0, fired)
+  end)
+
+  describe("argument checks", function()
+    it("names the function and the argument", function()
+      assert_error_with("turbo_ws.ioloop.add_timeout: bad argument #1 'timestamp' (finite number expected, got string)",
+        function() io_loop:add_timeout("soon", print) end)
+      assert_error_with("turbo_ws.ioloop.add_callback: bad argument #1 'callback' (function expected, got number)",
+        function() io_loop:add_callback(42) end)
+      assert_error_with("turbo_ws.ioloop.set_interval: bad argument #1 'msec' (must not be negative)",
+        function() io_loop:set_interval(-1, print) end)
+      assert_error_with("turbo_ws.ioloop.set_interval: bad argument #2 'callback' (function expected, got nil)",
+        function() io_loop:set_interval(10, nil) end)
+    end)
+
+    it("treats unknown refs as not pending", function()
+      assert.is_false(io_loop:remove_timeout(123456789))
+      assert.is_false(io_loop:remove_timeout("x"))
+      assert.is_false(io_loop:clear_interval(nil))
+    end)
+  end)
+
+  describe("process exit", function()
+    it("exits 0 when the program returns after the loop", function()
+      local status = run_program([[
+        local t = require "turbo_ws"
+        local io = t.ioloop.instance()
+        io:add_timeout(t.util.gettimemonotonic() + 5, function() io:close() end)
+        io:start()
+      ]])
+      assert.are.equal(0, status)
+    end)
+
+    it("exits with the status given to os.exit from inside a callback", function()
+      local status = run_program([[
+        local t = require "turbo_ws"
+        t.ioloop.instance():add_callback(function() os.exit(3) end)
+        t.ioloop.instance():start()
+      ]])
+      assert.are.equal(3, status)
+    end)
+
+    it("exits 0 with os.exit(0, true) (closing the state) while connections and timers are pending", function()
+      local status = run_program([[
+        local t = require "turbo_ws"
+        local srv = t.core.listen({host = "127.0.0.1", port = 0}, function() end)
+        t.ioloop.instance():add_timeout(t.util.gettimemonotonic() + 60000, function() end)
+        t.ioloop.instance():add_callback(function() os.exit(0, true) end)
+        t.ioloop.instance():start()
+      ]])
+      assert.are.equal(0, status)
+    end)
+
+    it("exits 0 when the program returns with work still pending", function()
+      local status = run_program([[
+        local t = require "turbo_ws"
+        t.core.listen({host = "127.0.0.1", port = 0}, function() end)
+        t.ioloop.instance():add_timeout(t.util.gettimemonotonic() + 60000, function() end)
+      ]])
+      assert.are.equal(0, status)
+    end)
+  end)
+
+  describe("util", function()
+    it("gives monotonic and wall-clock milliseconds", function()
+      local a = util.gettimemonotonic()
+      local b = util.gettimemonotonic()
+      assert.is_true(b >= a)
+      assert.is_true(math.abs(util.gettimeofday() - os.time() * 1000) < 2000)
+    end)
+  end)
+end)
