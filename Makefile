@@ -19,13 +19,13 @@ deps:
 build: deps
 	$(CARGO) build --release --locked
 	@mkdir -p $(BUILD_DIR)
-	cp target/release/libturbo_ws.so $(SO)
+	cp target/release/libturbo_ws.so $(SO).tmp && mv $(SO).tmp $(SO)
 
 # The same crate built for the Lua 5.4 ABI.
 build54: deps
 	$(CARGO) build --release --locked --no-default-features --features lua54 --target-dir target/lua54
 	@mkdir -p $(BUILD_DIR)/lua54
-	cp target/lua54/release/libturbo_ws.so $(SO54)
+	cp target/lua54/release/libturbo_ws.so $(SO54).tmp && mv $(SO54).tmp $(SO54)
 
 # A real server and client talking over WebSocket.
 demo: build

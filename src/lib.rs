@@ -25,8 +25,17 @@ mod embedded {
 use mlua::{Function, Lua, Table, Value};
 
 /// Makes every embedded Lua file `require`-able by its module name.
+///
+/// For development, `TURBO_WS_LUA_DIR=lua` loads the faces from that
+/// directory instead, so editing a face needs no rebuild.
 fn register_embedded(lua: &Lua) -> mlua::Result<()> {
-    let preload: Table = lua.globals().get::<Table>("package")?.get("preload")?;
+    let package: Table = lua.globals().get("package")?;
+    if let Ok(dir) = std::env::var("TURBO_WS_LUA_DIR") {
+        let path: String = package.get("path")?;
+        package.set("path", format!("{dir}/?.lua;{path}"))?;
+        return Ok(());
+    }
+    let preload: Table = package.get("preload")?;
     for (name, chunk_name, source) in embedded::MODULES {
         let loader = lua.load(*source).set_name(*chunk_name).into_function()?;
         preload.set(*name, loader)?;
