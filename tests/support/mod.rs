@@ -1,0 +1,248 @@
+//! Test support: runs Lua programs against the built library and talks to
+//! them over raw sockets, byte by byte, so the tests see exactly what is on
+//! the wire.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A Lua program running under luajit with build/turbo_ws.so; killed on drop.
+pub struct LuaProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl LuaProcess {
+    /// Runs `script`, which must print `port N` once it listens.
+    pub fn start(script: &str) -> LuaProcess {
+        let so = root().join("build/turbo_ws.so");
+        assert!(
+            so.exists(),
+            "{} is missing: run `make build` first",
+            so.display()
+        );
+        let mut child = Command::new("luajit")
+            .arg("-e")
+            .arg(script)
+            .env("LUA_CPATH", format!("{}/build/?.so;;", root().display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("luajit must be installed (make deps)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the port line");
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("expected 'port N' from the Lua program, got {line:?}"));
+        LuaProcess { child, port }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident memory of the process in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for LuaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Lua echo server with the given extra listen options (Lua table fields).
+pub fn echo_server(listen_options: &str) -> LuaProcess {
+    LuaProcess::start(&format!(
+        r#"
+        local turbo_ws = require "turbo_ws"
+        local core = turbo_ws.core
+        local server = core.listen({{ host = "127.0.0.1", port = 0, {listen_options} }}, function(req, info)
+          if not info.websocket then
+            return req:respond(200, {{ ["Content-Type"] = "text/plain" }}, "plain " .. info.method .. " " .. info.uri)
+          end
+          local conn = req:upgrade()
+          if not conn then return end
+          conn:set_callbacks{{ on_message = function(m, b) conn:send(m, b) end }}
+        end)
+        print("port " .. server:port())
+        io.stdout:flush()
+        turbo_ws.run()
+        "#
+    ))
+}
+
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+pub fn upgrade_request(extra: &str) -> String {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Reads an HTTP response head; returns (status, head text).
+pub fn read_head(s: &mut TcpStream) -> (u16, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Opens a WebSocket on a raw socket; panics unless the server answers 101.
+pub fn open_ws(port: u16) -> TcpStream {
+    let mut s = connect(port);
+    s.write_all(upgrade_request("").as_bytes()).expect("write");
+    let (status, head) = read_head(&mut s);
+    assert_eq!(status, 101, "{head}");
+    s
+}
+
+/// One client frame: masked with a fixed key unless `masked` is false.
+pub fn frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | (rsv << 4) | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let len = payload.len();
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len < 65536 {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let key = [0x12u8, 0x34, 0x56, 0x78];
+    if masked {
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// A frame as received: (fin, opcode, masked, payload).
+#[derive(Debug)]
+pub struct Frame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub masked: bool,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// Reads one frame; None when the connection ends first.
+pub fn read_frame(s: &mut TcpStream) -> Option<Frame> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    let masked = h[1] & 0x80 != 0;
+    let mut len = (h[1] & 0x7f) as u64;
+    if len == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).ok()?;
+        len = u16::from_be_bytes(b) as u64;
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).ok()?;
+        len = u64::from_be_bytes(b);
+    }
+    let mut key = [0u8; 4];
+    if masked {
+        s.read_exact(&mut key).ok()?;
+    }
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).ok()?;
+    if masked {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    Some(Frame {
+        fin: h[0] & 0x80 != 0,
+        opcode: h[0] & 0x0f,
+        masked,
+        payload,
+    })
+}
+
+/// Reads frames until a close frame; returns its code (None: no close frame).
+pub fn read_until_close(s: &mut TcpStream) -> Option<u16> {
+    while let Some(f) = read_frame(s) {
+        if f.opcode == 8 {
+            return Some(f.close_code().unwrap_or(1005));
+        }
+    }
+    None
+}
+
+/// True when the server closed the TCP connection (EOF) within the read timeout.
+pub fn tcp_closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// Sends a text message and expects it back unmasked.
+pub fn assert_echo(s: &mut TcpStream, text: &str) {
+    s.write_all(&frame(true, 0, 1, text.as_bytes(), true))
+        .expect("write");
+    let f = read_frame(s).expect("echo frame");
+    assert_eq!(
+        (f.opcode, f.masked, f.payload.as_slice()),
+        (1, false, text.as_bytes())
+    );
+}
