@@ -384,11 +384,21 @@ async fn establish(p: &Params) -> Result<(frame::WsStream, Answer), Failure> {
 
 fn handshake_error(e: WsError) -> Error {
     match e {
+        // A TLS alert can arrive only now: with TLS 1.3 the server checks a
+        // client certificate after the client's side of the handshake is done.
+        WsError::Io(io) if is_tls_error(&io) => {
+            Error::new(Kind::Tls, format!("TLS failed during the handshake: {io}"))
+        }
         WsError::Io(io) => Error::new(Kind::Io, format!("during the handshake: {io}")),
+        WsError::Tls(t) => Error::new(Kind::Tls, t.to_string()),
         WsError::Protocol(p) => Error::new(Kind::BadHandshake, p.to_string()),
         WsError::Url(u) => Error::new(Kind::BadUrl, u.to_string()),
         other => Error::new(Kind::BadHandshake, other.to_string()),
     }
+}
+
+fn is_tls_error(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
 fn build_request(target: &Target, path: &str, p: &Params) -> Result<http::Request<()>, Error> {

@@ -131,8 +131,10 @@ fn server_tls(func: &str, t: &Table) -> mlua::Result<tokio_rustls::TlsAcceptor> 
             "bad option 'tls' (needs cert_file and key_file)",
         ));
     };
+    let client_ca = o.string("client_ca_file")?;
+    let identity = tls::Identity { cert, key };
     let config =
-        tls::server_config(&tls::Identity { cert, key }).map_err(|e| args::misuse(func, e))?;
+        tls::server_config(&identity, client_ca.as_deref()).map_err(|e| args::misuse(func, e))?;
     Ok(tokio_rustls::TlsAcceptor::from(config))
 }
 

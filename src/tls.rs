@@ -44,13 +44,30 @@ fn load_identity(
     Ok((certs, key))
 }
 
-/// The server side of wss: a certificate chain and its key (RSA, ECDSA or Ed25519).
-pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, String> {
+/// The server side of wss: a certificate chain and its key (RSA, ECDSA or
+/// Ed25519); with `client_ca`, clients must present a certificate it signed.
+pub fn server_config(id: &Identity, client_ca: Option<&str>) -> Result<Arc<ServerConfig>, String> {
     let (certs, key) = load_identity(id)?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            if add_pem_cas(&mut roots, ca, &pem_bytes("client CA file", ca)?)? == 0 {
+                return Err(format!("no CA certificate found in '{ca}'"));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| format!("cannot verify clients with '{ca}': {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not form a usable identity: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
