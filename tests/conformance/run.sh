@@ -22,7 +22,7 @@ usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [[ $# -eq 3 || $# -eq 4 ]] || usage
 mode=$1 cmd=$2 port=$3 depth=${4:-quick}
 [[ $mode == server || $mode == client ]] || usage
-[[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "bad port: $port"
+if ! [[ $port =~ ^[1-9][0-9]{0,4}$ ]] || ((port > 65535)); then die "bad port: $port"; fi
 case $depth in
     quick) exclude='"9.*", "12.*", "13.*"' exclude_env='9.*,12.*,13.*' default_timeout=600 ;;
     full) exclude='' exclude_env='' default_timeout=3600 ;;
