@@ -62,7 +62,7 @@ suite_counted() { # name command...
   local rc=$?
   local line p f
   line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
-  p=$(echo "$line" | sed -nE 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\1/p')
+  p=$(echo " $line" | sed -nE 's/.*[^0-9]([0-9]+) passed, ([0-9]+) failed.*/\1/p')
   f=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
   p=${p:-0}; f=${f:-0}
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
