@@ -35,6 +35,11 @@ use crate::ioloop::{self, KeepAlive};
 
 /// How long a failing connection may take to send its close frame.
 const FAIL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Replies are flushed at the latest after this many messages are read, even
+/// while more input is ready: one write per burst keeps CPU per message low,
+/// and flushing every few messages keeps a pipelining peer busy. Measured in
+/// bench/RESULTS.md: 4 beat both 1 (a write per message) and 32.
+const FLUSH_EVERY: u32 = 4;
 /// Messages delivered in a row before the task lets others run.
 const FAIRNESS_BATCH: u32 = 64;
 
@@ -290,9 +295,8 @@ impl Driver {
                     return Poll::Ready(Event::CloseTimeout);
                 }
             }
-            // After a long run of reads, flush before reading more so replies
-            // are not held back behind a flood.
-            let read_now = !(self.need_flush && self.unflushed_reads >= 32);
+            // After a few reads, flush before reading more (see FLUSH_EVERY).
+            let read_now = !(self.need_flush && self.unflushed_reads >= FLUSH_EVERY);
             if read_now {
                 match self.ws.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(msg))) => {

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""make bench: turbo_ws against pure-Rust echo servers, in one run.
+
+Every server runs pinned to CPU 0 and the load generator to CPU 1, one after
+the other, on the same load shapes. Writes bench/RESULTS.md and
+bench/msgs_per_sec.png. Usage: bench.py [--quick] [--only NAME,...]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LOADGEN = os.path.join(HERE, "target/release/loadgen")
+LUA_ENV = {"LUA_CPATH": os.path.join(ROOT, "build/?.so") + ";;"}
+
+# (conns, in flight, size, kind)
+SHAPES = [
+    (1, 1, 32, "text"),
+    (1, 16, 32, "text"),
+    (100, 1, 32, "text"),
+    (100, 8, 32, "text"),
+    (10, 1, 1024, "binary"),
+    (200, 1, 16384, "binary"),
+    (500, 1, 16384, "binary"),
+]
+
+# name -> (command given a port, label)
+SERVERS = {
+    "tungstenite": (lambda p: [os.path.join(HERE, "target/release/echo_tungstenite"), str(p)],
+                    "pure Rust, tokio-tungstenite"),
+    "fastwebsockets": (lambda p: [os.path.join(HERE, "target/release/echo_fastws"), str(p)],
+                       "pure Rust, fastwebsockets"),
+    "turbo_ws-turbo": (lambda p: ["luajit", os.path.join(HERE, "servers/turbo_echo.lua"), str(p)],
+                       "turbo_ws, Turbo face, Lua on_message"),
+    "turbo_ws-evlua": (lambda p: ["luajit", os.path.join(HERE, "servers/evlua_echo.lua"), str(p)],
+                       "turbo_ws, evlua face, Lua handle_message"),
+    "turbo_ws-core": (lambda p: ["luajit", os.path.join(HERE, "servers/core_echo.lua"), str(p)],
+                      "turbo_ws, native core API, Lua callback"),
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def status_kib(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Server:
+    def __init__(self, name):
+        self.name = name
+        self.port = free_port()
+        cmd, self.label = SERVERS[name]
+        env = dict(os.environ, **LUA_ENV)
+        self.proc = subprocess.Popen(["taskset", "-c", "0"] + cmd(self.port), env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if not wait_port(self.port, self.proc):
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
+            self.stop()
+            raise RuntimeError(f"{name} did not start listening: {err}")
+
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def rss_kib(self):
+        return status_kib(self.proc.pid, "VmRSS")
+
+    def peak_rss_kib(self):
+        return status_kib(self.proc.pid, "VmHWM")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def loadgen(args, server_pid=None, timeout=120):
+    env = dict(os.environ)
+    if server_pid:
+        env["SERVER_PID"] = str(server_pid)
+    out = subprocess.run(["taskset", "-c", "1", LOADGEN] + [str(a) for a in args], env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"loadgen {args} gave no result: {out.stderr[-500:]}")
+
+
+def echo_runs(names, seconds, warmup):
+    results = {}
+    for name in names:
+        print(f"== {name}", flush=True)
+        server = Server(name)
+        try:
+            for shape in SHAPES:
+                conns, inflight, size, kind = shape
+                r = loadgen(["echo", server.url(), conns, inflight, size, kind, seconds, warmup], server.proc.pid)
+                r["peak_rss_kib"] = server.peak_rss_kib()
+                results[(name, shape)] = r
+                print(f"   {conns}x{inflight} {size}B {kind}: {r['rate']:.0f} msg/s, "
+                      f"server {r['server_cpu_us_per_msg']:.2f} us/msg, gen {r['gen_cpu_us_per_msg']:.2f} us/msg, "
+                      f"p99 {r['p99_us']} us, errors {r['errors']}", flush=True)
+        finally:
+            server.stop()
+    return results
+
+
+def idle_run(conns, hold=3):
+    server = Server("turbo_ws-turbo")
+    try:
+        base = server.rss_kib()
+        proc = subprocess.Popen(["taskset", "-c", "1", LOADGEN, "idle", server.url(), str(conns), str(hold + 5)],
+                                stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        r = json.loads(line)
+        time.sleep(hold)
+        r["rss_before_kib"] = base
+        r["rss_held_kib"] = server.rss_kib()
+        r["per_conn_kib"] = (r["rss_held_kib"] - base) / max(r["conns"], 1)
+        proc.kill()
+        proc.wait()
+        return r
+    finally:
+        server.stop()
+
+
+def memory_runs(messages, cycles):
+    """RSS at start, middle and end of a long echo run and of connect/disconnect churn."""
+    out = {}
+    server = Server("turbo_ws-turbo")
+    try:
+        samples = [("start", server.rss_kib())]
+        # Two halves of the message run, 100 connections x 8 in flight, 32 B.
+        for label in ("middle", "end"):
+            deadline_msgs = messages // 2
+            r = loadgen(["echo", server.url(), 100, 8, 32, "text", 1, 0], server.proc.pid)
+            rate = max(r["rate"], 1)
+            secs = max(deadline_msgs / rate, 1)
+            r = loadgen(["echo", server.url(), 100, 8, 32, "text", secs, 0], server.proc.pid)
+            samples.append((label, server.rss_kib()))
+        out["messages"] = samples
+        samples = [("start", server.rss_kib())]
+        for label in ("middle", "end"):
+            r = loadgen(["churn", server.url(), cycles // 2], timeout=600)
+            samples.append((label + f" ({r['failed']} failed)", server.rss_kib()))
+        out["churn"] = samples
+    finally:
+        server.stop()
+    return out
+
+
+def client_runs(seconds):
+    """turbo_ws as the client (Lua) against the Rust echo server, vs the Rust load generator."""
+    results = []
+    server = Server("tungstenite")
+    try:
+        for conns, inflight in ((1, 16), (100, 8)):
+            r = loadgen(["echo", server.url(), conns, inflight, 32, "text", seconds, 1], server.proc.pid)
+            results.append(("pure Rust client (loadgen)", conns, inflight, r["rate"], r["gen_cpu_us_per_msg"]))
+            for script, label in (("turbo_client.lua", "turbo_ws client, Turbo face callbacks"),
+                                  ("coro_client.lua", "turbo_ws client, coro face coroutines")):
+                path = os.path.join(HERE, "clients", script)
+                if not os.path.exists(path):
+                    continue
+                env = dict(os.environ, **LUA_ENV)
+                p = subprocess.run(["taskset", "-c", "1", "luajit", path, server.url(), str(conns), str(inflight),
+                                    str(seconds)], env=env, capture_output=True, text=True, timeout=120)
+                line = next((l for l in p.stdout.splitlines() if l.startswith("{")), None)
+                if line is None:
+                    results.append((label + " (failed: " + p.stderr.strip()[-200:] + ")", conns, inflight, 0, 0))
+                    continue
+                c = json.loads(line)
+                results.append((label, conns, inflight, c["rate"], c["cpu_us_per_msg"]))
+    finally:
+        server.stop()
+    return results
+
+
+def chart(results, names, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    labels = [f"{c}x{w}\n{s}B" for c, w, s, _ in SHAPES]
+    fig, ax = plt.subplots(figsize=(11, 5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ys = [results.get((name, sh), {}).get("rate", 0) for sh in SHAPES]
+        ax.bar([x + i * width for x in range(len(SHAPES))], ys, width, label=SERVERS[name][1])
+    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(SHAPES))])
+    ax.set_xticklabels(labels)
+    ax.set_ylabel("echoed messages / s")
+    ax.set_title("Echo throughput per load shape (server on CPU 0, generator on CPU 1)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def write_results(args, results, names, idle, memory, clients, chart_ok):
+    lines = ["# Benchmark results", ""]
+    lines.append(f"- date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC")
+    lines.append(f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+                 f"Linux {platform.release()}")
+    lines.append(f"- command: `{' '.join(['make bench'] + (['BENCH_ARGS=' + ' '.join(sys.argv[1:])] if sys.argv[1:] else []))}`")
+    lines.append(f"- each point: {args.warmup} s warm-up, then {args.seconds} s measured; server pinned to CPU 0, "
+                 "load generator to CPU 1; 32 B messages are text, larger ones binary")
+    lines.append("- server CPU is user+system time of the server process over the measured window, per echoed message")
+    lines.append("")
+    lines.append("## Echo throughput")
+    lines.append("")
+    lines.append("| load (conns x in flight, size) | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for sh in SHAPES:
+        row = [f"{sh[0]}x{sh[1]}, {sh[2]} B"]
+        for n in names:
+            r = results.get((n, sh))
+            row.append("n/a" if r is None else f"{r['rate']:,.0f}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    base = "tungstenite"
+    lua = [n for n in names if n.startswith("turbo_ws")]
+    if base in names and lua:
+        lines.append("## Ratios to the pure-Rust servers (msgs/s ratio; server CPU per message ratio)")
+        lines.append("")
+        cols = [(l, ref) for l in lua for ref in ("tungstenite", "fastwebsockets") if ref in names]
+        lines.append("| load | " + " | ".join(f"{l} / {ref}" for l, ref in cols) + " |")
+        lines.append("|---|" + "---|" * len(cols))
+        for sh in SHAPES:
+            row = [f"{sh[0]}x{sh[1]}, {sh[2]} B"]
+            for l, ref in cols:
+                a, b = results.get((l, sh)), results.get((ref, sh))
+                if not a or not b or not b["rate"] or not b["server_cpu_us_per_msg"]:
+                    row.append("n/a")
+                else:
+                    row.append(f"{a['rate'] / b['rate']:.2f}x; CPU {a['server_cpu_us_per_msg'] / b['server_cpu_us_per_msg']:.2f}x")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    lines.append("## Detail")
+    lines.append("")
+    lines.append("| server | load | msgs/s | p50 us | p99 us | p99.9 us | server CPU us/msg | generator CPU us/msg | server peak RSS KiB | errors |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for n in names:
+        for sh in SHAPES:
+            r = results.get((n, sh))
+            if r:
+                lines.append(f"| {n} | {sh[0]}x{sh[1]}, {sh[2]} B | {r['rate']:,.0f} | {r['p50_us']} | {r['p99_us']} | "
+                             f"{r['p999_us']} | {r['server_cpu_us_per_msg']:.2f} | {r['gen_cpu_us_per_msg']:.2f} | "
+                             f"{r['peak_rss_kib']:,} | {r['errors']} |")
+    lines.append("")
+    if idle:
+        lines.append("## Idle connections (turbo_ws, Turbo face)")
+        lines.append("")
+        lines.append(f"- {idle['conns']:,} connections held ({idle['failed']} failed), opened in {idle['open_secs']:.2f} s")
+        lines.append(f"- server RSS {idle['rss_before_kib']:,} KiB before, {idle['rss_held_kib']:,} KiB holding them: "
+                     f"**{idle['per_conn_kib']:.1f} KiB per idle connection**")
+        lines.append("")
+    if memory:
+        lines.append("## Memory over time (turbo_ws, Turbo face; RSS KiB)")
+        lines.append("")
+        for key, title in (("messages", f"{args.messages:,} echoed messages (100x8, 32 B)"),
+                           ("churn", f"{args.cycles:,} connect/echo/close cycles")):
+            lines.append(f"- {title}: " + ", ".join(f"{lbl} {kib:,}" for lbl, kib in memory[key]))
+        lines.append("")
+    if clients:
+        lines.append("## Client side (against the tokio-tungstenite echo server)")
+        lines.append("")
+        lines.append("| client | conns x in flight | msgs/s | client CPU us/msg |")
+        lines.append("|---|---|---|---|")
+        for label, c, w, rate, cpu in clients:
+            lines.append(f"| {label} | {c}x{w} | {rate:,.0f} | {cpu:.2f} |")
+        lines.append("")
+    if chart_ok:
+        lines.append("![msgs/s per load shape](msgs_per_sec.png)")
+        lines.append("")
+    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--messages", type=int, default=1000000)
+    ap.add_argument("--cycles", type=int, default=100000)
+    ap.add_argument("--skip", default="", help="comma list of: echo,idle,memory,client")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    names = [n for n in SERVERS if not args.only or n in args.only.split(",")]
+    names = [n for n in names if n in ("tungstenite", "fastwebsockets") or
+             os.path.exists(SERVERS[n][0](0)[1])]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    results = {} if "echo" in skip else echo_runs(names, args.seconds, args.warmup)
+    idle = None if "idle" in skip else idle_run(args.idle)
+    memory = None if "memory" in skip else memory_runs(args.messages, args.cycles)
+    clients = None if "client" in skip else client_runs(args.seconds)
+    chart_ok = bool(results) and chart(results, names, os.path.join(HERE, "msgs_per_sec.png"))
+    write_results(args, results, names, idle, memory, clients, chart_ok)
+    print("wrote bench/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()

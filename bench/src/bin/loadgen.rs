@@ -1,0 +1,287 @@
+//! The benchmark's load generator: written to cost as little as possible per
+//! message, so that the figures measure the server, not the generator.
+//!
+//! Frames are encoded once (masked with a fixed key) and written from one
+//! buffer; echoes are parsed in place and counted, never copied. Each
+//! connection keeps W messages in flight. Prints one JSON line.
+//!
+//! Modes:
+//!   loadgen echo  URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP]
+//!   loadgen idle  URL CONNS HOLD_SECONDS          (opens CONNS, holds them)
+//!   loadgen churn URL CYCLES                      (connect, echo once, close)
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+fn usage() -> ! {
+    eprintln!("usage: loadgen echo URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP] | idle URL CONNS HOLD | churn URL CYCLES");
+    std::process::exit(2)
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
+    args.get(i).and_then(|a| a.parse().ok()).unwrap_or_else(|| usage())
+}
+
+/// host:port and path of a ws:// URL.
+fn split_url(url: &str) -> (String, String) {
+    let rest = url.strip_prefix("ws://").unwrap_or_else(|| usage());
+    match rest.find('/') {
+        Some(i) => (rest[..i].to_owned(), rest[i..].to_owned()),
+        None => (rest.to_owned(), "/".to_owned()),
+    }
+}
+
+/// One masked client frame carrying `size` bytes.
+fn encode_frame(size: usize, binary: bool) -> Vec<u8> {
+    let mut f = vec![0x80 | if binary { 2 } else { 1 }];
+    if size < 126 {
+        f.push(0x80 | size as u8);
+    } else if size < 65536 {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(size as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(size as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&MASK);
+    f.extend((0..size).map(|i| b'a' ^ MASK[i % 4]));
+    f
+}
+
+async fn open(addr: &str, path: &str) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    // Read byte-wise up to the end of the head: nothing of the stream is lost.
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(b[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(std::io::Error::other(String::from_utf8_lossy(&head).into_owned()));
+    }
+    Ok(s)
+}
+
+/// Length of the first complete server frame in `buf`, if there is one.
+fn complete_frame(buf: &[u8]) -> Option<usize> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let (len, header) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().ok()?) as usize, 10),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    (buf.len() >= header + len).then_some(header + len)
+}
+
+struct Stats {
+    recording: Cell<bool>,
+    stop: Cell<bool>,
+    count: Cell<u64>,
+    latencies_ns: RefCell<Vec<u32>>,
+    errors: Cell<u64>,
+}
+
+async fn echo_connection(addr: String, path: String, frame: Rc<Vec<u8>>, inflight: usize, stats: Rc<Stats>) {
+    let Ok(mut s) = open(&addr, &path).await else {
+        stats.errors.set(stats.errors.get() + 1);
+        return;
+    };
+    let burst: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * inflight).collect();
+    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(inflight);
+    let now = Instant::now();
+    sent.extend(std::iter::repeat_n(now, inflight));
+    if s.write_all(&burst).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut filled = 0;
+    while !stats.stop.get() {
+        let n = match s.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => {
+                stats.errors.set(stats.errors.get() + 1);
+                return;
+            }
+            Ok(n) => n,
+        };
+        filled += n;
+        let mut at = 0;
+        let mut echoed = 0;
+        let now = Instant::now();
+        while let Some(len) = complete_frame(&buf[at..filled]) {
+            at += len;
+            echoed += 1;
+            if let Some(t) = sent.pop_front() {
+                if stats.recording.get() {
+                    stats.latencies_ns.borrow_mut().push(now.duration_since(t).as_nanos().min(u32::MAX as u128) as u32);
+                }
+            }
+        }
+        buf.copy_within(at..filled, 0);
+        filled -= at;
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        if echoed > 0 {
+            if stats.recording.get() {
+                stats.count.set(stats.count.get() + echoed as u64);
+            }
+            sent.extend(std::iter::repeat_n(now, echoed));
+            if s.write_all(&burst[..frame.len() * echoed]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+async fn echo_mode(args: &[String]) {
+    let (addr, path) = split_url(&args[2]);
+    let conns: usize = arg(args, 3);
+    let inflight: usize = arg(args, 4);
+    let size: usize = arg(args, 5);
+    let binary = args.get(6).map(String::as_str) == Some("binary");
+    let seconds: f64 = arg(args, 7);
+    let warmup: f64 = args.get(8).and_then(|a| a.parse().ok()).unwrap_or(1.0);
+    let frame = Rc::new(encode_frame(size, binary));
+    let stats = Rc::new(Stats {
+        recording: Cell::new(false),
+        stop: Cell::new(false),
+        count: Cell::new(0),
+        latencies_ns: RefCell::new(Vec::with_capacity(4 << 20)),
+        errors: Cell::new(0),
+    });
+    for _ in 0..conns {
+        tokio::task::spawn_local(echo_connection(addr.clone(), path.clone(), frame.clone(), inflight, stats.clone()));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+    let server = std::env::var("SERVER_PID").ok().and_then(|p| p.parse::<u32>().ok());
+    let server_cpu0 = server.map(turbo_ws_bench::process_cpu_seconds);
+    let cpu0 = turbo_ws_bench::cpu_seconds();
+    let t0 = Instant::now();
+    stats.recording.set(true);
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stats.recording.set(false);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = turbo_ws_bench::cpu_seconds() - cpu0;
+    let server_cpu = match (server, server_cpu0) {
+        (Some(pid), Some(c0)) => turbo_ws_bench::process_cpu_seconds(pid) - c0,
+        _ => 0.0,
+    };
+    stats.stop.set(true);
+    let n = stats.count.get();
+    let mut lat = std::mem::take(&mut *stats.latencies_ns.borrow_mut());
+    lat.sort_unstable();
+    println!(
+        "{{\"mode\":\"echo\",\"conns\":{conns},\"inflight\":{inflight},\"size\":{size},\"binary\":{binary},\"msgs\":{n},\"secs\":{elapsed:.3},\"rate\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"gen_cpu_us_per_msg\":{:.3},\"server_cpu_us_per_msg\":{:.3},\"errors\":{}}}",
+        n as f64 / elapsed,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+        if n > 0 { cpu * 1e6 / n as f64 } else { 0.0 },
+        if n > 0 { server_cpu * 1e6 / n as f64 } else { 0.0 },
+        stats.errors.get()
+    );
+}
+
+async fn idle_mode(args: &[String]) {
+    let (addr, path) = split_url(&args[2]);
+    let conns: usize = arg(args, 3);
+    let hold: f64 = arg(args, 4);
+    let t0 = Instant::now();
+    let mut held = Vec::with_capacity(conns);
+    let mut failed = 0;
+    // A bounded number of handshakes at once, so the listen backlog never overflows.
+    for chunk in (0..conns).collect::<Vec<_>>().chunks(200) {
+        let opens: Vec<_> = chunk.iter().map(|_| tokio::task::spawn_local({
+            let (a, p) = (addr.clone(), path.clone());
+            async move { open(&a, &p).await }
+        })).collect();
+        for o in opens {
+            match o.await {
+                Ok(Ok(s)) => held.push(s),
+                _ => failed += 1,
+            }
+        }
+    }
+    let open_secs = t0.elapsed().as_secs_f64();
+    println!("{{\"mode\":\"idle\",\"conns\":{},\"failed\":{failed},\"open_secs\":{open_secs:.3}}}", held.len());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tokio::time::sleep(Duration::from_secs_f64(hold)).await;
+}
+
+async fn churn_mode(args: &[String]) {
+    let (addr, path) = split_url(&args[2]);
+    let cycles: usize = arg(args, 3);
+    let frame = encode_frame(16, false);
+    let t0 = Instant::now();
+    let mut failed = 0;
+    for _ in 0..cycles {
+        let ok = async {
+            let mut s = open(&addr, &path).await.ok()?;
+            s.write_all(&frame).await.ok()?;
+            let mut buf = [0u8; 64];
+            let mut filled = 0;
+            while complete_frame(&buf[..filled]).is_none() {
+                let n = s.read(&mut buf[filled..]).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                filled += n;
+            }
+            // Close frame with code 1000, masked.
+            let close = [0x88, 0x82, MASK[0], MASK[1], MASK[2], MASK[3], 0x03 ^ MASK[0], 0xe8 ^ MASK[1]];
+            s.write_all(&close).await.ok()?;
+            let _ = s.read(&mut buf).await;
+            Some(())
+        }
+        .await;
+        if ok.is_none() {
+            failed += 1;
+        }
+    }
+    println!(
+        "{{\"mode\":\"churn\",\"cycles\":{cycles},\"failed\":{failed},\"secs\":{:.3}}}",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        match args.get(1).map(String::as_str) {
+            Some("echo") => echo_mode(&args).await,
+            Some("idle") => idle_mode(&args).await,
+            Some("churn") => churn_mode(&args).await,
+            _ => usage(),
+        }
+    });
+}
