@@ -8,7 +8,7 @@ SO54       := $(BUILD_DIR)/lua54/turbo_ws.so
 LUAJIT     := luajit
 export LUA_CPATH := $(CURDIR)/$(BUILD_DIR)/?.so;;
 
-.PHONY: all deps build build54 demo test conformance conformance-quick bench clean
+.PHONY: all deps build build54 demo test conformance bench clean
 
 all: build
 
@@ -38,6 +38,15 @@ test: build build54
 # The full Autobahn|Testsuite run, both ways; writes tests/conformance/RESULTS.md.
 conformance: build
 	@bash scripts/conformance.sh full
+
+# Throughput, latency, CPU and memory against pure-Rust servers; writes
+# bench/RESULTS.md and bench/msgs_per_sec.png. BENCH_ARGS are passed on
+# (e.g. BENCH_ARGS="--seconds 2 --skip memory").
+bench: build
+	cd bench && $(CARGO) build --release --locked
+	@test -x bench/.venv/bin/python || python3 -m venv bench/.venv
+	@bench/.venv/bin/python -c 'import matplotlib' 2>/dev/null || bench/.venv/bin/pip install -q matplotlib==3.9.2
+	bench/.venv/bin/python bench/bench.py $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
