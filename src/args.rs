@@ -45,24 +45,12 @@ pub fn count(func: &str, n: usize, name: &str, v: Value, max: u64) -> mlua::Resu
     let got = v.clone();
     let x = number(func, n, name, v)?;
     if x < 0.0 || x.fract() != 0.0 || x > max as f64 {
-        return Err(bad(
-            func,
-            n,
-            name,
-            &format!("whole number from 0 to {max}"),
-            &got,
-        ));
+        return Err(bad(func, n, name, &format!("whole number from 0 to {max}"), &got));
     }
     Ok(x as u64)
 }
 
-pub fn opt_count(
-    func: &str,
-    n: usize,
-    name: &str,
-    v: Value,
-    max: u64,
-) -> mlua::Result<Option<u64>> {
+pub fn opt_count(func: &str, n: usize, name: &str, v: Value, max: u64) -> mlua::Result<Option<u64>> {
     match v {
         Value::Nil => Ok(None),
         v => count(func, n, name, v, max).map(Some),
@@ -97,5 +85,20 @@ pub fn opt_table(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Opt
         Value::Nil => Ok(None),
         Value::Table(t) => Ok(Some(t)),
         other => Err(bad(func, n, name, "table", &other)),
+    }
+}
+
+pub fn opt_number(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<f64>> {
+    match v {
+        Value::Nil => Ok(None),
+        v => number(func, n, name, v).map(Some),
+    }
+}
+
+pub fn opt_function(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<Function>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Function(f) => Ok(Some(f)),
+        other => Err(bad(func, n, name, "function", &other)),
     }
 }

@@ -51,10 +51,8 @@ impl Trampolines {
         let body = match body {
             Some(body) => body,
             None => {
-                let body: Function = lua
-                    .load(TRAMPOLINE)
-                    .set_name("=turbo_ws.trampoline")
-                    .call(idle_mark())?;
+                let body: Function =
+                    lua.load(TRAMPOLINE).set_name("=turbo_ws.trampoline").call(idle_mark())?;
                 *self.body.borrow_mut() = Some(body.clone());
                 body
             }
@@ -79,10 +77,7 @@ pub fn call(lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) {
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => report(what, &e.to_string()),
-        Err(panic) => report(
-            what,
-            &format!("internal error (panic): {}", panic_message(&panic)),
-        ),
+        Err(panic) => report(what, &format!("internal error (panic): {}", panic_message(&panic))),
     }
 }
 

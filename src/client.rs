@@ -36,8 +36,8 @@ struct Target {
 
 impl Target {
     fn parse(raw: &str) -> Result<Target, Error> {
-        let url = url::Url::parse(raw)
-            .map_err(|e| Error::new(Kind::BadUrl, format!("bad URL '{raw}': {e}")))?;
+        let url =
+            url::Url::parse(raw).map_err(|e| Error::new(Kind::BadUrl, format!("bad URL '{raw}': {e}")))?;
         let tls = match url.scheme() {
             "ws" => false,
             "wss" => true,
@@ -53,16 +53,8 @@ impl Target {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| Error::new(Kind::BadUrl, format!("no host in URL '{raw}'")))?
             .to_owned();
-        let port = url
-            .port_or_known_default()
-            .unwrap_or(if tls { 443 } else { 80 });
-        Ok(Target {
-            host,
-            port,
-            tls,
-            path: raw_path(raw),
-            url,
-        })
+        let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Target { host, port, tls, path: raw_path(raw), url })
     }
 
     /// The Host header: the port only when it is not the scheme's default.
@@ -77,12 +69,10 @@ impl Target {
 
     /// A Location header from a redirect, resolved against this URL.
     fn follow(&self, location: &str) -> Result<Target, Error> {
-        let mut next = self.url.join(location).map_err(|e| {
-            Error::new(
-                Kind::BadUrl,
-                format!("bad redirect location '{location}': {e}"),
-            )
-        })?;
+        let mut next = self
+            .url
+            .join(location)
+            .map_err(|e| Error::new(Kind::BadUrl, format!("bad redirect location '{location}': {e}")))?;
         let scheme = match next.scheme() {
             "http" => Some("ws"),
             "https" => Some("wss"),
@@ -181,22 +171,14 @@ type Failure = (Error, Option<Answer>);
 fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Params> {
     let tls_opts = opts.table("tls")?.map(|t| Opts::new(func, Some(t)));
     let tls = match &tls_opts {
-        None => tls::ClientOptions {
-            verify: true,
-            ..Default::default()
-        },
+        None => tls::ClientOptions { verify: true, ..Default::default() },
         Some(o) => {
             let cert = o.string("cert_file")?;
             let key = o.string("key_file")?;
             let identity = match (cert, key) {
                 (Some(cert), Some(key)) => Some(tls::Identity { cert, key }),
                 (None, None) => None,
-                _ => {
-                    return Err(args::misuse(
-                        func,
-                        "bad option 'tls' (cert_file and key_file go together)",
-                    ))
-                }
+                _ => return Err(args::misuse(func, "bad option 'tls' (cert_file and key_file go together)")),
             };
             tls::ClientOptions {
                 verify: o.bool("verify")?.unwrap_or(true),
@@ -215,10 +197,7 @@ fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Params> 
             ));
         }
         if http::HeaderValue::from_str(value).is_err() {
-            return Err(args::misuse(
-                func,
-                format!("bad option 'headers' (bad value for '{name}')"),
-            ));
+            return Err(args::misuse(func, format!("bad option 'headers' (bad value for '{name}')")));
         }
     }
     Ok(Params {
@@ -235,11 +214,7 @@ fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Params> 
 }
 
 /// `turbo_ws.core.connect(url, options, on_done)`
-fn connect(
-    lua: &Lua,
-    lp: &'static Loop,
-    (url, opts, on_done): (Value, Value, Value),
-) -> mlua::Result<()> {
+fn connect(lua: &Lua, lp: &'static Loop, (url, opts, on_done): (Value, Value, Value)) -> mlua::Result<()> {
     const F: &str = "turbo_ws.connect";
     let url = args::string(F, 1, "url", url)?.to_str()?.to_owned();
     let opts = Opts::new(F, args::opt_table(F, 2, "options", opts)?);
@@ -261,17 +236,15 @@ fn connect(
     let params = read_params(F, target, &opts)?;
     lp.spawn(async move {
         let outcome = match params.timeout {
-            Some(t) => tokio::time::timeout(t, establish(&params))
-                .await
-                .unwrap_or_else(|_| {
-                    Err((
-                        Error::new(
-                            Kind::HandshakeTimeout,
-                            format!("the handshake did not finish within {:?}", t),
-                        ),
-                        None,
-                    ))
-                }),
+            Some(t) => tokio::time::timeout(t, establish(&params)).await.unwrap_or_else(|_| {
+                Err((
+                    Error::new(
+                        Kind::HandshakeTimeout,
+                        format!("the handshake did not finish within {:?}", t),
+                    ),
+                    None,
+                ))
+            }),
             None => establish(&params).await,
         };
         match outcome {
@@ -298,12 +271,7 @@ fn report_success(on_done: &RegistryKey, shared: std::rc::Rc<Shared>, answer: &A
     let call = || -> mlua::Result<()> {
         let func: Function = lua.registry_value(on_done)?;
         let conn = connection::userdata(&lua, shared)?;
-        callback::call(
-            &lua,
-            "connect callback",
-            &func,
-            (conn, answer.to_lua(&lua)?),
-        );
+        callback::call(&lua, "connect callback", &func, (conn, answer.to_lua(&lua)?));
         Ok(())
     };
     match call() {
@@ -325,12 +293,7 @@ fn report_failure(on_done: &RegistryKey, (err, answer): Failure) {
             Some(a) => Value::Table(a.to_lua(&lua)?),
             None => Value::Nil,
         };
-        callback::call(
-            &lua,
-            "connect callback",
-            &func,
-            (Value::Nil, err.kind.name(), err.message, answer),
-        );
+        callback::call(&lua, "connect callback", &func, (Value::Nil, err.kind.name(), err.message, answer));
         Ok(())
     };
     if let Err(e) = call() {
@@ -360,18 +323,13 @@ async fn establish(p: &Params) -> Result<(frame::WsStream, Answer), Failure> {
                     }
                     Some(_) if res.status().is_redirection() && p.max_redirects > 0 => {
                         return Err((
-                            Error::new(
-                                Kind::Redirects,
-                                format!("more than {} redirects", p.max_redirects),
-                            ),
+                            Error::new(Kind::Redirects, format!("more than {} redirects", p.max_redirects)),
                             Some(answer),
                         ));
                     }
                     _ => {
-                        let msg = format!(
-                            "the server answered {} {} instead of 101",
-                            answer.status, answer.reason
-                        );
+                        let msg =
+                            format!("the server answered {} {} instead of 101", answer.status, answer.reason);
                         return Err((Error::new(Kind::BadStatus, msg), Some(answer)));
                     }
                 }
@@ -427,9 +385,7 @@ fn build_request(target: &Target, path: &str, p: &Params) -> Result<http::Reques
     for (name, value) in &p.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    builder
-        .body(())
-        .map_err(|e| Error::new(Kind::BadUrl, format!("cannot send path '{path}': {e}")))
+    builder.body(()).map_err(|e| Error::new(Kind::BadUrl, format!("cannot send path '{path}': {e}")))
 }
 
 /// DNS, TCP connect (each address in turn) and, for wss, TLS.
@@ -440,10 +396,7 @@ async fn open_stream(target: &Target, p: &Params) -> Result<Stream, Error> {
         .map_err(|e| Error::new(Kind::Dns, format!("cannot resolve '{}': {e}", target.host)))?
         .collect();
     if addrs.is_empty() {
-        return Err(Error::new(
-            Kind::Dns,
-            format!("no address for '{}'", target.host),
-        ));
+        return Err(Error::new(Kind::Dns, format!("no address for '{}'", target.host)));
     }
     let mut last = None;
     let mut tcp = None;
@@ -458,11 +411,7 @@ async fn open_stream(target: &Target, p: &Params) -> Result<Stream, Error> {
     }
     let tcp = match tcp {
         Some(t) => t,
-        None => {
-            return Err(
-                last.unwrap_or_else(|| Error::new(Kind::Connect, "no address to connect to"))
-            )
-        }
+        None => return Err(last.unwrap_or_else(|| Error::new(Kind::Connect, "no address to connect to"))),
     };
     let _ = tcp.set_nodelay(true);
     if !target.tls {
@@ -473,12 +422,7 @@ async fn open_stream(target: &Target, p: &Params) -> Result<Stream, Error> {
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| {
-            Error::new(
-                Kind::Tls,
-                format!("TLS handshake with {} failed: {e}", target.host),
-            )
-        })?;
+        .map_err(|e| Error::new(Kind::Tls, format!("TLS handshake with {} failed: {e}", target.host)))?;
     Ok(Stream::ClientTls(Box::new(tls)))
 }
 
@@ -486,19 +430,13 @@ async fn connect_tcp(addr: SocketAddr, limit: Option<Duration>) -> Result<TcpStr
     let attempt = TcpStream::connect(addr);
     let result = match limit {
         Some(t) => tokio::time::timeout(t, attempt).await.map_err(|_| {
-            Error::new(
-                Kind::ConnectTimeout,
-                format!("connecting to {addr} timed out after {t:?}"),
-            )
+            Error::new(Kind::ConnectTimeout, format!("connecting to {addr} timed out after {t:?}"))
         })?,
         None => attempt.await,
     };
     result.map_err(|e| {
-        let kind = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            Kind::Refused
-        } else {
-            Kind::Connect
-        };
+        let kind =
+            if e.kind() == std::io::ErrorKind::ConnectionRefused { Kind::Refused } else { Kind::Connect };
         Error::new(kind, format!("cannot connect to {addr}: {e}"))
     })
 }
@@ -506,10 +444,7 @@ async fn connect_tcp(addr: SocketAddr, limit: Option<Duration>) -> Result<TcpStr
 /// Registers `connect` in the `core` table.
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     let lp = ioloop::get(lua)?;
-    core.set(
-        "connect",
-        lua.create_function(move |lua, a: (Value, Value, Value)| connect(lua, lp, a))?,
-    )?;
+    core.set("connect", lua.create_function(move |lua, a: (Value, Value, Value)| connect(lua, lp, a))?)?;
     Ok(())
 }
 
@@ -527,32 +462,15 @@ mod tests {
 
     #[test]
     fn host_header_has_port_only_when_not_default() {
-        assert_eq!(
-            Target::parse("ws://example.com/").unwrap().host_header(),
-            "example.com"
-        );
-        assert_eq!(
-            Target::parse("ws://example.com:8080/")
-                .unwrap()
-                .host_header(),
-            "example.com:8080"
-        );
-        assert_eq!(
-            Target::parse("wss://[::1]:443/").unwrap().host_header(),
-            "[::1]"
-        );
-        assert_eq!(
-            Target::parse("wss://[::1]:8443/").unwrap().host_header(),
-            "[::1]:8443"
-        );
+        assert_eq!(Target::parse("ws://example.com/").unwrap().host_header(), "example.com");
+        assert_eq!(Target::parse("ws://example.com:8080/").unwrap().host_header(), "example.com:8080");
+        assert_eq!(Target::parse("wss://[::1]:443/").unwrap().host_header(), "[::1]");
+        assert_eq!(Target::parse("wss://[::1]:8443/").unwrap().host_header(), "[::1]:8443");
     }
 
     #[test]
     fn schemes_and_bad_urls_have_their_own_kinds() {
-        assert_eq!(
-            Target::parse("http://h/").unwrap_err().kind,
-            Kind::BadScheme
-        );
+        assert_eq!(Target::parse("http://h/").unwrap_err().kind, Kind::BadScheme);
         assert_eq!(Target::parse("not a url").unwrap_err().kind, Kind::BadUrl);
     }
 }

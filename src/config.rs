@@ -116,11 +116,7 @@ impl<'a> Opts<'a> {
 }
 
 /// Reads `{name = value}` and/or `{{name, value}, ...}` into pairs.
-pub fn headers_from_table(
-    func: &str,
-    what: &str,
-    t: &Table,
-) -> mlua::Result<Vec<(String, String)>> {
+pub fn headers_from_table(func: &str, what: &str, t: &Table) -> mlua::Result<Vec<(String, String)>> {
     let bad = || {
         mlua::Error::runtime(format!(
             "{func}: bad {what} (expected {{name = value}} or {{{{name, value}}, ...}})"
@@ -133,10 +129,7 @@ pub fn headers_from_table(
             (Value::Integer(_), Value::Table(p)) => {
                 let name: Value = p.get(1)?;
                 let value: Value = p.get(2)?;
-                out.push((
-                    lua_text(&name).ok_or_else(bad)?,
-                    lua_text(&value).ok_or_else(bad)?,
-                ));
+                out.push((lua_text(&name).ok_or_else(bad)?, lua_text(&value).ok_or_else(bad)?));
             }
             (Value::String(name), value) => {
                 out.push((name.to_str()?.to_owned(), lua_text(&value).ok_or_else(bad)?));
@@ -178,6 +171,10 @@ pub struct Limits {
     pub max_header_size: usize,
     /// Server: most request headers.
     pub max_headers: usize,
+    /// Send a ping after this long without hearing from the peer.
+    pub ping_interval: Option<Duration>,
+    /// Close with 1001 after this long without hearing from the peer.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -192,6 +189,8 @@ impl Default for Limits {
             max_body_size: 8 << 20,
             max_header_size: 64 << 10,
             max_headers: 100,
+            ping_interval: None,
+            idle_timeout: None,
         }
     }
 }
@@ -212,18 +211,14 @@ impl Limits {
                 .integer("read_buffer_size", 256, 16 << 20)?
                 .map_or(d.read_buffer_size, |v| v as usize),
             close_timeout: opts.seconds("close_timeout")?.unwrap_or(d.close_timeout),
-            handshake_timeout: opts
-                .seconds("handshake_timeout")?
-                .unwrap_or(d.handshake_timeout),
-            max_body_size: opts
-                .integer("max_body_size", 0, MAX)?
-                .map_or(d.max_body_size, |v| v as usize),
+            handshake_timeout: opts.seconds("handshake_timeout")?.unwrap_or(d.handshake_timeout),
+            max_body_size: opts.integer("max_body_size", 0, MAX)?.map_or(d.max_body_size, |v| v as usize),
             max_header_size: opts
                 .integer("max_header_size", 8192, 16 << 20)?
                 .map_or(d.max_header_size, |v| v as usize),
-            max_headers: opts
-                .integer("max_headers", 1, 10_000)?
-                .map_or(d.max_headers, |v| v as usize),
+            max_headers: opts.integer("max_headers", 1, 10_000)?.map_or(d.max_headers, |v| v as usize),
+            ping_interval: opts.seconds("ping_interval")?.filter(|d| !d.is_zero()),
+            idle_timeout: opts.seconds("idle_timeout")?.filter(|d| !d.is_zero()),
         })
     }
 }

@@ -20,9 +20,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use mlua::{
-    AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value,
-};
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep, Sleep};
 
@@ -32,6 +30,7 @@ use crate::config::{Limits, Opts};
 use crate::error::{Error, Kind};
 use crate::frame::{self, Bytes, Message, WsStream};
 use crate::ioloop::{self, KeepAlive};
+use crate::registry::Closable;
 
 /// How long a failing connection may take to send its close frame.
 const FAIL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -90,11 +89,23 @@ pub struct Shared {
     protocol: RefCell<Option<String>>,
     /// The close code and reason received from the peer.
     peer_close: RefCell<Option<(u16, String)>>,
+    /// Its entry in the loop's registry (for graceful shutdown).
+    registry_id: Cell<u64>,
+}
+
+impl Closable for Shared {
+    fn going_away(&self) {
+        self.close(Some(1001), "going away");
+    }
+
+    fn abort(&self) {
+        Shared::abort(self);
+    }
 }
 
 impl Shared {
     pub fn new(limits: Limits) -> Rc<Self> {
-        Rc::new(Shared {
+        let shared = Rc::new(Shared {
             state: Cell::new(State::Connecting),
             queue: RefCell::new(VecDeque::new()),
             buffered: Cell::new(0),
@@ -106,7 +117,13 @@ impl Shared {
             peer: Cell::new(None),
             protocol: RefCell::new(None),
             peer_close: RefCell::new(None),
-        })
+            registry_id: Cell::new(0),
+        });
+        if let Some(lp) = ioloop::current() {
+            let weak: std::rc::Weak<dyn Closable> = Rc::downgrade(&shared) as std::rc::Weak<dyn Closable>;
+            shared.registry_id.set(lp.registry().add_connection(weak));
+        }
+        shared
     }
 
     pub fn set_protocol(&self, protocol: Option<String>) {
@@ -197,15 +214,11 @@ impl Shared {
             Message::Text(t) => lua
                 .create_string(t.as_bytes())
                 .map(|s| self.emit(lua, |c| &c.on_message, "on_message", (s, false))),
-            Message::Binary(b) => lua
-                .create_string(&b)
-                .map(|s| self.emit(lua, |c| &c.on_message, "on_message", (s, true))),
-            Message::Ping(p) => lua
-                .create_string(&p)
-                .map(|s| self.emit(lua, |c| &c.on_ping, "on_ping", s)),
-            Message::Pong(p) => lua
-                .create_string(&p)
-                .map(|s| self.emit(lua, |c| &c.on_pong, "on_pong", s)),
+            Message::Binary(b) => {
+                lua.create_string(&b).map(|s| self.emit(lua, |c| &c.on_message, "on_message", (s, true)))
+            }
+            Message::Ping(p) => lua.create_string(&p).map(|s| self.emit(lua, |c| &c.on_ping, "on_ping", s)),
+            Message::Pong(p) => lua.create_string(&p).map(|s| self.emit(lua, |c| &c.on_pong, "on_pong", s)),
             Message::Close(frame) => {
                 // The reply is queued by the framing layer; on_close fires once TCP is closed.
                 *self.peer_close.borrow_mut() = Some(frame::close_details(&frame));
@@ -226,16 +239,14 @@ impl Shared {
     /// Reports the end of the connection once, then drops the callbacks.
     pub fn finish(&self, error: Option<Error>, code: u16, reason: String) {
         self.state.set(State::Closed);
+        if let Some(lp) = ioloop::current() {
+            lp.registry().remove_connection(self.registry_id.get());
+        }
         self.queue.borrow_mut().clear();
         self.buffered.set(0);
         if let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) {
             if let Some(err) = error {
-                self.emit(
-                    &lua,
-                    |c| &c.on_error,
-                    "on_error",
-                    (err.kind.name(), err.message),
-                );
+                self.emit(&lua, |c| &c.on_error, "on_error", (err.kind.name(), err.message));
             }
             self.emit(&lua, |c| &c.on_close, "on_close", (code, reason));
         }
@@ -266,6 +277,63 @@ enum Event {
     Aborted,
 }
 
+/// Pings a quiet peer and closes one that stays quiet. Checked once per
+/// tick rather than reset per message, so the hot path only counts reads.
+struct Keepalive {
+    timer: Pin<Box<Sleep>>,
+    tick: Duration,
+    ping_after: Option<Duration>,
+    close_after: Option<Duration>,
+    reads_at_last_tick: u64,
+    quiet_for: Duration,
+}
+
+enum KeepaliveAction {
+    Nothing,
+    Ping,
+    Close,
+}
+
+impl Keepalive {
+    fn new(limits: &Limits) -> Option<Keepalive> {
+        let tick = match (limits.ping_interval, limits.idle_timeout) {
+            (Some(p), Some(i)) => p.min(i),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => return None,
+        };
+        Some(Keepalive {
+            timer: Box::pin(sleep(tick)),
+            tick,
+            ping_after: limits.ping_interval,
+            close_after: limits.idle_timeout,
+            reads_at_last_tick: 0,
+            quiet_for: Duration::ZERO,
+        })
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, reads: u64) -> KeepaliveAction {
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return KeepaliveAction::Nothing;
+        }
+        self.timer.as_mut().reset(tokio::time::Instant::now() + self.tick);
+        // Arm the next tick with this context.
+        let _ = self.timer.as_mut().poll(cx);
+        if reads != self.reads_at_last_tick {
+            self.reads_at_last_tick = reads;
+            self.quiet_for = Duration::ZERO;
+            return KeepaliveAction::Nothing;
+        }
+        self.quiet_for += self.tick;
+        if self.close_after.is_some_and(|t| self.quiet_for >= t) {
+            KeepaliveAction::Close
+        } else if self.ping_after.is_some_and(|t| self.quiet_for >= t) {
+            KeepaliveAction::Ping
+        } else {
+            KeepaliveAction::Nothing
+        }
+    }
+}
+
 /// Moves bytes between the queue, the socket and the task.
 struct Driver {
     ws: WsStream,
@@ -273,6 +341,9 @@ struct Driver {
     /// Messages delivered since the last flush.
     unflushed_reads: u32,
     close_timer: Option<Pin<Box<Sleep>>>,
+    keepalive: Option<Keepalive>,
+    /// Messages (of any kind) read so far.
+    reads: u64,
 }
 
 impl Driver {
@@ -295,12 +366,29 @@ impl Driver {
                     return Poll::Ready(Event::CloseTimeout);
                 }
             }
+            if let Some(keepalive) = &mut self.keepalive {
+                match keepalive.poll(cx, self.reads) {
+                    KeepaliveAction::Nothing => {}
+                    KeepaliveAction::Ping => {
+                        if sh.state.get() == State::Open {
+                            sh.enqueue(Message::Ping(Bytes::new()));
+                        }
+                        continue;
+                    }
+                    KeepaliveAction::Close => {
+                        self.keepalive = None;
+                        sh.close(Some(1001), "idle timeout");
+                        continue;
+                    }
+                }
+            }
             // After a few reads, flush before reading more (see FLUSH_EVERY).
             let read_now = !(self.need_flush && self.unflushed_reads >= FLUSH_EVERY);
             if read_now {
                 match self.ws.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(msg))) => {
                         self.unflushed_reads += 1;
+                        self.reads += 1;
                         if matches!(msg, Message::Close(_)) {
                             self.arm_close_timer(sh);
                         }
@@ -346,8 +434,7 @@ impl Driver {
             let Some(msg) = sh.queue.borrow_mut().pop_front() else {
                 return Ok(());
             };
-            sh.buffered
-                .set(sh.buffered.get().saturating_sub(message_len(&msg)));
+            sh.buffered.set(sh.buffered.get().saturating_sub(message_len(&msg)));
             let closing = matches!(msg, Message::Close(_));
             self.ws.start_send_unpin(msg)?;
             self.need_flush = true;
@@ -382,12 +469,9 @@ pub async fn run(shared: Rc<Shared>, ws: WsStream, alive: KeepAlive) {
     if shared.state.get() == State::Connecting {
         shared.state.set(State::Open);
     }
-    let mut driver = Driver {
-        ws,
-        need_flush: false,
-        unflushed_reads: 0,
-        close_timer: None,
-    };
+    let keepalive = Keepalive::new(&shared.limits);
+    let mut driver =
+        Driver { ws, need_flush: false, unflushed_reads: 0, close_timer: None, keepalive, reads: 0 };
     let mut in_a_row = 0u32;
     let (error, code, reason) = loop {
         let event = poll_fn(|cx| driver.poll(&shared, cx)).await;
@@ -410,11 +494,7 @@ pub async fn run(shared: Rc<Shared>, ws: WsStream, alive: KeepAlive) {
 }
 
 /// Works out how the connection ended and closes the socket accordingly.
-async fn end_of(
-    shared: &Shared,
-    driver: &mut Driver,
-    event: Event,
-) -> (Option<Error>, u16, String) {
+async fn end_of(shared: &Shared, driver: &mut Driver, event: Event) -> (Option<Error>, u16, String) {
     let peer_close = shared.peer_close.borrow_mut().take();
     match event {
         Event::Ended => {
@@ -431,18 +511,12 @@ async fn end_of(
                     driver.fail(code, "").await;
                     (Some(err), code, String::new())
                 }
-                _ => (
-                    Some(err).filter(|e| e.kind != Kind::Closed),
-                    1006,
-                    String::new(),
-                ),
+                _ => (Some(err).filter(|e| e.kind != Kind::Closed), 1006, String::new()),
             }
         }
-        Event::WriteFailed(e) => (
-            Some(frame::classify(&e).0).filter(|e| e.kind != Kind::Closed),
-            1006,
-            String::new(),
-        ),
+        Event::WriteFailed(e) => {
+            (Some(frame::classify(&e).0).filter(|e| e.kind != Kind::Closed), 1006, String::new())
+        }
         Event::CloseTimeout => {
             driver.shutdown().await;
             match peer_close {
@@ -500,14 +574,18 @@ impl UserData for Connection {
                 return Err(args::bad(SEND, 1, "data", "string", &data));
             };
             let bytes = data.as_bytes();
-            let msg = if binary {
-                Message::Binary(Bytes::copy_from_slice(&bytes))
-            } else {
-                match std::str::from_utf8(&bytes) {
-                    Ok(text) => Message::Text(text.to_owned().into()),
-                    Err(_) => return Err(args::misuse(SEND, "bad argument #1 'data' (a text message must be valid UTF-8; send it as binary)")),
-                }
-            };
+            let msg =
+                if binary {
+                    Message::Binary(Bytes::copy_from_slice(&bytes))
+                } else {
+                    match std::str::from_utf8(&bytes) {
+                        Ok(text) => Message::Text(text.to_owned().into()),
+                        Err(_) => return Err(args::misuse(
+                            SEND,
+                            "bad argument #1 'data' (a text message must be valid UTF-8; send it as binary)",
+                        )),
+                    }
+                };
             Ok(match this.0.send(msg) {
                 Ok(()) => ok(),
                 Err(e) => failure(e),
@@ -536,23 +614,15 @@ impl UserData for Connection {
                 if !frame::check_close_code(c) {
                     return Err(args::misuse(
                         F,
-                        format!(
-                            "bad argument #1 'code' ({c} is not a close code an endpoint may send)"
-                        ),
+                        format!("bad argument #1 'code' ({c} is not a close code an endpoint may send)"),
                     ));
                 }
             }
             if reason.len() > 123 {
-                return Err(args::misuse(
-                    F,
-                    "bad argument #2 'reason' (at most 123 bytes)",
-                ));
+                return Err(args::misuse(F, "bad argument #2 'reason' (at most 123 bytes)"));
             }
             if !reason.is_empty() && code.is_none() {
-                return Err(args::misuse(
-                    F,
-                    "bad argument #2 'reason' (a reason needs a code)",
-                ));
+                return Err(args::misuse(F, "bad argument #2 'reason' (a reason needs a code)"));
             }
             this.0.close(code.or(Some(1000)), &reason);
             Ok(())
@@ -561,14 +631,10 @@ impl UserData for Connection {
             this.0.abort();
             Ok(())
         });
-        methods.add_method("closed", |_, this, ()| {
-            Ok(this.0.state.get() == State::Closed)
-        });
+        methods.add_method("closed", |_, this, ()| Ok(this.0.state.get() == State::Closed));
         methods.add_method("state", |_, this, ()| Ok(this.0.state.get().name()));
         methods.add_method("buffered_amount", |_, this, ()| Ok(this.0.buffered.get()));
-        methods.add_method("protocol", |_, this, ()| {
-            Ok(this.0.protocol.borrow().clone())
-        });
+        methods.add_method("protocol", |_, this, ()| Ok(this.0.protocol.borrow().clone()));
         methods.add_method("remote_address", |_, this, ()| {
             Ok(match this.0.peer.get() {
                 Some(addr) => (Some(addr.ip().to_string()), Some(addr.port())),

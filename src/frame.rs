@@ -47,10 +47,7 @@ pub fn generate_key() -> String {
 
 /// A close frame to send; `code` already validated by [`check_close_code`].
 pub fn close_message(code: Option<u16>, reason: &str) -> Message {
-    Message::Close(code.map(|c| CloseFrame {
-        code: CloseCode::from(c),
-        reason: reason.to_owned().into(),
-    }))
+    Message::Close(code.map(|c| CloseFrame { code: CloseCode::from(c), reason: reason.to_owned().into() }))
 }
 
 /// A close code an endpoint may send (RFC 6455 §7.4).
@@ -74,20 +71,12 @@ pub fn classify(err: &WsError) -> (Error, Option<u16>) {
             (Error::new(Kind::TooBig, err.to_string()), Some(1009))
         }
         WsError::Capacity(_) => (Error::new(Kind::TooBig, err.to_string()), Some(1009)),
-        WsError::Utf8(_) => (
-            Error::new(
-                Kind::Protocol,
-                format!("invalid UTF-8 in a text message: {err}"),
-            ),
-            Some(1007),
-        ),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => (
-            Error::new(
-                Kind::Io,
-                "the peer closed the connection without a closing handshake",
-            ),
-            None,
-        ),
+        WsError::Utf8(_) => {
+            (Error::new(Kind::Protocol, format!("invalid UTF-8 in a text message: {err}")), Some(1007))
+        }
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            (Error::new(Kind::Io, "the peer closed the connection without a closing handshake"), None)
+        }
         WsError::Protocol(p) => (Error::new(Kind::Protocol, p.to_string()), Some(1002)),
         WsError::Io(e) => (Error::new(Kind::Io, e.to_string()), None),
         WsError::ConnectionClosed | WsError::AlreadyClosed => {

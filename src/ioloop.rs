@@ -46,14 +46,11 @@ impl LuaCall {
             Value::Nil => None,
             v => Some(lua.create_registry_value(v)?),
         };
-        Ok(LuaCall {
-            func: lua.create_registry_value(func)?,
-            arg,
-        })
+        Ok(LuaCall { func: lua.create_registry_value(func)?, arg })
     }
 
     /// Calls `func(arg)` (or `func()` without an argument) in a coroutine.
-    fn invoke(&self, lua: &Lua, what: &str) {
+    pub fn invoke(&self, lua: &Lua, what: &str) {
         let func = match lua.registry_value::<mlua::Function>(&self.func) {
             Ok(f) => f,
             Err(e) => return callback::report(what, &e.to_string()),
@@ -99,6 +96,7 @@ pub struct Loop {
     timer_driver_started: Cell<bool>,
     next_id: Cell<u64>,
     trampolines: callback::Trampolines,
+    registry: crate::registry::Registry,
 }
 
 thread_local! {
@@ -114,9 +112,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            mlua::Error::runtime(format!("turbo_ws: cannot create the event loop: {e}"))
-        })?;
+        .map_err(|e| mlua::Error::runtime(format!("turbo_ws: cannot create the event loop: {e}")))?;
     let lp: &'static Loop = Box::leak(Box::new(Loop {
         rt,
         local: LocalSet::new(),
@@ -134,6 +130,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         timer_driver_started: Cell::new(false),
         next_id: Cell::new(1),
         trampolines: callback::Trampolines::default(),
+        registry: crate::registry::Registry::default(),
     }));
     CURRENT.with(|c| c.set(Some(lp)));
     Ok(lp)
@@ -166,6 +163,10 @@ impl Loop {
     /// The Lua state, while it is open.
     pub fn lua(&self) -> Option<Lua> {
         self.lua.try_upgrade()
+    }
+
+    pub fn registry(&self) -> &crate::registry::Registry {
+        &self.registry
     }
 
     pub fn trampolines(&self) -> &callback::Trampolines {
@@ -225,9 +226,7 @@ impl Loop {
 
     /// Nothing left that keeps `run()` going.
     pub fn is_idle(&self) -> bool {
-        self.handles.get() == 0
-            && self.timers_keeping_alive.get() == 0
-            && self.callbacks.borrow().is_empty()
+        self.handles.get() == 0 && self.timers_keeping_alive.get() == 0 && self.callbacks.borrow().is_empty()
     }
 
     /// Makes the running `start()`/`run()` return after the current callback.
@@ -267,17 +266,9 @@ impl Loop {
         keeps_alive: bool,
     ) -> u64 {
         let id = self.fresh_id();
-        self.timers.borrow_mut().insert(
-            id,
-            Timer {
-                call: Rc::new(call),
-                period,
-                keeps_alive,
-            },
-        );
+        self.timers.borrow_mut().insert(id, Timer { call: Rc::new(call), period, keeps_alive });
         if keeps_alive {
-            self.timers_keeping_alive
-                .set(self.timers_keeping_alive.get() + 1);
+            self.timers_keeping_alive.set(self.timers_keeping_alive.get() + 1);
         }
         self.schedule(id, deadline);
         if !self.timer_driver_started.replace(true) {
@@ -301,8 +292,7 @@ impl Loop {
         match removed {
             Some(timer) => {
                 if timer.keeps_alive {
-                    self.timers_keeping_alive
-                        .set(self.timers_keeping_alive.get() - 1);
+                    self.timers_keeping_alive.set(self.timers_keeping_alive.get() - 1);
                 }
                 self.compact_deadlines();
                 self.wake.notify_one();
@@ -362,20 +352,9 @@ impl Loop {
 
     fn fire(&'static self, lua: &Lua, id: u64, deadline: Instant) {
         // Not held across the call: the callback may add or remove timers.
-        let timer = self
-            .timers
-            .borrow()
-            .get(&id)
-            .map(|t| (t.call.clone(), t.period));
+        let timer = self.timers.borrow().get(&id).map(|t| (t.call.clone(), t.period));
         let Some((call, period)) = timer else { return };
-        call.invoke(
-            lua,
-            if period.is_some() {
-                "interval"
-            } else {
-                "timeout"
-            },
-        );
+        call.invoke(lua, if period.is_some() { "interval" } else { "timeout" });
         match period {
             // Unless the callback cleared it, keep the interval's phase, but
             // never queue a burst after a stall.
@@ -391,10 +370,7 @@ impl Loop {
 }
 
 fn monotonic_precise_ms() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes only into `ts`; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as f64) * 1000.0 + (ts.tv_nsec as f64) / 1.0e6
@@ -407,9 +383,7 @@ pub fn monotonic_ms() -> f64 {
 
 /// Milliseconds since the Unix epoch (Turbo's `gettimeofday`).
 pub fn wallclock_ms() -> f64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     since.as_millis() as f64
 }
 
@@ -434,10 +408,7 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
 
     core.set(
         "start",
-        lua.create_function(move |_, ()| {
-            lp.start()
-                .map_err(|e| args::misuse("turbo_ws.ioloop.start", e))
-        })?,
+        lua.create_function(move |_, ()| lp.start().map_err(|e| args::misuse("turbo_ws.ioloop.start", e)))?,
     )?;
     core.set(
         "run",
@@ -450,10 +421,7 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
             Ok(())
         })?,
     )?;
-    core.set(
-        "running",
-        lua.create_function(move |_, ()| Ok(lp.is_running()))?,
-    )?;
+    core.set("running", lua.create_function(move |_, ()| Ok(lp.is_running()))?)?;
 
     core.set(
         "add_callback",
@@ -476,23 +444,18 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
 
     core.set(
         "set_interval",
-        lua.create_function(
-            move |lua, (ms, func, arg, keep): (Value, Value, Value, Value)| {
-                const F: &str = "turbo_ws.ioloop.set_interval";
-                let ms = args::number(F, 1, "msec", ms)?;
-                if ms < 0.0 {
-                    return Err(args::misuse(
-                        F,
-                        "bad argument #1 'msec' (must not be negative)",
-                    ));
-                }
-                let func = args::function(F, 2, "callback", func)?;
-                let keeps_alive = args::opt_bool(F, 4, "keep_alive", keep)?.unwrap_or(true);
-                let period = Duration::from_secs_f64(ms / 1000.0);
-                let call = LuaCall::new(lua, func, arg)?;
-                Ok(lp.add_timer(Instant::now() + period, call, Some(period), keeps_alive))
-            },
-        )?,
+        lua.create_function(move |lua, (ms, func, arg, keep): (Value, Value, Value, Value)| {
+            const F: &str = "turbo_ws.ioloop.set_interval";
+            let ms = args::number(F, 1, "msec", ms)?;
+            if ms < 0.0 {
+                return Err(args::misuse(F, "bad argument #1 'msec' (must not be negative)"));
+            }
+            let func = args::function(F, 2, "callback", func)?;
+            let keeps_alive = args::opt_bool(F, 4, "keep_alive", keep)?.unwrap_or(true);
+            let period = Duration::from_secs_f64(ms / 1000.0);
+            let call = LuaCall::new(lua, func, arg)?;
+            Ok(lp.add_timer(Instant::now() + period, call, Some(period), keeps_alive))
+        })?,
     )?;
 
     let remove = lua.create_function(move |_, id: Value| {
@@ -506,13 +469,26 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
     core.set("remove_timeout", remove.clone())?;
     core.set("clear_interval", remove)?;
 
+    // shutdown([timeout_seconds [, on_done]]): graceful stop of every server and connection.
     core.set(
-        "gettimemonotonic",
-        lua.create_function(|_, ()| Ok(monotonic_ms()))?,
+        "shutdown",
+        lua.create_function(move |lua, (timeout, on_done): (Value, Value)| {
+            const F: &str = "turbo_ws.shutdown";
+            let timeout = match args::opt_number(F, 1, "timeout", timeout)? {
+                Some(t) if t >= 0.0 => Duration::from_secs_f64(t.min(1.0e6)),
+                Some(_) => return Err(args::misuse(F, "bad argument #1 'timeout' (must not be negative)")),
+                None => Duration::from_secs(5),
+            };
+            let on_done = match args::opt_function(F, 2, "on_done", on_done)? {
+                Some(f) => Some(LuaCall::new(lua, f, Value::Nil)?),
+                None => None,
+            };
+            crate::registry::shutdown(lp, timeout, on_done);
+            Ok(())
+        })?,
     )?;
-    core.set(
-        "gettimeofday",
-        lua.create_function(|_, ()| Ok(wallclock_ms()))?,
-    )?;
+
+    core.set("gettimemonotonic", lua.create_function(|_, ()| Ok(monotonic_ms()))?)?;
+    core.set("gettimeofday", lua.create_function(|_, ()| Ok(wallclock_ms()))?)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ mod connection;
 mod error;
 mod frame;
 mod ioloop;
+mod registry;
 mod server;
 mod stream;
 mod tls;
@@ -54,9 +55,7 @@ fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     register_embedded(lua)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("turbo_ws.core", &core)?;
-    lua.globals()
-        .get::<Function>("require")?
-        .call("turbo_ws.main")
+    lua.globals().get::<Function>("require")?.call("turbo_ws.main")
 }
 
 /// `require "turbo_ws.compat"` before `turbo_ws` itself is loaded: Lua's

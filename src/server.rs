@@ -39,6 +39,26 @@ struct Listener {
     on_request: RegistryKey,
     limits: Limits,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Connections (HTTP or upgraded) open on this listener, and the most allowed.
+    open: Cell<usize>,
+    max_connections: usize,
+}
+
+/// One connection's place in its listener's count; freed when the last
+/// holder (the HTTP task, a request, the upgraded connection) lets go.
+struct Slot(Rc<Listener>);
+
+impl Slot {
+    fn take(listener: &Rc<Listener>) -> Rc<Slot> {
+        listener.open.set(listener.open.get() + 1);
+        Rc::new(Slot(listener.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get() - 1);
+    }
 }
 
 /// The Lua handle of a listening server.
@@ -51,9 +71,7 @@ pub struct Server {
 impl UserData for Server {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("port", |_, this, ()| Ok(this.local.port()));
-        methods.add_method("address", |_, this, ()| {
-            Ok((this.local.ip().to_string(), this.local.port()))
-        });
+        methods.add_method("address", |_, this, ()| Ok((this.local.ip().to_string(), this.local.port())));
         // close(): stops accepting; open connections go on.
         methods.add_method("close", |_, this, ()| {
             if !this.closed.replace(true) {
@@ -65,11 +83,7 @@ impl UserData for Server {
 }
 
 /// `turbo_ws.core.listen(options, on_request) -> server`
-fn listen(
-    lua: &Lua,
-    lp: &'static Loop,
-    (opts, on_request): (Value, Value),
-) -> mlua::Result<AnyUserData> {
+fn listen(lua: &Lua, lp: &'static Loop, (opts, on_request): (Value, Value)) -> mlua::Result<AnyUserData> {
     const F: &str = "turbo_ws.listen";
     let opts = Opts::new(F, args::opt_table(F, 1, "options", opts)?);
     let on_request = args::function(F, 2, "on_request", on_request)?;
@@ -84,32 +98,23 @@ fn listen(
     let addr = resolve_bind_address(&host, port).map_err(|e| args::misuse(F, e))?;
     let std_listener = std::net::TcpListener::bind(addr)
         .map_err(|e| args::misuse(F, format!("cannot listen on {addr}: {e}")))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| args::misuse(F, e))?;
+    std_listener.set_nonblocking(true).map_err(|e| args::misuse(F, e))?;
     let local = std_listener.local_addr().map_err(|e| args::misuse(F, e))?;
     let listener = lp
         .enter(|| TcpListener::from_std(std_listener))
         .map_err(|e| args::misuse(F, format!("cannot listen on {addr}: {e}")))?;
 
+    let max_connections = opts.integer("max_connections", 1, 1 << 30)?.unwrap_or(1 << 30) as usize;
     let shared = Rc::new(Listener {
         on_request: lua.create_registry_value(on_request)?,
         limits,
         tls,
+        open: Cell::new(0),
+        max_connections,
     });
     let stop = Rc::new(Notify::new());
-    lp.spawn(accept_loop(
-        lp,
-        listener,
-        shared,
-        stop.clone(),
-        KeepAlive::new(lp),
-    ));
-    lua.create_userdata(Server {
-        local,
-        stop,
-        closed: Cell::new(false),
-    })
+    lp.spawn(accept_loop(lp, listener, shared, stop.clone(), KeepAlive::new(lp)));
+    lua.create_userdata(Server { local, stop, closed: Cell::new(false) })
 }
 
 fn resolve_bind_address(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -126,15 +131,11 @@ fn server_tls(func: &str, t: &Table) -> mlua::Result<tokio_rustls::TlsAcceptor> 
     let cert = o.string("cert_file")?.or(o.string("cert")?);
     let key = o.string("key_file")?.or(o.string("key")?);
     let (Some(cert), Some(key)) = (cert, key) else {
-        return Err(args::misuse(
-            func,
-            "bad option 'tls' (needs cert_file and key_file)",
-        ));
+        return Err(args::misuse(func, "bad option 'tls' (needs cert_file and key_file)"));
     };
     let client_ca = o.string("client_ca_file")?;
     let identity = tls::Identity { cert, key };
-    let config =
-        tls::server_config(&identity, client_ca.as_deref()).map_err(|e| args::misuse(func, e))?;
+    let config = tls::server_config(&identity, client_ca.as_deref()).map_err(|e| args::misuse(func, e))?;
     Ok(tokio_rustls::TlsAcceptor::from(config))
 }
 
@@ -145,10 +146,11 @@ async fn accept_loop(
     stop: Rc<Notify>,
     _alive: KeepAlive,
 ) {
+    let registry_id = lp.registry().add_listener(stop.clone());
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stop.notified() => return,
+            _ = stop.notified() => break,
         };
         match accepted {
             Ok((tcp, peer)) => {
@@ -159,21 +161,18 @@ async fn accept_loop(
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }
     }
+    lp.registry().remove_listener(registry_id);
 }
 
 /// Serves HTTP/1.1 on one accepted connection until it closes or upgrades.
-async fn serve_http(
-    lp: &'static Loop,
-    shared: Rc<Listener>,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-) {
+async fn serve_http(lp: &'static Loop, shared: Rc<Listener>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
     let _alive = KeepAlive::new(lp);
+    let over_limit = shared.open.get() >= shared.max_connections;
+    let slot = Slot::take(&shared);
     let stream = match &shared.tls {
         None => Stream::Plain(tcp),
         Some(acceptor) => {
-            match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(tcp)).await
-            {
+            match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
                 // A failed TLS handshake costs only this connection.
                 _ => return,
@@ -182,36 +181,42 @@ async fn serve_http(
     };
     let limits = &shared.limits;
     let service_shared = shared.clone();
-    let service =
-        hyper::service::service_fn(move |req| handle(lp, service_shared.clone(), peer, req));
+    let service = hyper::service::service_fn(move |req| {
+        let (shared, slot) = (service_shared.clone(), slot.clone());
+        async move {
+            if over_limit {
+                // Refused before any upgrade, so the client sees a status, not a reset.
+                let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+                res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Ok(res);
+            }
+            handle(lp, shared, slot, peer, req).await
+        }
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.handshake_timeout)
         .max_buf_size(limits.max_header_size)
         .max_headers(limits.max_headers);
-    let _ = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
-        .await;
+    let _ = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
 }
 
 fn plain(status: StatusCode, body: &str) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(body.to_owned())));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    res.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     res
 }
 
 /// Whether a header holds `token` in its comma-separated list (case-insensitive).
 fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    })
+    headers
+        .get_all(name)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
 }
 
 /// The request asks for a WebSocket upgrade (it may still be an invalid one).
@@ -229,67 +234,40 @@ fn check_handshake(
     headers: &HeaderMap,
 ) -> Result<String, Rejection> {
     if method != Method::GET {
-        return Err(Rejection(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "a WebSocket handshake must use GET",
-        ));
+        return Err(Rejection(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket handshake must use GET"));
     }
     if version < http::Version::HTTP_11 {
-        return Err(Rejection(
-            StatusCode::BAD_REQUEST,
-            "a WebSocket handshake needs HTTP/1.1",
-        ));
+        return Err(Rejection(StatusCode::BAD_REQUEST, "a WebSocket handshake needs HTTP/1.1"));
     }
     if !headers.contains_key(http::header::HOST) {
         return Err(Rejection(StatusCode::BAD_REQUEST, "missing Host header"));
     }
     if !wants_websocket(headers) {
-        return Err(Rejection(
-            StatusCode::BAD_REQUEST,
-            "missing 'Upgrade: websocket'",
-        ));
+        return Err(Rejection(StatusCode::BAD_REQUEST, "missing 'Upgrade: websocket'"));
     }
     if !has_token(headers, http::header::CONNECTION, "upgrade") {
-        return Err(Rejection(
-            StatusCode::BAD_REQUEST,
-            "missing 'Connection: Upgrade'",
-        ));
+        return Err(Rejection(StatusCode::BAD_REQUEST, "missing 'Connection: Upgrade'"));
     }
-    let version_ok = headers
-        .get(http::header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v.as_bytes().trim_ascii() == b"13");
+    let version_ok =
+        headers.get(http::header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes().trim_ascii() == b"13");
     if !version_ok {
-        return Err(Rejection(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported Sec-WebSocket-Version (only 13)",
-        ));
+        return Err(Rejection(StatusCode::UPGRADE_REQUIRED, "unsupported Sec-WebSocket-Version (only 13)"));
     }
     let mut keys = headers.get_all(http::header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) => k.to_str().map(|s| s.trim().to_owned()).unwrap_or_default(),
-        _ => {
-            return Err(Rejection(
-                StatusCode::BAD_REQUEST,
-                "missing or repeated Sec-WebSocket-Key",
-            ))
-        }
+        _ => return Err(Rejection(StatusCode::BAD_REQUEST, "missing or repeated Sec-WebSocket-Key")),
     };
     match data_encoding::BASE64.decode(key.as_bytes()) {
         Ok(raw) if raw.len() == 16 => Ok(key),
-        _ => Err(Rejection(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Key is not 16 bytes in base64",
-        )),
+        _ => Err(Rejection(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is not 16 bytes in base64")),
     }
 }
 
 fn rejection_response(r: &Rejection) -> Response<Body> {
     let mut res = plain(r.0, r.1);
     if r.0 == StatusCode::UPGRADE_REQUIRED {
-        res.headers_mut().insert(
-            http::header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
+        res.headers_mut().insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
     }
     res
 }
@@ -298,6 +276,7 @@ fn rejection_response(r: &Rejection) -> Response<Body> {
 async fn handle(
     lp: &'static Loop,
     shared: Rc<Listener>,
+    slot: Rc<Slot>,
     peer: SocketAddr,
     mut req: http::Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -306,17 +285,9 @@ async fn handle(
     let body = if on_upgrade.is_some() {
         Bytes::new()
     } else {
-        match Limited::new(body, shared.limits.max_body_size)
-            .collect()
-            .await
-        {
+        match Limited::new(body, shared.limits.max_body_size).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                return Ok(plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large or broken",
-                ))
-            }
+            Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or broken")),
         }
     };
     let Some(lua) = lp.lua() else {
@@ -328,18 +299,14 @@ async fn handle(
         reply: RefCell::new(Some(tx)),
         on_upgrade: RefCell::new(on_upgrade),
         limits: shared.limits.clone(),
+        slot: RefCell::new(Some(slot)),
     };
     if let Err(e) = call_on_request(&lua, &shared, request, peer, body) {
         callback::report("on_request", &e.to_string());
         return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
     }
     drop(lua);
-    Ok(rx.await.unwrap_or_else(|_| {
-        plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the request was not answered",
-        )
-    }))
+    Ok(rx.await.unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "the request was not answered")))
 }
 
 fn call_on_request(
@@ -365,10 +332,7 @@ fn request_info(
 ) -> mlua::Result<Table> {
     let info = lua.create_table_with_capacity(0, 10)?;
     info.set("method", parts.method.as_str())?;
-    info.set(
-        "uri",
-        parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-    )?;
+    info.set("uri", parts.uri.path_and_query().map_or("/", |p| p.as_str()))?;
     info.set("path", parts.uri.path())?;
     info.set("query", parts.uri.query())?;
     info.set("version", format!("{:?}", parts.version))?;
@@ -393,6 +357,8 @@ struct Request {
     reply: RefCell<Option<oneshot::Sender<Response<Body>>>>,
     on_upgrade: RefCell<Option<OnUpgrade>>,
     limits: Limits,
+    /// Released once answered: a request Lua keeps around must not hold a connection slot.
+    slot: RefCell<Option<Rc<Slot>>>,
 }
 
 impl Request {
@@ -402,6 +368,7 @@ impl Request {
             .borrow_mut()
             .take()
             .ok_or_else(|| args::misuse(func, "the request was already answered"))?;
+        self.slot.borrow_mut().take();
         // The client may be gone already; then there is nobody to tell.
         let _ = tx.send(res);
         Ok(())
@@ -416,10 +383,7 @@ fn build_response(
 ) -> mlua::Result<Response<Body>> {
     let mut res = Response::new(Full::new(body));
     *res.status_mut() = StatusCode::from_u16(status).map_err(|_| {
-        args::misuse(
-            func,
-            format!("bad argument #1 'status' ({status} is not an HTTP status)"),
-        )
+        args::misuse(func, format!("bad argument #1 'status' ({status} is not an HTTP status)"))
     })?;
     for (name, value) in headers {
         let name = http::header::HeaderName::from_bytes(name.as_bytes())
@@ -442,21 +406,18 @@ fn header_list(func: &str, v: Value) -> mlua::Result<Vec<(String, String)>> {
 impl UserData for Request {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // respond(status [, headers [, body]])
-        methods.add_method(
-            "respond",
-            |_, this, (status, headers, body): (Value, Value, Value)| {
-                const F: &str = "turbo_ws request:respond";
-                let status = args::count(F, 1, "status", status, 999)? as u16;
-                let headers = header_list(F, headers)?;
-                let body = match body {
-                    Value::Nil => Bytes::new(),
-                    Value::String(s) => Bytes::copy_from_slice(&s.as_bytes()),
-                    other => return Err(args::bad(F, 3, "body", "string", &other)),
-                };
-                let res = build_response(F, status, &headers, body)?;
-                this.answer(F, res)
-            },
-        );
+        methods.add_method("respond", |_, this, (status, headers, body): (Value, Value, Value)| {
+            const F: &str = "turbo_ws request:respond";
+            let status = args::count(F, 1, "status", status, 999)? as u16;
+            let headers = header_list(F, headers)?;
+            let body = match body {
+                Value::Nil => Bytes::new(),
+                Value::String(s) => Bytes::copy_from_slice(&s.as_bytes()),
+                other => return Err(args::bad(F, 3, "body", "string", &other)),
+            };
+            let res = build_response(F, status, &headers, body)?;
+            this.answer(F, res)
+        });
         methods.add_method("answered", |_, this, ()| Ok(this.reply.borrow().is_none()));
         // upgrade([{protocol=, headers=}]) -> connection | nil, status, message
         methods.add_method("upgrade", |lua, this, opts: Value| {
@@ -483,11 +444,7 @@ fn upgrade(
         Ok(key) => key,
         Err(rejection) => {
             req.answer(F, rejection_response(&rejection))?;
-            return Ok((
-                None,
-                Some(rejection.0.as_u16()),
-                Some(rejection.1.to_owned()),
-            ));
+            return Ok((None, Some(rejection.0.as_u16()), Some(rejection.1.to_owned())));
         }
     };
     let Some(on_upgrade) = req.on_upgrade.borrow_mut().take() else {
@@ -496,10 +453,7 @@ fn upgrade(
     let mut headers = vec![
         ("Upgrade".to_owned(), "websocket".to_owned()),
         ("Connection".to_owned(), "Upgrade".to_owned()),
-        (
-            "Sec-WebSocket-Accept".to_owned(),
-            frame::derive_accept_key(key.as_bytes()),
-        ),
+        ("Sec-WebSocket-Accept".to_owned(), frame::derive_accept_key(key.as_bytes())),
     ];
     if let Some(p) = &protocol {
         headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
@@ -513,11 +467,12 @@ fn upgrade(
     let lp = ioloop::get(lua)?;
     let limits = req.limits.clone();
     let alive = KeepAlive::new(lp);
+    let slot = req.slot.borrow_mut().take();
     lp.spawn(async move {
+        let _slot = slot;
         match on_upgrade.await.map(|u| u.downcast::<TokioIo<Stream>>()) {
             Ok(Ok(parts)) => {
-                let ws =
-                    frame::server(parts.io.into_inner(), parts.read_buf.to_vec(), &limits).await;
+                let ws = frame::server(parts.io.into_inner(), parts.read_buf.to_vec(), &limits).await;
                 connection::run(shared, ws, alive).await;
             }
             Ok(Err(_)) => shared.finish(
@@ -526,10 +481,7 @@ fn upgrade(
                 String::new(),
             ),
             Err(e) => shared.finish(
-                Some(Error::new(
-                    Kind::Io,
-                    format!("the upgrade did not complete: {e}"),
-                )),
+                Some(Error::new(Kind::Io, format!("the upgrade did not complete: {e}"))),
                 1006,
                 String::new(),
             ),
@@ -542,9 +494,6 @@ fn upgrade(
 /// Registers `listen` in the `core` table.
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     let lp = ioloop::get(lua)?;
-    core.set(
-        "listen",
-        lua.create_function(move |lua, a: (Value, Value)| listen(lua, lp, a))?,
-    )?;
+    core.set("listen", lua.create_function(move |lua, a: (Value, Value)| listen(lua, lp, a))?)?;
     Ok(())
 }

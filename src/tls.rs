@@ -28,9 +28,7 @@ fn pem_bytes(what: &str, path_or_pem: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path_or_pem).map_err(|e| format!("cannot read {what} '{path_or_pem}': {e}"))
 }
 
-fn load_identity(
-    id: &Identity,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+fn load_identity(id: &Identity) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let cert_pem = pem_bytes("certificate", &id.cert)?;
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -58,12 +56,10 @@ pub fn server_config(id: &Identity, client_ca: Option<&str>) -> Result<Arc<Serve
             if add_pem_cas(&mut roots, ca, &pem_bytes("client CA file", ca)?)? == 0 {
                 return Err(format!("no CA certificate found in '{ca}'"));
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider(),
-            )
-            .build()
-            .map_err(|e| format!("cannot verify clients with '{ca}': {e}"))?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                    .build()
+                    .map_err(|e| format!("cannot verify clients with '{ca}': {e}"))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -88,10 +84,7 @@ pub struct ClientOptions {
 
 impl Clone for Identity {
     fn clone(&self) -> Self {
-        Identity {
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-        }
+        Identity { cert: self.cert.clone(), key: self.key.clone() }
     }
 }
 
@@ -103,9 +96,7 @@ impl ClientOptions {
 
 /// webpki-roots plus whatever the system store holds.
 fn default_roots() -> RootCertStore {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     for cert in rustls_native_certs::load_native_certs().certs {
         // A broken system certificate must not stop the others from loading.
         let _ = roots.add(cert);
@@ -117,9 +108,7 @@ fn add_pem_cas(roots: &mut RootCertStore, what: &str, pem: &[u8]) -> Result<usiz
     let mut added = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| format!("bad CA PEM in {what}: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("unusable CA certificate in {what}: {e}"))?;
+        roots.add(cert).map_err(|e| format!("unusable CA certificate in {what}: {e}"))?;
         added += 1;
     }
     Ok(added)
@@ -176,16 +165,12 @@ fn build_client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, String
         };
         builder.with_root_certificates(roots)
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
     };
     let mut config = match &opts.identity {
         Some(id) => {
             let (certs, key) = load_identity(id)?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| format!("bad client certificate: {e}"))?
+            builder.with_client_auth_cert(certs, key).map_err(|e| format!("bad client certificate: {e}"))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -196,8 +181,7 @@ fn build_client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, String
 /// The name the client verifies the server's certificate against.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(bare.to_owned())
-        .map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))
+    ServerName::try_from(bare.to_owned()).map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))
 }
 
 /// Accepts any certificate: only when the program turned verification off.
@@ -222,12 +206,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -236,12 +215,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -5,19 +5,31 @@ local core = require "turbo_ws.core"
 local M = {
   core = core,
   run = core.run,
+  shutdown = core.shutdown,
   VERSION = core.VERSION,
   -- The Turbo release whose API the Turbo face follows.
   MAJOR_VERSION = 2, MINOR_VERSION = 1, MICRO_VERSION = 5,
 }
 
+-- A face exists when it is embedded (package.preload), already loaded, or,
+-- in development mode (TURBO_WS_LUA_DIR), a file on package.path.
+local function module_exists(name)
+  if package.preload[name] ~= nil or package.loaded[name] ~= nil then return true end
+  local searchpath = package.searchpath
+  return searchpath ~= nil and searchpath(name, package.path) ~= nil
+end
+
 setmetatable(M, {
-  __index = function(t, key)
+  __index = function(_, key)
     if type(key) ~= "string" then return nil end
     local name = "turbo_ws." .. key
-    if package.preload[name] == nil and package.loaded[name] == nil then return nil end
-    local mod = require(name)
-    rawset(t, key, mod)
-    return mod
+    local loaded = package.loaded[name]
+    if loaded ~= nil then return loaded end
+    if not module_exists(name) then return nil end
+    -- Not cached in `t`: package.loaded stays the one source of truth, so
+    -- turbo.web and require "turbo.web" are the same table even if
+    -- package.loaded is reset (busted does that between spec files).
+    return require(name)
   end,
 })
 

@@ -1,0 +1,158 @@
+-- Limits and lifecycle of the native core: max_connections (503),
+-- ping_interval / idle_timeout, max_buffered, graceful shutdown.
+local turbo_ws = require "turbo_ws"
+local core = turbo_ws.core
+
+-- Runs the loop until `done()` is true or `ms` pass; fails on time-out.
+local function run_until(done, ms)
+  local guard = core.set_interval(ms or 5000, function() core.close() end, nil, false)
+  local check = core.set_interval(5, function() if done() then core.close() end end, nil, false)
+  core.start()
+  core.clear_interval(guard)
+  core.clear_interval(check)
+  assert.truthy(done(), "timed out")
+end
+
+local function echo_server(options)
+  options = options or {}
+  options.host, options.port = "127.0.0.1", 0
+  local server_conns = {}
+  local server = core.listen(options, function(req)
+    local conn = req:upgrade()
+    if conn then
+      server_conns[#server_conns + 1] = conn
+      conn:set_callbacks{ on_message = function(m, b) conn:send(m, b) end }
+    end
+  end)
+  return server, server_conns
+end
+
+local function client(port, callbacks)
+  local state = { events = {} }
+  core.connect("ws://127.0.0.1:" .. port .. "/", nil, function(conn, kind, msg, res)
+    state.conn, state.kind, state.res = conn, not conn and kind or nil, res
+    state.done = true
+    if conn then
+      conn:set_callbacks{
+        on_message = callbacks and callbacks.on_message,
+        on_ping = function(d) state.events[#state.events + 1] = "ping" end,
+        on_close = function(code, reason) state.closed = code; state.reason = reason end,
+      }
+    end
+  end)
+  return state
+end
+
+describe("max_connections", function()
+  it("answers 503 past the limit and accepts again once one closes", function()
+    local server = echo_server({ max_connections = 2 })
+    local a, b = client(server:port()), client(server:port())
+    run_until(function() return a.done and b.done end)
+    assert.is_not_nil(a.conn)
+    assert.is_not_nil(b.conn)
+    local c = client(server:port())
+    run_until(function() return c.done end)
+    assert.are.equal("bad_status", c.kind)
+    assert.are.equal(503, c.res.status)
+    a.conn:close()
+    run_until(function() return a.closed ~= nil end)
+    local d = client(server:port())
+    run_until(function() return d.done end)
+    assert.is_not_nil(d.conn, d.kind)
+    b.conn:close(); d.conn:close()
+    run_until(function() return b.closed and d.closed end)
+    server:close()
+  end)
+end)
+
+describe("ping_interval and idle_timeout", function()
+  it("pings a quiet peer", function()
+    local server = echo_server({ ping_interval = 0.05 })
+    local a = client(server:port())
+    run_until(function() return #a.events >= 2 end)
+    a.conn:close()
+    run_until(function() return a.closed end)
+    server:close()
+  end)
+
+  it("closes a quiet peer with 1001", function()
+    local server = echo_server({ idle_timeout = 0.1 })
+    local a = client(server:port())
+    run_until(function() return a.closed end)
+    assert.are.equal(1001, a.closed)
+    assert.are.equal("idle timeout", a.reason)
+    server:close()
+  end)
+
+  it("keeps a peer that answers pings", function()
+    local server = echo_server({ ping_interval = 0.05, idle_timeout = 0.2 })
+    local a = client(server:port())
+    local waited = false
+    core.add_timeout(core.gettimemonotonic() + 500, function() waited = true end)
+    run_until(function() return waited end)
+    assert.is_nil(a.closed)
+    a.conn:close()
+    run_until(function() return a.closed end)
+    server:close()
+  end)
+end)
+
+describe("send buffer", function()
+  it("counts queued bytes and refuses sends past max_buffered", function()
+    local server = echo_server()
+    local opened
+    core.connect("ws://127.0.0.1:" .. server:port() .. "/", { max_buffered = 1000 }, function(conn)
+      opened = conn
+    end)
+    run_until(function() return opened end)
+    -- Queued without giving the loop a chance to write them.
+    assert.is_true(opened:send(string.rep("x", 600)))
+    assert.are.equal(600, opened:buffered_amount())
+    local ok, kind, msg = opened:send(string.rep("y", 600))
+    assert.is_nil(ok)
+    assert.are.equal("too_big", kind)
+    assert.truthy(msg:find("max_buffered", 1, true))
+    local echoed
+    opened:set_callbacks{ on_message = function(m) echoed = m end, on_close = function() end }
+    run_until(function() return echoed end)
+    assert.are.equal(0, opened:buffered_amount())
+    opened:close()
+    server:close()
+  end)
+
+  it("refuses to send after close with 'closed'", function()
+    local server = echo_server()
+    local a = client(server:port())
+    run_until(function() return a.done end)
+    a.conn:close()
+    local ok, kind = a.conn:send("late")
+    assert.is_nil(ok)
+    assert.are.equal("closed", kind)
+    assert.are.equal("closing", a.conn:state())
+    run_until(function() return a.closed end)
+    assert.are.equal("closed", a.conn:state())
+    assert.is_true(a.conn:closed())
+    server:close()
+  end)
+end)
+
+describe("shutdown", function()
+  it("closes every connection with 1001, stops listening, then calls on_done", function()
+    local server = echo_server()
+    local clients = { client(server:port()), client(server:port()), client(server:port()) }
+    run_until(function() return clients[1].done and clients[2].done and clients[3].done end)
+    local done = false
+    turbo_ws.shutdown(2, function() done = true end)
+    turbo_ws.run()
+    assert.is_true(done)
+    for _, c in ipairs(clients) do assert.are.equal(1001, c.closed) end
+    local late = client(server:port())
+    run_until(function() return late.done end)
+    assert.are.equal("refused", late.kind)
+  end)
+
+  it("checks its arguments", function()
+    assert.has_error(function() turbo_ws.shutdown(-1) end)
+    assert.has_error(function() turbo_ws.shutdown(1, 42) end)
+  end)
+end)
