@@ -20,8 +20,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let root =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let lua_dir = root.join("lua");
     println!("cargo:rerun-if-changed=lua");
     let mut files = Vec::new();
@@ -39,7 +38,6 @@ fn main() {
         ));
     }
     code.push_str("];\n");
-    let out =
-        PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_lua.rs");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_lua.rs");
     fs::write(out, code).expect("write embedded_lua.rs");
 }

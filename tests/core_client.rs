@@ -42,10 +42,7 @@ fn run_client(url: &str, opts: &str) -> Vec<String> {
         .stdout(Stdio::piped())
         .output()
         .expect("luajit");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
 /// A one-connection server: `serve` gets the request head and the stream.
@@ -104,33 +101,19 @@ fn sends_host_with_port_and_the_path_verbatim_and_masks_frames() {
         accept_101(&head, &mut s, "");
         s.write_all(&server_frame(1, b"hi")).unwrap();
         let echoed = read_frame(&mut s).unwrap();
-        s.write_all(&server_frame(8, &1000u16.to_be_bytes()))
-            .unwrap();
+        s.write_all(&server_frame(8, &1000u16.to_be_bytes())).unwrap();
         let close = read_frame(&mut s);
         tx.send((head, echoed, close)).unwrap();
     });
     let lines = run_client(&format!("ws://127.0.0.1:{port}/a/../b%20c?x=1&y"), "");
     let (head, echoed, close) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(
-        head.starts_with("GET /a/../b%20c?x=1&y HTTP/1.1\r\n"),
-        "{head}"
-    );
-    assert_eq!(
-        header(&head, "host"),
-        Some(format!("127.0.0.1:{port}").as_str())
-    );
+    assert!(head.starts_with("GET /a/../b%20c?x=1&y HTTP/1.1\r\n"), "{head}");
+    assert_eq!(header(&head, "host"), Some(format!("127.0.0.1:{port}").as_str()));
     assert_eq!(header(&head, "sec-websocket-version"), Some("13"));
     assert!(echoed.masked, "client frames must be masked");
     assert_eq!(echoed.payload, b"hi");
-    assert_eq!(
-        close.and_then(|f| f.close_code()),
-        Some(1000),
-        "the close must be echoed"
-    );
-    assert_eq!(
-        lines,
-        ["connected 101 nil", "message hi", "closed 1000", "done"]
-    );
+    assert_eq!(close.and_then(|f| f.close_code()), Some(1000), "the close must be echoed");
+    assert_eq!(lines, ["connected 101 nil", "message hi", "closed 1000", "done"]);
 }
 
 #[test]
@@ -144,19 +127,8 @@ fn masked_server_frames_fail_the_connection_with_1002() {
         tx.send(read_until_close(&mut s)).unwrap();
     });
     let lines = run_client(&format!("ws://127.0.0.1:{port}/"), "");
-    assert_eq!(
-        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-        Some(1002)
-    );
-    assert_eq!(
-        lines,
-        [
-            "connected 101 nil",
-            "failed protocol",
-            "closed 1002",
-            "done"
-        ]
-    );
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Some(1002));
+    assert_eq!(lines, ["connected 101 nil", "failed protocol", "closed 1002", "done"]);
 }
 
 #[test]
@@ -173,8 +145,7 @@ fn a_wrong_accept_key_is_a_bad_handshake() {
 #[test]
 fn a_non_101_status_is_bad_status() {
     let port = one_shot_server(|_, mut s| {
-        s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
-            .unwrap();
+        s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope").unwrap();
         thread::sleep(Duration::from_millis(200));
     });
     let lines = run_client(&format!("ws://127.0.0.1:{port}/"), "");
@@ -186,31 +157,26 @@ fn a_non_101_status_is_bad_status() {
 fn redirects_are_followed_up_to_the_limit() {
     let target = one_shot_server(|head, mut s| {
         accept_101(&head, &mut s, "Sec-WebSocket-Protocol: chat\r\n");
-        s.write_all(&server_frame(8, &1000u16.to_be_bytes()))
-            .unwrap();
+        s.write_all(&server_frame(8, &1000u16.to_be_bytes())).unwrap();
         let _ = read_frame(&mut s);
     });
     let redirect = one_shot_server(move |_, mut s| {
-        let res = format!("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target}/there\r\nContent-Length: 0\r\n\r\n");
+        let res = format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target}/there\r\nContent-Length: 0\r\n\r\n"
+        );
         s.write_all(res.as_bytes()).unwrap();
         thread::sleep(Duration::from_millis(200));
     });
-    let lines = run_client(
-        &format!("ws://127.0.0.1:{redirect}/here"),
-        "max_redirects = 2, protocols = {\"chat\"}",
-    );
+    let lines =
+        run_client(&format!("ws://127.0.0.1:{redirect}/here"), "max_redirects = 2, protocols = {\"chat\"}");
     assert_eq!(lines[0], "connected 101 chat", "{lines:?}");
 
     let redirect = one_shot_server(move |_, mut s| {
-        s.write_all(b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n")
-            .unwrap();
+        s.write_all(b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n").unwrap();
         thread::sleep(Duration::from_millis(200));
     });
     let lines = run_client(&format!("ws://127.0.0.1:{redirect}/"), "");
-    assert!(
-        lines[0].starts_with("error bad_status"),
-        "redirects are not followed by default: {lines:?}"
-    );
+    assert!(lines[0].starts_with("error bad_status"), "redirects are not followed by default: {lines:?}");
 }
 
 #[test]
@@ -222,11 +188,7 @@ fn a_silent_server_is_a_handshake_timeout() {
 
 #[test]
 fn refused_bad_scheme_and_bad_url_have_their_own_kinds() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     assert!(run_client(&format!("ws://127.0.0.1:{port}/"), "")[0].starts_with("error refused"));
     assert!(run_client("http://127.0.0.1/", "")[0].starts_with("error bad_scheme"));
     assert!(run_client("ws://", "")[0].starts_with("error bad_url"));
@@ -267,18 +229,12 @@ fn misuse_raises_a_lua_error_naming_function_and_argument() {
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert!(
-        lines[0]
-            .contains("turbo_ws.connect: bad argument #3 'on_done' (function expected, got nil)"),
+        lines[0].contains("turbo_ws.connect: bad argument #3 'on_done' (function expected, got nil)"),
         "{lines:?}"
     );
     assert!(
-        lines[1].contains(
-            "turbo_ws.connect: bad option 'timeout' (number of seconds expected, got string)"
-        ),
+        lines[1].contains("turbo_ws.connect: bad option 'timeout' (number of seconds expected, got string)"),
         "{lines:?}"
     );
-    assert!(
-        lines[2].contains("turbo_ws.listen: bad option 'port'"),
-        "{lines:?}"
-    );
+    assert!(lines[2].contains("turbo_ws.listen: bad option 'port'"), "{lines:?}");
 }

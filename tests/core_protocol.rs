@@ -18,10 +18,7 @@ fn handshake_answers_101_with_the_accept_key() {
     let accept = derive_accept_key(KEY.as_bytes());
     assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     assert!(
-        head.to_ascii_lowercase().contains(&format!(
-            "sec-websocket-accept: {}",
-            accept.to_ascii_lowercase()
-        )),
+        head.to_ascii_lowercase().contains(&format!("sec-websocket-accept: {}", accept.to_ascii_lowercase())),
         "{head}"
     );
     assert_echo(&mut s, "hello");
@@ -54,11 +51,7 @@ fn handshake_with_other_version_gets_426_naming_version_13() {
     );
     let (status, head) = handshake_status(&req);
     assert_eq!(status, 426);
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("sec-websocket-version: 13"),
-        "{head}"
-    );
+    assert!(head.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{head}");
 }
 
 #[test]
@@ -89,8 +82,7 @@ fn handshake_needs_a_valid_key_and_connection_upgrade() {
 fn garbage_instead_of_http_gets_400_and_costs_one_connection() {
     let mut server = echo_server("");
     let mut s = connect(server.port);
-    s.write_all(b"\x00\x01\x02 not http at all\r\n\r\n")
-        .unwrap();
+    s.write_all(b"\x00\x01\x02 not http at all\r\n\r\n").unwrap();
     let (status, _) = read_head(&mut s);
     assert!(status == 400 || status == 0, "status {status}");
     assert!(server.alive());
@@ -102,15 +94,11 @@ fn plain_http_requests_reach_lua_and_keep_alive_is_honoured() {
     let server = echo_server("");
     let mut s = connect(server.port);
     for path in ["/a?x=1", "/b"] {
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
-            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes()).unwrap();
         let (status, head) = read_head(&mut s);
         assert_eq!(status, 200, "{head}");
         let body = format!("plain GET {path}");
-        assert!(
-            head.contains(&format!("content-length: {}", body.len())),
-            "{head}"
-        );
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
         let mut buf = vec![0u8; body.len()];
         std::io::Read::read_exact(&mut s, &mut buf).unwrap();
         assert_eq!(String::from_utf8(buf).unwrap(), body);
@@ -121,13 +109,9 @@ fn plain_http_requests_reach_lua_and_keep_alive_is_honoured() {
 fn server_frames_are_unmasked_and_binary_stays_binary() {
     let server = echo_server("");
     let mut s = open_ws(server.port);
-    s.write_all(&frame(true, 0, 2, &[0, 159, 146, 150, 255], true))
-        .unwrap();
+    s.write_all(&frame(true, 0, 2, &[0, 159, 146, 150, 255], true)).unwrap();
     let f = read_frame(&mut s).unwrap();
-    assert_eq!(
-        (f.opcode, f.masked, f.payload),
-        (2, false, vec![0, 159, 146, 150, 255])
-    );
+    assert_eq!((f.opcode, f.masked, f.payload), (2, false, vec![0, 159, 146, 150, 255]));
     s.write_all(&frame(true, 0, 2, b"", true)).unwrap();
     let f = read_frame(&mut s).unwrap();
     assert_eq!((f.opcode, f.payload.len()), (2, 0));
@@ -144,10 +128,7 @@ fn fragments_are_reassembled_with_control_frames_between_them() {
     let pong = read_frame(&mut s).unwrap();
     assert_eq!((pong.opcode, pong.payload.as_slice()), (10, &b"mid"[..]));
     let msg = read_frame(&mut s).unwrap();
-    assert_eq!(
-        (msg.opcode, msg.fin, msg.payload.as_slice()),
-        (1, true, &b"Hello, world"[..])
-    );
+    assert_eq!((msg.opcode, msg.fin, msg.payload.as_slice()), (1, true, &b"Hello, world"[..]));
 }
 
 #[test]
@@ -165,10 +146,7 @@ fn expect_failure(bytes: &[u8], code: u16) {
     let mut s = open_ws(server.port);
     s.write_all(bytes).unwrap();
     assert_eq!(read_until_close(&mut s), Some(code));
-    assert!(
-        tcp_closed(&mut s),
-        "the server must close the TCP connection"
-    );
+    assert!(tcp_closed(&mut s), "the server must close the TCP connection");
     assert!(server.alive());
     assert_echo(&mut open_ws(server.port), "others keep working");
 }
@@ -224,13 +202,7 @@ fn too_big_frames_and_messages_fail_with_1009() {
     expect_failure(&frame(true, 0, 2, &[0u8; 600], true), 1009);
     let mut msg = Vec::new();
     for _ in 0..3 {
-        msg.extend(frame(
-            false,
-            0,
-            if msg.is_empty() { 2 } else { 0 },
-            &[0u8; 400],
-            true,
-        ));
+        msg.extend(frame(false, 0, if msg.is_empty() { 2 } else { 0 }, &[0u8; 400], true));
     }
     msg.extend(frame(true, 0, 0, &[0u8; 400], true));
     expect_failure(&msg, 1009);
@@ -275,8 +247,7 @@ fn abrupt_disconnects_cost_nothing_but_that_connection() {
     let mut server = echo_server("");
     for _ in 0..50 {
         let mut s = open_ws(server.port);
-        s.write_all(&frame(false, 0, 1, b"half a mess", true))
-            .unwrap();
+        s.write_all(&frame(false, 0, 1, b"half a mess", true)).unwrap();
         drop(s);
     }
     assert!(server.alive());

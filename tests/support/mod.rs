@@ -24,11 +24,7 @@ impl LuaProcess {
     /// Runs `script`, which must print `port N` once it listens.
     pub fn start(script: &str) -> LuaProcess {
         let so = root().join("build/turbo_ws.so");
-        assert!(
-            so.exists(),
-            "{} is missing: run `make build` first",
-            so.display()
-        );
+        assert!(so.exists(), "{} is missing: run `make build` first", so.display());
         let mut child = Command::new("luajit")
             .arg("-e")
             .arg(script)
@@ -39,9 +35,7 @@ impl LuaProcess {
             .expect("luajit must be installed (make deps)");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the port line");
+        BufReader::new(stdout).read_line(&mut line).expect("read the port line");
         let port = line
             .trim()
             .strip_prefix("port ")
@@ -56,8 +50,7 @@ impl LuaProcess {
 
     /// Resident memory of the process in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmRSS:"))
@@ -97,8 +90,7 @@ pub fn echo_server(listen_options: &str) -> LuaProcess {
 
 pub fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     s.set_nodelay(true).expect("nodelay");
     s
 }
@@ -123,11 +115,7 @@ pub fn read_head(s: &mut TcpStream) -> (u16, String) {
         }
     }
     let text = String::from_utf8_lossy(&head).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, text)
 }
 
@@ -206,12 +194,7 @@ pub fn read_frame(s: &mut TcpStream) -> Option<Frame> {
             *b ^= key[i % 4];
         }
     }
-    Some(Frame {
-        fin: h[0] & 0x80 != 0,
-        opcode: h[0] & 0x0f,
-        masked,
-        payload,
-    })
+    Some(Frame { fin: h[0] & 0x80 != 0, opcode: h[0] & 0x0f, masked, payload })
 }
 
 /// Reads frames until a close frame; returns its code (None: no close frame).
@@ -238,11 +221,7 @@ pub fn tcp_closed(s: &mut TcpStream) -> bool {
 
 /// Sends a text message and expects it back unmasked.
 pub fn assert_echo(s: &mut TcpStream, text: &str) {
-    s.write_all(&frame(true, 0, 1, text.as_bytes(), true))
-        .expect("write");
+    s.write_all(&frame(true, 0, 1, text.as_bytes(), true)).expect("write");
     let f = read_frame(s).expect("echo frame");
-    assert_eq!(
-        (f.opcode, f.masked, f.payload.as_slice()),
-        (1, false, text.as_bytes())
-    );
+    assert_eq!((f.opcode, f.masked, f.payload.as_slice()), (1, false, text.as_bytes()));
 }
