@@ -8,7 +8,7 @@ SO54       := $(BUILD_DIR)/lua54/turbo_ws.so
 LUAJIT     := luajit
 export LUA_CPATH := $(CURDIR)/$(BUILD_DIR)/?.so;;
 
-.PHONY: all deps build build54 demo test conformance bench clean
+.PHONY: all deps build build54 demo test conformance bench soak fuzz clean
 
 all: build
 
@@ -47,6 +47,15 @@ bench: build
 	@test -x bench/.venv/bin/python || python3 -m venv bench/.venv
 	@bench/.venv/bin/python -c 'import matplotlib' 2>/dev/null || bench/.venv/bin/pip install -q matplotlib==3.9.2
 	bench/.venv/bin/python bench/bench.py $(BENCH_ARGS)
+
+# Mixed traffic against one server for SOAK_SECONDS (600); writes bench/SOAK.md.
+soak: build
+	cd bench && $(CARGO) build --release --locked
+	python3 bench/soak.py
+
+# Every cargo-fuzz target for FUZZ_SECONDS (120) each; corpus in fuzz/corpus/.
+fuzz:
+	bash scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

@@ -24,7 +24,7 @@ use crate::tls;
 
 /// Where to connect, from a ws:// or wss:// URL.
 #[derive(Clone, Debug)]
-struct Target {
+pub(crate) struct Target {
     /// Host as written in the URL (IPv6 literals keep their brackets).
     host: String,
     port: u16,
@@ -35,7 +35,7 @@ struct Target {
 }
 
 impl Target {
-    fn parse(raw: &str) -> Result<Target, Error> {
+    pub(crate) fn parse(raw: &str) -> Result<Target, Error> {
         let url =
             url::Url::parse(raw).map_err(|e| Error::new(Kind::BadUrl, format!("bad URL '{raw}': {e}")))?;
         let tls = match url.scheme() {
@@ -58,7 +58,7 @@ impl Target {
     }
 
     /// The Host header: the port only when it is not the scheme's default.
-    fn host_header(&self) -> String {
+    pub(crate) fn host_header(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
         if self.port == default {
             self.host.clone()
@@ -68,7 +68,7 @@ impl Target {
     }
 
     /// A Location header from a redirect, resolved against this URL.
-    fn follow(&self, location: &str) -> Result<Target, Error> {
+    pub(crate) fn follow(&self, location: &str) -> Result<Target, Error> {
         let mut next = self
             .url
             .join(location)

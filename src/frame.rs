@@ -85,3 +85,41 @@ pub fn classify(err: &WsError) -> (Error, Option<u16>) {
         other => (Error::new(Kind::Protocol, other.to_string()), Some(1002)),
     }
 }
+
+/// Reads messages from `bytes` as a server until the framing layer fails,
+/// classifying the failure (see `fuzz_api::frames`).
+pub fn read_all_for_fuzzing(bytes: &[u8], limits: &Limits) {
+    use std::io::Cursor;
+    struct ReadOnly(Cursor<Vec<u8>>);
+    impl std::io::Read for ReadOnly {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl std::io::Write for ReadOnly {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let stream = ReadOnly(Cursor::new(bytes.to_vec()));
+    let mut ws = tokio_tungstenite::tungstenite::WebSocket::from_raw_socket(
+        stream,
+        Role::Server,
+        Some(config(limits)),
+    );
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => {
+                let _ = close_details(&frame);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = classify(&e);
+                return;
+            }
+        }
+    }
+}

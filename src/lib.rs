@@ -13,6 +13,8 @@ mod config;
 mod connection;
 mod error;
 mod frame;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod ioloop;
 mod registry;
 mod server;

@@ -225,10 +225,10 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
 }
 
 /// A rejected handshake: status, message, and whether to advertise version 13.
-struct Rejection(StatusCode, &'static str);
+pub(crate) struct Rejection(StatusCode, &'static str);
 
 /// Checks an upgrade request per RFC 6455 §4.2.1; returns Sec-WebSocket-Key.
-fn check_handshake(
+pub(crate) fn check_handshake(
     method: &Method,
     version: http::Version,
     headers: &HeaderMap,

@@ -9,6 +9,7 @@
 //!   loadgen echo  URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP]
 //!   loadgen idle  URL CONNS HOLD_SECONDS          (opens CONNS, holds them)
 //!   loadgen churn URL CYCLES                      (connect, echo once, close)
+//!   loadgen soak  URL WORKERS SECONDS             (mixed traffic, see soak_worker)
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -272,6 +273,115 @@ async fn churn_mode(args: &[String]) {
     );
 }
 
+/// A small xorshift generator: the soak's choices, reproducible per worker.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Mixed traffic until the deadline: connect, exchange a random number of
+/// messages of random sizes (1 B to 64 KiB, text and binary) and pings, then
+/// close properly or drop the TCP connection abruptly.
+async fn soak_worker(addr: String, path: String, seed: u64, until: Instant, stats: Rc<Stats>) {
+    let mut rng = Rng(seed | 1);
+    while Instant::now() < until {
+        let Ok(mut s) = open(&addr, &path).await else {
+            stats.errors.set(stats.errors.get() + 1);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let exchanges = 1 + rng.below(50);
+        let mut ok = true;
+        for _ in 0..exchanges {
+            let size = match rng.below(4) {
+                0 => rng.below(126) as usize,
+                1 => 126 + rng.below(1000) as usize,
+                2 => rng.below(16384) as usize,
+                _ => rng.below(65536) as usize,
+            };
+            let mut frame = encode_frame(size, rng.below(2) == 0);
+            if rng.below(10) == 0 {
+                frame = vec![0x89, 0x80 | 4, MASK[0], MASK[1], MASK[2], MASK[3], b'p' ^ MASK[0], b'i' ^ MASK[1], b'n' ^ MASK[2], b'g' ^ MASK[3]];
+            }
+            if s.write_all(&frame).await.is_err() {
+                ok = false;
+                break;
+            }
+            let mut buf = vec![0u8; size + 16];
+            let mut filled = 0;
+            loop {
+                if let Some(_len) = complete_frame(&buf[..filled]) {
+                    break;
+                }
+                if filled == buf.len() {
+                    buf.resize(buf.len() * 2, 0);
+                }
+                match s.read(&mut buf[filled..]).await {
+                    Ok(0) | Err(_) => {
+                        ok = false;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                }
+            }
+            if !ok {
+                break;
+            }
+            stats.count.set(stats.count.get() + 1);
+        }
+        if !ok {
+            stats.errors.set(stats.errors.get() + 1);
+        }
+        if rng.below(3) == 0 {
+            // Abrupt: no close frame, maybe with a half-sent frame in flight.
+            if rng.below(2) == 0 {
+                let _ = s.write_all(&[0x81, 0x80 | 100, 1, 2]).await;
+            }
+            drop(s);
+        } else {
+            let close = [0x88, 0x82, MASK[0], MASK[1], MASK[2], MASK[3], 0x03 ^ MASK[0], 0xe8 ^ MASK[1]];
+            let _ = s.write_all(&close).await;
+            let mut buf = [0u8; 256];
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+        }
+    }
+}
+
+async fn soak_mode(args: &[String]) {
+    let (addr, path) = split_url(&args[2]);
+    let workers: u64 = arg(args, 3);
+    let seconds: f64 = arg(args, 4);
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let stats = Rc::new(Stats {
+        recording: Cell::new(true),
+        stop: Cell::new(false),
+        count: Cell::new(0),
+        latencies_ns: RefCell::new(Vec::new()),
+        errors: Cell::new(0),
+    });
+    let tasks: Vec<_> = (0..workers)
+        .map(|i| tokio::task::spawn_local(soak_worker(addr.clone(), path.clone(), 0x9E3779B97F4A7C15 ^ i, until, stats.clone())))
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    println!(
+        "{{\"mode\":\"soak\",\"workers\":{workers},\"seconds\":{seconds},\"messages\":{},\"errors\":{}}}",
+        stats.count.get(),
+        stats.errors.get()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -281,6 +391,7 @@ fn main() {
             Some("echo") => echo_mode(&args).await,
             Some("idle") => idle_mode(&args).await,
             Some("churn") => churn_mode(&args).await,
+            Some("soak") => soak_mode(&args).await,
             _ => usage(),
         }
     });
