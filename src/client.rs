@@ -377,8 +377,11 @@ fn build_request(target: &Target, path: &str, p: &Params) -> Result<http::Reques
     builder = builder
         .header("Connection", "Upgrade")
         .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header("Sec-WebSocket-Key", frame::generate_key());
+        .header("Sec-WebSocket-Version", "13");
+    // A program may choose its own key (evlua reports it back to its caller).
+    if !has("sec-websocket-key") {
+        builder = builder.header("Sec-WebSocket-Key", frame::generate_key());
+    }
     if !p.protocols.is_empty() {
         builder = builder.header("Sec-WebSocket-Protocol", p.protocols.join(", "));
     }

@@ -605,10 +605,15 @@ impl UserData for Connection {
                 Err(e) => failure(e),
             })
         });
-        // close([code [, reason]]): starts the closing handshake; code defaults to 1000.
+        // close([code [, reason]]): starts the closing handshake; code defaults to
+        // 1000, and `false` sends a close frame without a status code.
         methods.add_method("close", |_, this, (code, reason): (Value, Value)| {
             const F: &str = "turbo_ws connection:close";
-            let code = args::opt_count(F, 1, "code", code, 65535)?.map(|c| c as u16);
+            let code = match code {
+                Value::Boolean(false) => None,
+                Value::Nil => Some(1000),
+                other => Some(args::count(F, 1, "code", other, 65535)? as u16),
+            };
             let reason = args::opt_string(F, 2, "reason", reason)?.unwrap_or_default();
             if let Some(c) = code {
                 if !frame::check_close_code(c) {
@@ -624,8 +629,23 @@ impl UserData for Connection {
             if !reason.is_empty() && code.is_none() {
                 return Err(args::misuse(F, "bad argument #2 'reason' (a reason needs a code)"));
             }
-            this.0.close(code.or(Some(1000)), &reason);
+            this.0.close(code, &reason);
             Ok(())
+        });
+        // send_frame(opcode, data, fin): one data frame, for programs that
+        // fragment messages themselves (opcode 1 or 2 starts, 0 continues).
+        methods.add_method("send_frame", |_, this, (opcode, data, fin): (Value, Value, Value)| {
+            const F: &str = "turbo_ws connection:send_frame";
+            let opcode = args::count(F, 1, "opcode", opcode, 15)? as u8;
+            let payload = payload_arg(F, 2, "data", data)?;
+            let fin = args::opt_bool(F, 3, "fin", fin)?.unwrap_or(true);
+            let msg = frame::data_frame(opcode, payload, fin).ok_or_else(|| {
+                args::misuse(F, format!("bad argument #1 'opcode' ({opcode} is not 0, 1 or 2)"))
+            })?;
+            Ok(match this.0.send(msg) {
+                Ok(()) => ok(),
+                Err(e) => failure(e),
+            })
         });
         methods.add_method("abort", |_, this, ()| {
             this.0.abort();

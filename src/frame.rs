@@ -45,6 +45,20 @@ pub fn generate_key() -> String {
     tokio_tungstenite::tungstenite::handshake::client::generate_key()
 }
 
+/// One data frame as given (a fragment when `fin` is false; opcode 0
+/// continues a fragmented message, 1 starts text, 2 starts binary).
+pub fn data_frame(opcode: u8, payload: Bytes, fin: bool) -> Option<Message> {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let data = match opcode {
+        0 => Data::Continue,
+        1 => Data::Text,
+        2 => Data::Binary,
+        _ => return None,
+    };
+    Some(Message::Frame(Frame::message(payload, OpCode::Data(data), fin)))
+}
+
 /// A close frame to send; `code` already validated by [`check_close_code`].
 pub fn close_message(code: Option<u16>, reason: &str) -> Message {
     Message::Close(code.map(|c| CloseFrame { code: CloseCode::from(c), reason: reason.to_owned().into() }))

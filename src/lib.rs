@@ -67,7 +67,16 @@ fn turbo_ws_compat(lua: &Lua) -> mlua::Result<Value> {
     let require: Function = lua.globals().get("require")?;
     require.call::<Value>("turbo_ws")?;
     // `require "turbo_ws.compat"` is already in progress: run its loader directly.
-    let preload: Table = lua.globals().get::<Table>("package")?.get("preload")?;
-    let loader: Function = preload.get("turbo_ws.compat")?;
+    let package: Table = lua.globals().get("package")?;
+    let preload: Table = package.get("preload")?;
+    let loader: Function = match preload.get::<Option<Function>>("turbo_ws.compat")? {
+        Some(loader) => loader,
+        // Development mode (TURBO_WS_LUA_DIR): the face files are on package.path.
+        None => {
+            let searchpath: Function = package.get("searchpath")?;
+            let path: String = searchpath.call(("turbo_ws.compat", package.get::<String>("path")?))?;
+            lua.load(std::path::Path::new(&path)).into_function()?
+        }
+    };
     loader.call("turbo_ws.compat")
 }
