@@ -1,0 +1,340 @@
+--- turbo_ws.evlua.socket -- evlua's stream sockets (the `_ss` of a
+-- connection table) over turbo_ws connections.
+--
+-- Every upgraded connection, server or client side, is one Socket. Its
+-- `_ss` handle is a userdata (as evlua's is) that prints as
+-- "streamsocket:N" and leads back to the Socket. Incoming frames either go
+-- to a handler module one at a time, in order (server sockets, and client
+-- sockets opened with a msg_handler), or wait in a queue for
+-- `ws_util.recv_frame`.
+local ffi = require "ffi"
+local bit = require "bit"
+local core = require "turbo_ws.core"
+local wait = require "turbo_ws.evlua.wait"
+local C = require "turbo_ws.evlua.ws_const"
+
+local M = {}
+
+--- evlua's default send / receive timeout, seconds.
+M.DEFAULT_TIMEOUT = 40
+--- How long `close` waits for the closing handshake (the core gives up
+-- after its close_timeout, 5 s by default).
+M.CLOSE_WAIT = 10
+
+local STATE = {} -- key, in a handle's metatable, of its Socket
+local MAIN = {} -- frames key when not in a coroutine
+local count = 0
+
+local Socket = {}
+Socket.__index = Socket
+
+local function now() return core.gettimemonotonic() end
+
+local function report(what, err)
+  io.stderr:write("turbo_ws.evlua: error in ", what, ": ", tostring(err), "\n")
+end
+
+-- A copy of `payload` in an `unsigned char[n+1]` whose last byte is NUL,
+-- so that `ffi.string(buf)` works on text as evlua programs expect.
+local function cbuf(payload)
+  local n = #payload
+  local buf = ffi.new("unsigned char[?]", n + 1) -- zero-filled
+  ffi.copy(buf, payload, n)
+  return buf
+end
+M.cbuf = cbuf
+
+------------------------------------------------------------------------
+-- Incoming frames
+
+--- The `msg` table of evlua (one per message or control frame).
+function Socket:make_msg(op, payload)
+  -- Server sockets receive masked frames. The core unmasks them and does
+  -- not keep the key, so `mask` is a zeroed 4-byte array.
+  local masked = self.role == "server"
+  return {
+    payload_len = #payload,
+    op_code = op,
+    flags = bit.bor(C.FRAME_FLAG_FIN, op), -- reassembled: always FIN
+    use_mask = masked,
+    mask = masked and ffi.new("unsigned char[4]") or nil,
+    buf = cbuf(payload),
+    _ss = self.proxy,
+  }
+end
+
+function Socket:push(item)
+  self.last = self.last + 1
+  self.items[self.last] = item
+  if self.handler then
+    self:drain()
+  else
+    self:wake("recv_waiter")
+  end
+end
+
+function Socket:pop()
+  if self.first > self.last then return nil end
+  local item = self.items[self.first]
+  self.items[self.first] = nil
+  self.first = self.first + 1
+  return item
+end
+
+function Socket:wake(slot)
+  local waiter = self[slot]
+  if waiter then
+    self[slot] = nil
+    waiter(true)
+  end
+end
+
+-- The frame each running dispatch is handling, by coroutine:
+-- `ws.handle_msg` reads it, as evlua's reads the "accepted stream socket".
+local frames = setmetatable({}, { __mode = "k" })
+local dispatcher
+
+--- Sets the function the loop runs per message: `fn(request, response)`
+-- (web_socket sets `ws.handle_msg`).
+function M.set_dispatcher(fn) dispatcher = fn end
+
+--- The frame being dispatched on this coroutine: `{socket=, msg=}` or nil.
+function M.current_frame()
+  return frames[coroutine.running() or MAIN]
+end
+
+function Socket:dispatch(item)
+  if item.op == nil or item.op == C.FRAME_OP_CLOSE then return end
+  local key = coroutine.running() or MAIN
+  frames[key] = { socket = self, msg = self:make_msg(item.op, item.payload) }
+  local ok, err = xpcall(dispatcher, debug.traceback, self.request, self.response)
+  frames[key] = nil
+  if not ok then report("handler module '" .. self.handler .. "'", err) end
+end
+
+-- One message at a time, in order, each in its own coroutine: a handler
+-- that yields holds back the messages behind it; when it finishes, the
+-- next one is started from a fresh loop callback.
+function Socket:drain()
+  if self.busy then return end
+  local item = self:pop()
+  if not item then return end
+  self.busy = true
+  self:dispatch(item)
+  self.busy = false
+  if self.first <= self.last then
+    core.add_callback(function() self:drain() end)
+  end
+end
+
+-- What `recv_frame` gets after the last message.
+local function final_item(self, code, reason)
+  if self.failure then return { fail = self.failure } end
+  if code == C.WS_RESERVED_ABNORMAL_CLOSE then
+    return { fail = "the connection was closed without a closing handshake" }
+  end
+  local payload = ""
+  if code ~= C.WS_RESERVED_NO_STATUS_CODE then
+    payload = string.char(bit.rshift(code, 8), bit.band(code, 0xFF)) .. reason
+  end
+  return { op = C.FRAME_OP_CLOSE, payload = payload }
+end
+
+function Socket:on_close(code, reason)
+  self.open = false
+  M.pool_forget(self)
+  -- A close we started is not a frame for recv_frame to return.
+  if not self.handler and not self.closing then
+    self:push(final_item(self, code, reason))
+  end
+  self:wake("recv_waiter")
+  self:wake("close_waiter")
+end
+
+--- Waits for the next incoming frame; returns its msg table. Raises on
+-- timeout (and closes the connection), on a failed or closed connection.
+function Socket:recv(what, timeout)
+  local deadline = now() + timeout * 1000
+  while self.first > self.last do
+    if self.done_reading or self.closing or not self.open then
+      error(what .. ": the websocket is closed", 0)
+    end
+    local left = deadline - now()
+    if left <= 0 then
+      self.done_reading = true
+      if self:alive() then
+        self.closing = true
+        self.conn:close(C.WS_ENDPOINT_GOING_AWAY, "receive timeout")
+      end
+      error(("%s: no frame within %g seconds"):format(what, timeout), 0)
+    end
+    wait.wait(function(finish) self.recv_waiter = finish end, left / 1000)
+  end
+  local item = self:pop()
+  if item.fail then
+    self.done_reading = true
+    error(what .. ": " .. item.fail, 0)
+  end
+  if item.op == C.FRAME_OP_CLOSE then self.done_reading = true end
+  return self:make_msg(item.op, item.payload)
+end
+
+------------------------------------------------------------------------
+-- Outgoing frames
+
+--- Whether frames may still be sent.
+function Socket:alive()
+  local state = self.conn:state()
+  return self.open and (state == "open" or state == "connecting")
+end
+
+function Socket:check_alive(what)
+  if not self:alive() then error(what .. ": the websocket is closed", 0) end
+end
+
+--- Sends one whole message. The core only queues; past its high-water
+-- mark it refuses, and we wait for the queue to drain, up to `timeout`.
+function Socket:send_message(what, payload, binary, timeout)
+  local deadline
+  while true do
+    local ok, kind, message = self.conn:send(payload, binary)
+    if ok then return end
+    if kind ~= "too_big" then
+      error(("%s: the websocket is closed (%s)"):format(what, message or kind), 0)
+    end
+    deadline = deadline or now() + timeout * 1000
+    if now() >= deadline then
+      error(("%s: timed out waiting to send (%s)"):format(what, message), 0)
+    end
+    wait.sleep(0.01)
+  end
+end
+
+-- Close codes an endpoint may put on the wire (RFC 6455 7.4).
+local function sendable_code(code)
+  return (code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1011)
+      or (code >= 3000 and code <= 4999)
+end
+
+-- A CLOSE frame built by the caller: send its code and reason when they are
+-- valid, else a plain 1000 (evlua's own close payload is free text).
+function Socket:close_with_payload(payload)
+  local code, reason = C.WS_NORMAL_CLOSE, ""
+  if #payload >= 2 then
+    local c = payload:byte(1) * 256 + payload:byte(2)
+    if sendable_code(c) then code, reason = c, payload:sub(3) end
+  end
+  self.closing = true
+  if not pcall(self.conn.close, self.conn, code, reason) then
+    self.conn:close(C.WS_NORMAL_CLOSE)
+  end
+end
+
+--- Sends a control frame (PING, PONG, CLOSE).
+function Socket:send_control(what, op, payload)
+  if #payload > 125 then
+    error(what .. ": a control frame payload must be at most 125 bytes", 0)
+  end
+  self:check_alive(what)
+  if op == C.FRAME_OP_CLOSE then return self:close_with_payload(payload) end
+  local send = op == C.FRAME_OP_PING and self.conn.ping or self.conn.pong
+  local ok, kind, message = send(self.conn, payload)
+  if not ok then
+    error(("%s: the websocket is closed (%s)"):format(what, message or kind), 0)
+  end
+end
+
+--- Sends one data frame of a message. The core sends whole messages only,
+-- so fragments are collected here and the message goes out with the FIN
+-- frame: the peer receives the same message, in one frame.
+function Socket:send_data_frame(what, op, fin, payload, timeout)
+  self:check_alive(what)
+  local pending = self.fragments
+  if op == C.FRAME_OP_CONT then
+    if not pending then
+      error(what .. ": a continuation frame without a message to continue", 0)
+    end
+    pending[#pending + 1] = payload
+    if not fin then return end
+    self.fragments = nil
+    return self:send_message(what, table.concat(pending),
+                             pending.op == C.FRAME_OP_BINARY, timeout)
+  end
+  if pending then
+    error(what .. ": a new message before the fragmented one was finished", 0)
+  end
+  if fin then
+    return self:send_message(what, payload, op == C.FRAME_OP_BINARY, timeout)
+  end
+  self.fragments = { op = op, payload }
+end
+
+--- Starts the closing handshake with `code` and waits until the
+-- connection is closed (the peer answered, or the core gave up).
+function Socket:close(what, code, reason)
+  self:check_alive(what)
+  self.closing = true
+  self.conn:close(code, reason)
+  local deadline = now() + M.CLOSE_WAIT * 1000
+  while self.open and now() < deadline do
+    wait.wait(function(finish) self.close_waiter = finish end,
+              (deadline - now()) / 1000)
+  end
+end
+
+------------------------------------------------------------------------
+-- Handles and the pool
+
+--- A Socket for an open core connection. `role` is "server" or "client";
+-- `handler` the handler module name (nil: frames wait for recv_frame).
+function M.new(conn, role, handler, request, response)
+  count = count + 1
+  local label = "streamsocket:" .. count
+  local proxy = newproxy(true)
+  local mt = getmetatable(proxy)
+  mt.__tostring = function() return label end
+  local sock = setmetatable({
+    conn = conn, role = role, handler = handler, proxy = proxy,
+    request = request, response = response,
+    items = {}, first = 1, last = 0, busy = false, open = true,
+  }, Socket)
+  mt[STATE] = sock
+  conn:set_callbacks{
+    on_message = function(data, binary)
+      sock:push{ op = binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, payload = data }
+    end,
+    on_ping = function(data) sock:push{ op = C.FRAME_OP_PING, payload = data } end,
+    on_pong = function(data) sock:push{ op = C.FRAME_OP_PONG, payload = data } end,
+    on_error = function(kind, message) sock.failure = kind .. ": " .. message end,
+    on_close = function(code, reason) sock:on_close(code, reason) end,
+  }
+  return sock
+end
+
+--- The Socket behind an `_ss` handle, or nil.
+function M.of(ss)
+  if type(ss) ~= "userdata" then return nil end
+  local mt = getmetatable(ss)
+  return type(mt) == "table" and rawget(mt, STATE) or nil
+end
+
+-- The process-wide pool of named sockets (ws_util.add_ws_to_pool).
+local pool = {}
+
+function M.pool_add(name, sock) pool[name] = sock end
+
+--- The live socket pooled as `name`, or nil (dead ones are dropped).
+function M.pool_get(name)
+  local sock = pool[name]
+  if sock and sock:alive() then return sock end
+  pool[name] = nil
+  return nil
+end
+
+function M.pool_forget(sock)
+  for name, s in pairs(pool) do
+    if s == sock then pool[name] = nil end
+  end
+end
+
+return M

@@ -1,0 +1,255 @@
+--- turbo_ws.evlua.web_socket -- evlua's `service_utils.WS.web_socket`:
+-- `accept` (server side of the upgrade), `connect` (client side) and
+-- `handle_msg` (what the loop runs for every incoming frame).
+local core = require "turbo_ws.core"
+local C = require "turbo_ws.evlua.ws_const"
+local headers = require "turbo_ws.evlua.headers"
+local http = require "turbo_ws.evlua.http"
+local socket = require "turbo_ws.evlua.socket"
+local wait = require "turbo_ws.evlua.wait"
+
+local ws = {}
+
+ws.WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+ws.WEBSOCKET_VERSION = "13"
+
+local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+
+------------------------------------------------------------------------
+-- accept
+
+-- evlua's failed-handshake answer: 400 with {"error_message": msg} as the
+-- X-msg field and as the body.
+local function reject(response, msg)
+  local json = headers.error_json(msg)
+  response:set_status(400)
+  response:set_chunked_trfencoding(true)
+  response:set_content_type("application/json")
+  response:set_hdr_field("X-msg", json)
+  response:send()
+  response:write(json)
+  return false
+end
+
+--- The handler module named by the URL path: "/a/b/c?x" -> "a.b.c" (with
+-- the server's app_base_path in front). nil, why when there is none.
+-- Segments may hold only letters, digits, "_" and "-", so a request can
+-- name no module outside the application's tree ("..", "%2e").
+local function handler_name(request)
+  local path = request:get_uri():match("^[^?#]*")
+  local parts = {}
+  for segment in path:gmatch("[^/]+") do
+    if not segment:match("^[%w_%-]+$") then
+      return nil, "Invalid path: Unable to deduce message handler"
+    end
+    parts[#parts + 1] = segment
+  end
+  if #parts == 0 then return nil, "Path empty: Unable to deduce message handler" end
+  local base = http.base_path(request)
+  if base and base ~= "" then table.insert(parts, 1, base) end
+  return table.concat(parts, ".")
+end
+
+--- `ws.accept(request, response, uc) -> boolean`: checks the upgrade
+-- request, asks the handler module's `init`, and answers 101 (true) or
+-- 400 with evlua's error document (false). Raises if the handler module
+-- cannot be loaded (serve answers 500).
+function ws.accept(request, response, uc)
+  assert(http.is_request(request), "ws.accept: request (httpsreq) expected")
+  assert(http.is_response(response), "ws.accept: response (httpsresp) expected")
+  assert(type(uc) == "table", "ws.accept: uc (table) expected")
+
+  local fields = request:get_hdr_fields()
+  local version = fields["Sec-WebSocket-Version"]
+  if version == nil then
+    return reject(response, "Missing Sec-WebSocket-Version in handshake request")
+  end
+  if trim(version) ~= ws.WEBSOCKET_VERSION then
+    return reject(response, "Unsupported WebSocket version requested")
+  end
+  local key = fields["Sec-WebSocket-Key"]
+  if key == nil or trim(key) == "" then
+    return reject(response, "Missing Sec-WebSocket-Key in handshake request")
+  end
+  local name, why = handler_name(request)
+  if not name then return reject(response, why) end
+
+  local handler = require(name)
+  if type(handler) ~= "table" or type(handler.init) ~= "function" then
+    error(("ws.accept: handler module '%s' has no init function"):format(name), 2)
+  end
+  local ok, msg = handler.init(request, response, uc)
+  if not ok then return reject(response, msg) end
+
+  response:set_status(101)
+  response:set_content_length(0)
+  response:send()
+  -- The core writes Upgrade, Connection and Sec-WebSocket-Accept.
+  return (http.upgrade(request, response, name))
+end
+
+------------------------------------------------------------------------
+-- handle_msg
+
+-- The handler module for a socket, loaded once.
+local function handler_of(sock)
+  if not sock.handler_module then sock.handler_module = require(sock.handler) end
+  return sock.handler_module
+end
+
+--- `ws.handle_msg(request, response)`: dispatches the frame the loop is
+-- handling on this coroutine to the connection's handler module:
+-- TEXT/BINARY -> handle_message(msg); PING -> handle_ping(msg) if defined
+-- (the PONG is sent in any case); PONG -> handle_pong(msg) if defined.
+function ws.handle_msg(request, response) -- luacheck: ignore request response
+  local frame = socket.current_frame()
+  if not frame then
+    error("ws.handle_msg: no incoming frame to handle on this coroutine", 2)
+  end
+  local msg, handler = frame.msg, handler_of(frame.socket)
+  local op = msg.op_code
+  if op == C.FRAME_OP_TEXT or op == C.FRAME_OP_BINARY then
+    if type(handler.handle_message) ~= "function" then
+      error(("handler module '%s' has no handle_message function"):format(frame.socket.handler))
+    end
+    return handler.handle_message(msg)
+  elseif op == C.FRAME_OP_PING then
+    if handler.handle_ping then return handler.handle_ping(msg) end
+  elseif op == C.FRAME_OP_PONG then
+    if handler.handle_pong then return handler.handle_pong(msg) end
+  elseif op ~= C.FRAME_OP_CLOSE then
+    error("Invalid OP_CODE " .. string.format("%0X", op))
+  end
+end
+
+-- The loop runs whatever ws.handle_msg is at the time (it may be wrapped).
+socket.set_dispatcher(function(request, response)
+  return ws.handle_msg(request, response)
+end)
+
+------------------------------------------------------------------------
+-- connect
+
+local DEFAULT_PORT = { http = 80, ws = 80, https = 443, wss = 443 }
+
+--- "http://h:9982/a/b?x" -> "h", 9982, "/a/b?x". The scheme gives the
+-- default port only: TLS is `secure`'s choice, as in evlua.
+local function parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  local default = scheme and DEFAULT_PORT[scheme:lower()]
+  if not default then error("ws.connect: unsupported URL '" .. url .. "'", 3) end
+  local authority, path = rest:match("^([^/?#]*)([^#]*)")
+  authority = authority:gsub("^.*@", "") -- credentials are not sent
+  local host, port
+  if authority:sub(1, 1) == "[" then
+    host, port = authority:match("^(%[[^%]]+%]):?(%d*)$")
+  else
+    host, port = authority:match("^([^:]+):?(%d*)$")
+  end
+  if not host then error("ws.connect: no host in URL '" .. url .. "'", 3) end
+  if path == "" or path:sub(1, 1) == "?" then path = "/" .. path end
+  return host, tonumber(port) or default, path
+end
+
+-- Request fields the core writes itself, and evlua's `method` entry.
+local OWN_FIELDS = {
+  method = true, connection = true, upgrade = true,
+  ["sec-websocket-key"] = true, ["sec-websocket-version"] = true,
+}
+
+local function request_headers(hdrs)
+  local list = {}
+  for name, value in pairs(hdrs) do
+    if type(name) == "string" and not OWN_FIELDS[name:lower()] then
+      list[#list + 1] = { name, tostring(value) }
+    end
+  end
+  return list
+end
+
+local NO_CONNECTION = "No Connection: Upgrade header in handshake response"
+local NO_UPGRADE = "No Upgrade: websocket header in handshake response"
+local BAD_ACCEPT = "Invalid or missing Sec-WebSocket-Accept header in handshake response"
+
+local function is_token(value, token)
+  return value ~= nil and trim(value):lower() == token
+end
+
+-- evlua's checks of a 2xx answer, in its order. A 2xx other than 101 is
+-- never a WebSocket, so it fails at the latest on the accept check.
+local function check_answer(fields)
+  if not is_token(fields["Connection"], "upgrade") then return NO_CONNECTION end
+  if not is_token(fields["Upgrade"], "websocket") then return NO_UPGRADE end
+  return BAD_ACCEPT
+end
+
+-- A 101 the core refused: its message names the field it checked.
+local function handshake_message(message)
+  if message:find("Connection: upgrade", 1, true) then return NO_CONNECTION end
+  if message:find("Upgrade: websocket", 1, true) then return NO_UPGRADE end
+  if message:find("Sec-WebSocket-Accept", 1, true) then return BAD_ACCEPT end
+  return message
+end
+
+local function check_inputs(inp)
+  assert(type(inp) == "table", "ws.connect: inputs (table) expected")
+  assert(type(inp.url) == "string", "ws.connect: url (string) expected")
+  assert(inp.credentials == nil or type(inp.credentials) == "table",
+         "ws.connect: credentials must be a table")
+  assert(inp.msg_handler == nil or type(inp.msg_handler) == "string",
+         "ws.connect: msg_handler must be a string")
+  assert(type(inp.hdrs) == "table", "ws.connect: hdrs (table) expected")
+  assert(type(inp.external) == "boolean", "ws.connect: external (boolean) expected")
+  assert(inp.secure == nil or type(inp.secure) == "boolean",
+         "ws.connect: secure must be a boolean")
+  assert(inp.timeout == nil or type(inp.timeout) == "number",
+         "ws.connect: timeout must be a number")
+  assert(inp.tls == nil or type(inp.tls) == "table", "ws.connect: tls must be a table")
+end
+
+--- `ws.connect{url, hdrs, external [, secure] [, timeout] [, msg_handler]
+-- [, credentials] [, conn] [, tls]}` -> conn, 101, response fields; or
+-- nil, message when the server refuses. Waits (yields in a coroutine).
+-- Network failures (refused, DNS, timeout, TLS) raise, as evlua's do.
+function ws.connect(inp)
+  check_inputs(inp)
+  if inp.secure == nil then inp.secure = false end
+  if inp.timeout == nil then inp.timeout = socket.DEFAULT_TIMEOUT end
+  local host, port, path = parse_url(inp.url)
+  local hdrs = inp.hdrs
+  local target = ("%s://%s:%d%s"):format(inp.secure and "wss" or "ws", host, port, path)
+  local options = { headers = request_headers(hdrs), timeout = inp.timeout, tls = inp.tls }
+
+  -- evlua writes its handshake fields into the caller's table; the key is
+  -- the core's own and is not known here.
+  hdrs.method = "GET"
+  hdrs.Connection = "Upgrade"
+  hdrs.Upgrade = "websocket"
+  hdrs["Sec-WebSocket-Version"] = 13
+
+  local conn, kind, message, answer = wait.wait(function(finish)
+    core.connect(target, options, finish)
+  end)
+  if not conn then
+    if kind == "bad_status" then
+      local fields = headers.table(answer.headers)
+      if answer.status >= 200 and answer.status < 300 then return nil, check_answer(fields) end
+      return nil, fields["X-msg"]
+    elseif kind == "bad_handshake" then
+      return nil, handshake_message(message)
+    end
+    error(("ws.connect: %s (%s)"):format(message, kind), 2)
+  end
+
+  answer = kind -- on success the second value is the response
+  local sock = socket.new(conn, "client", inp.msg_handler)
+  return {
+    _ss = sock.proxy,
+    _host = host .. ":" .. port,
+    _send_timeout = inp.timeout,
+    _recv_timeout = inp.timeout,
+    msg_handler = inp.msg_handler,
+  }, answer.status, headers.table(answer.headers)
+end
+
+return ws

@@ -1,0 +1,158 @@
+--- turbo_ws.evlua.ws_util -- evlua's `service_utils.WS.ws_util`: sending
+-- and receiving frames on a connection table (any table with `_ss`), and
+-- a named pool of sockets.
+--
+-- Masking follows the socket's role (client sockets mask, server sockets
+-- do not), whatever `use_mask` a caller passes. Calls that wait yield
+-- inside a coroutine, or run the loop on the main thread.
+local ffi = require "ffi"
+local bit = require "bit"
+local C = require "turbo_ws.evlua.ws_const"
+local socket = require "turbo_ws.evlua.socket"
+
+local band = bit.band
+
+local ws_util = {}
+
+-- The Socket of a connection table; raises for anything else.
+local function socket_of(conn, what)
+  if type(conn) ~= "table" then
+    error(what .. ": connection (table) expected, got " .. type(conn), 3)
+  end
+  local sock = socket.of(conn._ss)
+  if not sock then error(what .. ": the connection has no websocket (_ss)", 3) end
+  return sock
+end
+
+local function timeout_of(conn, field)
+  return tonumber(conn[field]) or socket.DEFAULT_TIMEOUT
+end
+
+-- Bytes of the frame header evlua would write for this payload.
+local function header_length(size, masked)
+  local n = 2
+  if size >= 0x10000 then n = n + 8 elseif size >= 126 then n = n + 2 end
+  if masked then n = n + 4 end
+  return n
+end
+
+-- What evlua's senders return: the frame's description.
+local function fill_descriptor(d, sock, flags, payload)
+  local masked = sock.role == "client"
+  d.size = #payload
+  d.flags = flags
+  d.buf = d.buf or socket.cbuf(payload)
+  d.use_mask = masked
+  d.hdr_len = header_length(d.size, masked)
+  d.total_len = d.hdr_len + d.size
+  return d
+end
+
+--- `send_msg(conn, str [, {msg_type = "TEXT"}])`: sends `str` (every byte)
+-- as one text message when msg_type is "TEXT", else binary. Returns the
+-- frame's description. Raises if the connection is closed.
+function ws_util.send_msg(conn, msg, opts)
+  local sock = socket_of(conn, "ws_util.send_msg")
+  if type(msg) ~= "string" then
+    error("ws_util.send_msg: message (string) expected, got " .. type(msg), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("ws_util.send_msg: options (table) expected, got " .. type(opts), 2)
+  end
+  local text = opts ~= nil and opts.msg_type == "TEXT"
+  sock:check_alive("ws_util.send_msg")
+  sock:send_message("ws_util.send_msg", msg, not text, timeout_of(conn, "_send_timeout"))
+  return fill_descriptor({}, sock, text and C.FRAME_TEXT or C.FRAME_BINARY, msg)
+end
+
+--- `recv_frame(conn) -> msg`: the next incoming frame of a connection
+-- without a message handler (any kind; PINGs were already answered, a
+-- CLOSE already echoed). Raises on timeout (`conn._recv_timeout`, closing
+-- the connection), when closed, and after a CLOSE was returned.
+function ws_util.recv_frame(conn)
+  if type(conn) ~= "table" then
+    error("ws_util.recv_frame: connection (table) expected, got " .. type(conn), 2)
+  end
+  local sock = socket_of(conn, "ws_util.recv_frame")
+  if conn.msg_handler ~= nil or sock.handler then
+    error("Cannot invoke ws_util.recv_frame when message_handler is set for the websocket", 2)
+  end
+  return sock:recv("ws_util.recv_frame", timeout_of(conn, "_recv_timeout"))
+end
+
+local function is_whole(n) return type(n) == "number" and n >= 0 and n % 1 == 0 end
+
+--- `send_frame{ss, size, flags, buf [, use_mask] [, conn]}`: sends one frame.
+-- `flags` is byte 0 (FIN, RSV, opcode); 0 means FIN|BINARY. Control
+-- opcodes always get FIN. Returns the same table, described.
+function ws_util.send_frame(inp)
+  if type(inp) ~= "table" then
+    error("ws_util.send_frame: frame description (table) expected, got " .. type(inp), 2)
+  end
+  local sock = socket.of(inp.ss) or (type(inp.conn) == "table" and socket.of(inp.conn._ss))
+  if not sock then error("ws_util.send_frame: 'ss' (a websocket's _ss) expected", 2) end
+  if not is_whole(inp.size) then error("ws_util.send_frame: 'size' (integer) expected", 2) end
+  if not is_whole(inp.flags) then error("ws_util.send_frame: 'flags' (integer) expected", 2) end
+  if inp.size > 0 and type(inp.buf) ~= "cdata" then
+    error("ws_util.send_frame: 'buf' (cdata) expected", 2)
+  end
+  local flags = band(inp.flags, 0xFF)
+  if flags == 0 then flags = C.FRAME_BINARY end
+  local op = band(flags, C.FRAME_OP_BITMASK)
+  local payload = inp.size > 0 and ffi.string(inp.buf, inp.size) or ""
+  if op >= C.FRAME_OP_CLOSE and op <= C.FRAME_OP_PONG then
+    flags = bit.bor(flags, C.FRAME_FLAG_FIN)
+    sock:send_control("ws_util.send_frame", op, payload)
+  elseif op <= C.FRAME_OP_BINARY then
+    sock:send_data_frame("ws_util.send_frame", op, band(flags, C.FRAME_FLAG_FIN) ~= 0,
+                         payload, socket.DEFAULT_TIMEOUT)
+  else
+    error(("ws_util.send_frame: reserved opcode 0x%X"):format(op), 2)
+  end
+  return fill_descriptor(inp, sock, flags, payload)
+end
+
+--- `ping(conn [, payload])`: sends a PING (payload at most 125 bytes,
+-- default "PING"). The PONG comes back as a frame like any other.
+function ws_util.ping(conn, payload)
+  local sock = socket_of(conn, "ws_util.ping")
+  if payload == nil then payload = "PING" end
+  if type(payload) ~= "string" then
+    error("ws_util.ping: payload (string) expected, got " .. type(payload), 2)
+  end
+  sock:send_control("ws_util.ping", C.FRAME_OP_PING, payload)
+  return fill_descriptor({}, sock, bit.bor(C.FRAME_FLAG_FIN, C.FRAME_OP_PING), payload)
+end
+
+--- `close(conn)`: sends CLOSE with code 1000 and waits until the
+-- connection is closed. Later sends raise.
+function ws_util.close(conn)
+  local sock = socket_of(conn, "ws_util.close")
+  sock:close("ws_util.close", C.WS_NORMAL_CLOSE)
+  return fill_descriptor({}, sock, bit.bor(C.FRAME_FLAG_FIN, C.FRAME_OP_CLOSE), "\3\232")
+end
+
+--- `add_ws_to_pool(conn, name)`: remembers the connection's socket under
+-- `name` for the whole process; a connection taken from the pool (shared)
+-- is not added again.
+function ws_util.add_ws_to_pool(conn, name)
+  local sock = socket_of(conn, "ws_util.add_ws_to_pool")
+  if type(name) ~= "string" then
+    error("ws_util.add_ws_to_pool: name (string) expected, got " .. type(name), 2)
+  end
+  if conn.shared then return end
+  socket.pool_add(name, sock)
+end
+
+--- `get_ws_from_pool(name) -> {_ss, shared = true} | nil`: the live socket
+-- pooled as `name`.
+function ws_util.get_ws_from_pool(name)
+  if type(name) ~= "string" then
+    error("ws_util.get_ws_from_pool: name (string) expected, got " .. type(name), 2)
+  end
+  local sock = socket.pool_get(name)
+  if not sock then return nil end
+  return { _ss = sock.proxy, shared = true }
+end
+
+return ws_util
