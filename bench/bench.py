@@ -93,7 +93,9 @@ class Server:
             raise RuntimeError(f"{name} did not start listening: {err}")
 
     def url(self):
-        return f"ws://127.0.0.1:{self.port}/"
+        # The evlua face finds its handler module from the path.
+        path = "/bench_handlers/echo" if self.name == "turbo_ws-evlua" else "/"
+        return f"ws://127.0.0.1:{self.port}{path}"
 
     def rss_kib(self):
         return status_kib(self.proc.pid, "VmRSS")
