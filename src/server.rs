@@ -96,13 +96,12 @@ fn listen(lua: &Lua, lp: &'static Loop, (opts, on_request): (Value, Value)) -> m
     };
 
     let addr = resolve_bind_address(&host, port).map_err(|e| args::misuse(F, e))?;
-    let std_listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| args::misuse(F, format!("cannot listen on {addr}: {e}")))?;
-    std_listener.set_nonblocking(true).map_err(|e| args::misuse(F, e))?;
-    let local = std_listener.local_addr().map_err(|e| args::misuse(F, e))?;
+    let backlog = opts.integer("backlog", 1, 65535)?.unwrap_or(1024) as u32;
+    let reuse_port = opts.bool("reuse_port")?.unwrap_or(false);
     let listener = lp
-        .enter(|| TcpListener::from_std(std_listener))
+        .enter(|| bind(addr, backlog, reuse_port))
         .map_err(|e| args::misuse(F, format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(|e| args::misuse(F, e))?;
 
     let max_connections = opts.integer("max_connections", 1, 1 << 30)?.unwrap_or(1 << 30) as usize;
     let shared = Rc::new(Listener {
@@ -115,6 +114,20 @@ fn listen(lua: &Lua, lp: &'static Loop, (opts, on_request): (Value, Value)) -> m
     let stop = Rc::new(Notify::new());
     lp.spawn(accept_loop(lp, listener, shared, stop.clone(), KeepAlive::new(lp)));
     lua.create_userdata(Server { local, stop, closed: Cell::new(false) })
+}
+
+/// A listening socket with SO_REUSEADDR (restart without waiting for
+/// TIME_WAIT), an explicit backlog, and SO_REUSEPORT when worker processes
+/// share the port.
+fn bind(addr: SocketAddr, backlog: u32, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 fn resolve_bind_address(host: &str, port: u16) -> Result<SocketAddr, String> {
