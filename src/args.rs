@@ -50,13 +50,6 @@ pub fn count(func: &str, n: usize, name: &str, v: Value, max: u64) -> mlua::Resu
     Ok(x as u64)
 }
 
-pub fn opt_count(func: &str, n: usize, name: &str, v: Value, max: u64) -> mlua::Result<Option<u64>> {
-    match v {
-        Value::Nil => Ok(None),
-        v => count(func, n, name, v, max).map(Some),
-    }
-}
-
 pub fn string(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<mlua::LuaString> {
     match v {
         Value::String(s) => Ok(s),

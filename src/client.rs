@@ -251,6 +251,8 @@ fn connect(lua: &Lua, lp: &'static Loop, (url, opts, on_done): (Value, Value, Va
             Ok((ws, answer)) => {
                 let shared = Shared::new(params.limits.clone());
                 shared.set_protocol(answer.header("sec-websocket-protocol"));
+                // Open (with its peer address) already inside on_done.
+                shared.opened(&ws);
                 if report_success(&on_done, shared.clone(), &answer) {
                     connection::run(shared, ws, alive).await;
                 }

@@ -126,6 +126,14 @@ impl Shared {
         shared
     }
 
+    /// The handshake is done: the connection is open (unless Lua already closed it).
+    pub fn opened(&self, ws: &WsStream) {
+        self.peer.set(ws.get_ref().peer_addr().ok());
+        if self.state.get() == State::Connecting {
+            self.state.set(State::Open);
+        }
+    }
+
     pub fn set_protocol(&self, protocol: Option<String>) {
         *self.protocol.borrow_mut() = protocol;
     }
@@ -179,6 +187,8 @@ impl Shared {
 
     fn abort(&self) {
         if self.state.get() != State::Closed {
+            // Nothing more may be sent from now on.
+            self.state.set(State::Closing);
             self.aborted.set(true);
             self.wake();
         }
@@ -465,10 +475,7 @@ impl Driver {
 
 /// Runs an established connection until it is closed.
 pub async fn run(shared: Rc<Shared>, ws: WsStream, alive: KeepAlive) {
-    shared.peer.set(ws.get_ref().peer_addr().ok());
-    if shared.state.get() == State::Connecting {
-        shared.state.set(State::Open);
-    }
+    shared.opened(&ws);
     let keepalive = Keepalive::new(&shared.limits);
     let mut driver =
         Driver { ws, need_flush: false, unflushed_reads: 0, close_timer: None, keepalive, reads: 0 };

@@ -74,7 +74,9 @@ struct Timer {
 }
 
 pub struct Loop {
-    rt: Runtime,
+    /// Built on first use, so a program can fork worker processes before
+    /// any socket or runtime exists (an epoll instance must not be shared).
+    rt: std::cell::OnceCell<Runtime>,
     local: LocalSet,
     lua: mlua::WeakLua,
     /// The mode of the `start()`/`run()` on the stack, if any.
@@ -109,12 +111,8 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
     if let Some(lp) = CURRENT.with(|c| c.get()) {
         return Ok(lp);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| mlua::Error::runtime(format!("turbo_ws: cannot create the event loop: {e}")))?;
     let lp: &'static Loop = Box::leak(Box::new(Loop {
-        rt,
+        rt: std::cell::OnceCell::new(),
         local: LocalSet::new(),
         lua: lua.weak(),
         running: Cell::new(None),
@@ -183,9 +181,20 @@ impl Loop {
     }
 
     /// Runs `f` with the runtime entered (needed to register sockets).
-    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _guard = self.rt.enter();
-        f()
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> Result<R, String> {
+        let _guard = self.runtime()?.enter();
+        Ok(f())
+    }
+
+    fn runtime(&self) -> Result<&Runtime, String> {
+        if let Some(rt) = self.rt.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("turbo_ws: cannot create the event loop: {e}"))?;
+        Ok(self.rt.get_or_init(|| rt))
     }
 
     fn fresh_id(&self) -> u64 {
@@ -210,7 +219,8 @@ impl Loop {
         }
         self.running.set(Some(mode));
         self.stopping.set(false);
-        self.local.block_on(&self.rt, async {
+        let rt = self.runtime()?;
+        self.local.block_on(rt, async {
             while !self.should_return(mode) {
                 self.wake.notified().await;
             }

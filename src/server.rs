@@ -100,6 +100,7 @@ fn listen(lua: &Lua, lp: &'static Loop, (opts, on_request): (Value, Value)) -> m
     let reuse_port = opts.bool("reuse_port")?.unwrap_or(false);
     let listener = lp
         .enter(|| bind(addr, backlog, reuse_port))
+        .map_err(|e| args::misuse(F, e))?
         .map_err(|e| args::misuse(F, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| args::misuse(F, e))?;
 

@@ -13,10 +13,19 @@ local M = {
 
 -- A face exists when it is embedded (package.preload), already loaded, or,
 -- in development mode (TURBO_WS_LUA_DIR), a file on package.path.
+local function on_path(name)
+  if package.searchpath then return package.searchpath(name, package.path) ~= nil end
+  local file = name:gsub("%.", "/")  -- Lua 5.1 has no package.searchpath
+  for template in package.path:gmatch("[^;]+") do
+    local f = io.open((template:gsub("%?", file)), "r")
+    if f then f:close(); return true end
+  end
+  return false
+end
+
 local function module_exists(name)
   if package.preload[name] ~= nil or package.loaded[name] ~= nil then return true end
-  local searchpath = package.searchpath
-  return searchpath ~= nil and searchpath(name, package.path) ~= nil
+  return on_path(name)
 end
 
 setmetatable(M, {
