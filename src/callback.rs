@@ -72,12 +72,19 @@ impl Trampolines {
 }
 
 /// Calls `func(args...)` in a coroutine; errors and panics are reported.
-pub fn call(lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) {
+/// Returns false when the call failed (the caller may clean up after it).
+pub fn call(lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) -> bool {
     let result = catch_unwind(AssertUnwindSafe(|| resume_in_coroutine(lua, func, args)));
     match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => report(what, &e.to_string()),
-        Err(panic) => report(what, &format!("internal error (panic): {}", panic_message(&panic))),
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            report(what, &e.to_string());
+            false
+        }
+        Err(panic) => {
+            report(what, &format!("internal error (panic): {}", panic_message(&panic)));
+            false
+        }
     }
 }
 

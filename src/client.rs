@@ -349,7 +349,19 @@ fn handshake_error(e: WsError) -> Error {
         WsError::Io(io) if is_tls_error(&io) => {
             Error::new(Kind::Tls, format!("TLS failed during the handshake: {io}"))
         }
+        WsError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::new(Kind::NoResponse, "the server closed the connection without answering")
+        }
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete) => {
+            Error::new(Kind::NoResponse, "the server closed the connection without answering")
+        }
         WsError::Io(io) => Error::new(Kind::Io, format!("during the handshake: {io}")),
+        WsError::HttpFormat(e) => Error::new(Kind::BadResponse, format!("the answer is not HTTP: {e}")),
+        WsError::Protocol(p @ tokio_tungstenite::tungstenite::error::ProtocolError::HttparseError(_)) => {
+            Error::new(Kind::BadResponse, format!("the answer is not HTTP: {p}"))
+        }
         WsError::Tls(t) => Error::new(Kind::Tls, t.to_string()),
         WsError::Protocol(p) => Error::new(Kind::BadHandshake, p.to_string()),
         WsError::Url(u) => Error::new(Kind::BadUrl, u.to_string()),

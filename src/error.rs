@@ -23,6 +23,10 @@ pub enum Kind {
     HandshakeTimeout,
     /// The server answered the upgrade with a status other than 101.
     BadStatus,
+    /// The server closed the connection without answering the upgrade.
+    NoResponse,
+    /// The server's answer is not HTTP.
+    BadResponse,
     /// The 101 response is not a valid WebSocket handshake.
     BadHandshake,
     /// Too many redirects.
@@ -49,6 +53,8 @@ impl Kind {
             Kind::Tls => "tls",
             Kind::HandshakeTimeout => "handshake_timeout",
             Kind::BadStatus => "bad_status",
+            Kind::NoResponse => "no_response",
+            Kind::BadResponse => "bad_response",
             Kind::BadHandshake => "bad_handshake",
             Kind::Redirects => "redirects",
             Kind::Protocol => "protocol",

@@ -56,9 +56,13 @@ impl LuaCall {
             Err(e) => return callback::report(what, &e.to_string()),
         };
         match &self.arg {
-            None => callback::call(lua, what, &func, ()),
+            None => {
+                callback::call(lua, what, &func, ());
+            }
             Some(key) => match lua.registry_value::<Value>(key) {
-                Ok(arg) => callback::call(lua, what, &func, arg),
+                Ok(arg) => {
+                    callback::call(lua, what, &func, arg);
+                }
                 Err(e) => callback::report(what, &e.to_string()),
             },
         }

@@ -333,7 +333,14 @@ fn call_on_request(
     let info = request_info(lua, &request.parts, peer, &body)?;
     let on_request: Function = lua.registry_value(&shared.on_request)?;
     let handle = lua.create_userdata(request)?;
-    callback::call(lua, "on_request", &on_request, (handle, info));
+    if !callback::call(lua, "on_request", &on_request, (handle.clone(), info)) {
+        // The handler failed before answering: the client gets a 500 now,
+        // not when the request object is garbage-collected.
+        let request = handle.borrow::<Request>()?;
+        if request.reply.borrow().is_some() {
+            request.answer("on_request", plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+        }
+    }
     Ok(())
 }
 
@@ -472,7 +479,9 @@ fn upgrade(
     if let Some(p) = &protocol {
         headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
     }
-    headers.extend(extra.iter().cloned());
+    // The handshake's own headers are ours to set; extra copies would break it.
+    const OURS: [&str; 4] = ["upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol"];
+    headers.extend(extra.iter().filter(|(n, _)| !OURS.iter().any(|o| n.eq_ignore_ascii_case(o))).cloned());
     let response = build_response(F, 101, &headers, Bytes::new())?;
 
     let shared = Shared::new(req.limits.clone());
