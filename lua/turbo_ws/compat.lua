@@ -13,6 +13,7 @@ local aliases = {
   ["turbo.httputil"] = "turbo_ws.httputil",
   ["turbo.log"] = "turbo_ws.log",
   ["turbo.util"] = "turbo_ws.util",
+  ["turbo.hash"] = "turbo_ws.hash",
   ["coro-websocket"] = "turbo_ws.coro_websocket",
   ["service_utils.WS.web_socket"] = "turbo_ws.evlua.web_socket",
   ["service_utils.WS.ws_util"] = "turbo_ws.evlua.ws_util",

@@ -1,0 +1,728 @@
+--- turbo_ws.websocket -- Turbo.lua's turbo.websocket on turbo_ws.core.
+--
+--   WebSocketStream   mixin: write_message, ping, pong, close, closed
+--   WebSocketHandler  a web.RequestHandler that upgrades: open(...),
+--                     on_message(msg, binary), on_close(code, reason),
+--                     on_error(msg), prepare(), subprotocol(protocols)
+--   WebSocketClient   WebSocketClient(address, kwargs) with Turbo's kwargs
+--                     and callbacks (each receiving the instance first)
+--   errors, opcode, MAGIC
+--
+-- The core does the bytes (framing, masking, UTF-8, close handshake, TLS);
+-- this file maps Turbo's classes and callbacks onto it. Unlike Turbo, the
+-- client constructor never yields: it returns at once and everything,
+-- modify_headers included, happens on the loop. Messages written before
+-- the connection is open are queued and sent right after on_connect, which
+-- is when they would have gone out in Turbo (whose constructor returned
+-- only once connected). Deliberate differences: docs/turbo-differences.md.
+
+local core = require "turbo_ws.core"
+local class = require "turbo_ws.class"
+local web = require "turbo_ws.web"
+local httputil = require "turbo_ws.httputil"
+local escape = require "turbo_ws.escape"
+local log = require "turbo_ws.log"
+local util = require "turbo_ws.util"
+
+local type, tostring, tonumber, error, ipairs, pairs, xpcall, select =
+      type, tostring, tonumber, error, ipairs, pairs, xpcall, select
+local sformat, slower, sfind, smatch = string.format, string.lower, string.find, string.match
+local concat, sort = table.concat, table.sort
+local unpack = unpack or table.unpack
+
+local websocket = {}
+
+websocket.MAGIC = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+websocket.opcode = {
+  CONTINUE = 0x0,
+  TEXT = 0x1,
+  BINARY = 0x2,
+  CLOSE = 0x8,
+  PING = 0x9,
+  PONG = 0xA,
+}
+
+--- Codes passed as the first argument of the client's on_error (Turbo's
+-- values). When each one happens is listed in docs/turbo-differences.md.
+websocket.errors = {
+  INVALID_URL = -1,
+  INVALID_SCHEMA = -2,
+  COULD_NOT_CONNECT = -3,
+  PARSE_ERROR_HEADERS = -4,
+  CONNECT_TIMEOUT = -5,
+  REQUEST_TIMEOUT = -6,
+  NO_HEADERS = -7,
+  REQUIRES_BODY = -8,
+  INVALID_BODY = -9,
+  SOCKET_ERROR = -10,
+  SSL_ERROR = -11,
+  BUSY = -12,
+  REDIRECT_MAX = -13,
+  CALLBACK_ERROR = -14,
+  BAD_HTTP_STATUS = -15,
+  WEBSOCKET_PROTOCOL_ERROR = -16,
+}
+local errors = websocket.errors
+
+-- Core error kind -> Turbo error code.
+local KIND_TO_ERROR = {
+  bad_url = errors.INVALID_URL,
+  bad_scheme = errors.INVALID_SCHEMA,
+  dns = errors.COULD_NOT_CONNECT,
+  refused = errors.COULD_NOT_CONNECT,
+  connect = errors.COULD_NOT_CONNECT,
+  connect_timeout = errors.CONNECT_TIMEOUT,
+  handshake_timeout = errors.REQUEST_TIMEOUT,
+  tls = errors.SSL_ERROR,
+  no_response = errors.NO_HEADERS,
+  bad_response = errors.PARSE_ERROR_HEADERS,
+  bad_handshake = errors.WEBSOCKET_PROTOCOL_ERROR,
+  bad_status = errors.BAD_HTTP_STATUS,
+  redirects = errors.REDIRECT_MAX,
+  protocol = errors.WEBSOCKET_PROTOCOL_ERROR,
+  too_big = errors.WEBSOCKET_PROTOCOL_ERROR,
+  io = errors.SOCKET_ERROR,
+  closed = errors.SOCKET_ERROR,
+}
+
+local function error_code(kind)
+  return KIND_TO_ERROR[kind] or errors.SOCKET_ERROR
+end
+websocket._error_code = error_code
+
+--------------------------------------------------------------------------
+-- Calling user code
+
+-- Does this xpcall pass extra arguments on (LuaJIT, 5.2+)? Then no
+-- closure is needed per call, which matters for on_message.
+local XPCALL_ARGS = select(2, xpcall(function(a) return a end, function() end, true)) == true
+
+local function traceback(err)
+  return { message = tostring(err), trace = debug.traceback(tostring(err), 2) }
+end
+
+-- Calls fn(...); returns true, or false and {message, trace}.
+local function try(fn, ...)
+  if XPCALL_ARGS then return xpcall(fn, traceback, ...) end
+  local n, args = select("#", ...), { ... }
+  return xpcall(function() return fn(unpack(args, 1, n)) end, traceback)
+end
+
+-- Closes a core connection unless it is already closing.
+local function close_conn(conn, code, reason)
+  if conn and conn:state() ~= "closing" and conn:state() ~= "closed" then
+    conn:close(code, reason)
+  end
+end
+
+--------------------------------------------------------------------------
+-- WebSocketStream mixin. Both classes keep the core connection in
+-- self._conn (nil until open) and self._closed once close() was called or
+-- the connection ended.
+
+websocket.WebSocketStream = {}
+local Stream = websocket.WebSocketStream
+
+-- Runs conn:<op>(...) now, or queues it until the connection opens.
+function Stream:_send(op, ...)
+  local conn = self._conn
+  if conn then return conn[op](conn, ...) end
+  local queue = self._queue
+  if not queue then queue = {}; self._queue = queue end
+  queue[#queue + 1] = { op, select("#", ...), ... }
+  return true
+end
+
+-- Sends what was written before the connection opened.
+function Stream:_flush_queue()
+  local queue, conn = self._queue, self._conn
+  self._queue = nil
+  if not queue or not conn then return end
+  for _, item in ipairs(queue) do
+    conn[item[1]](conn, unpack(item, 3, 2 + item[2]))
+  end
+end
+
+--- Sends a text message, or a binary one when `binary` is true. A table is
+-- sent as JSON. Raises once the stream is closed. Returns the core's
+-- result: true, or nil, "too_big", message when the send buffer is full.
+function Stream:write_message(msg, binary)
+  if self:closed() then
+    error("WebSocket connection has been closed. Can not write message.", 2)
+  end
+  if type(msg) == "table" then msg = escape.json_encode(msg) end
+  if type(msg) ~= "string" then
+    error("write_message: string or table expected, got " .. type(msg), 2)
+  end
+  return self:_send("send", msg, binary and true or false)
+end
+
+--- Sends a ping. The next pong calls callback(callback_arg, data) when an
+-- argument was given, else callback(data); a later ping replaces the
+-- callback. Does nothing once closed.
+function Stream:ping(data, callback, callback_arg)
+  if self:closed() then return end
+  self._ping_callback = callback
+  self._ping_callback_arg = callback_arg
+  return self:_send("ping", data or "")
+end
+
+--- Sends an unsolicited pong. Does nothing once closed.
+function Stream:pong(data)
+  if self:closed() then return end
+  return self:_send("pong", data or "")
+end
+
+--- Starts the closing handshake (code 1000 unless given; `code` and
+-- `reason` are turbo_ws extensions). Closing twice is harmless.
+function Stream:close(code, reason)
+  if self._closed then return end
+  self._closed = true
+  self._queue = nil
+  close_conn(self._conn, code or 1000, reason)
+end
+
+--- True once close() was called or the connection is closing or closed.
+function Stream:closed()
+  if self._closed then return true end
+  local conn = self._conn
+  if conn == nil then return false end
+  local state = conn:state()
+  return state == "closing" or state == "closed"
+end
+
+-- A pong arrived: run the pending ping callback, once.
+function Stream:_pong_callback(data)
+  local callback, arg = self._ping_callback, self._ping_callback_arg
+  if not callback then return nil end
+  self._ping_callback, self._ping_callback_arg = nil, nil
+  if arg ~= nil then return callback, arg, data end
+  return callback, data
+end
+
+--------------------------------------------------------------------------
+-- WebSocketHandler
+
+websocket.WebSocketHandler = class("WebSocketHandler", web.RequestHandler)
+local Handler = websocket.WebSocketHandler
+Handler:include(Stream)
+
+-- Hooks a subclass redefines.
+function Handler:open() end
+function Handler:on_message(msg) end -- luacheck: ignore
+function Handler:on_close() end
+function Handler:on_error(msg) end -- luacheck: ignore
+function Handler:prepare() end
+function Handler:subprotocol(protocols) end -- luacheck: ignore
+
+-- Response headers the core owns in a 101 answer; the handler's own
+-- headers (set_header, add_header, cookies) go along with the others.
+local HANDSHAKE_HEADERS = {
+  ["upgrade"] = true, ["connection"] = true, ["content-length"] = true,
+  ["content-type"] = true, ["transfer-encoding"] = true, ["date"] = true,
+}
+
+-- The protocols a client offers: the comma-separated, trimmed, non-empty
+-- entries of every Sec-WebSocket-Protocol header.
+local function offered_protocols(headers)
+  local value = headers:get("Sec-WebSocket-Protocol")
+  if value == nil then return {} end
+  if type(value) == "table" then value = concat(value, ",") end
+  local list = {}
+  for _, item in ipairs(util.strsplit(value, ",")) do
+    item = escape.trim(item)
+    if item ~= "" then list[#list + 1] = item end
+  end
+  return list
+end
+
+-- Does header `name` hold `token` (case-insensitively)? A loose check:
+-- the core checks the exact token lists at upgrade().
+local function header_has(headers, name, token)
+  local value = headers:get(name)
+  if type(value) == "table" then value = concat(value, ",") end
+  return type(value) == "string" and sfind(slower(value), token, 1, true) ~= nil
+end
+
+-- Is this request a WebSocket handshake at all (RFC 6455 4.2.1 items a
+-- user hook should never see: method, Upgrade, Connection, version, key)?
+-- These checks are looser than the core's, never stricter: anything they
+-- let through that is still wrong, the core answers itself at upgrade().
+local function is_handshake(request)
+  if request.method ~= "GET" then return false end
+  local headers = request.headers
+  if not header_has(headers, "Upgrade", "websocket") or
+     not header_has(headers, "Connection", "upgrade") then
+    return false
+  end
+  if headers:get("Sec-WebSocket-Version") ~= "13" then return false end
+  local key = headers:get("Sec-WebSocket-Key")
+  return type(key) == "string" and #escape.base64_decode(key) == 16
+end
+
+--- Called by the Application: checks the handshake, asks subprotocol()
+-- and prepare(), upgrades, then calls open() with the route's captures.
+function Handler:_serve()
+  local request = self.request
+  if not is_handshake(request) then
+    -- Let the core give the exact RFC answer (405, 400 or 426).
+    local conn, status = request._req:upgrade()
+    request._req = nil
+    if conn then conn:abort() end  -- cannot happen: the core is stricter
+    web._log_request(request, status or 400)
+    return
+  end
+  local ok, err = web._protected(self._negotiate, self)
+  if not ok then web._fail_request(request, err) end
+end
+
+-- Subprotocol, Origin, prepare(), then the upgrade itself.
+function Handler:_negotiate()
+  local request = self.request
+  local offered = offered_protocols(request.headers)
+  local chosen
+  if #offered > 0 then
+    chosen = self:subprotocol(offered)
+    if chosen == nil then
+      log.warning("[websocket.lua] No acceptable subprotocols for WebSocket were found.")
+      error(web.HTTPError(400, "Invalid subprotocol."))
+    end
+    if not util.is_in(chosen, offered) then
+      error(web.HTTPError(500, "subprotocol() returned a protocol the client did not offer."))
+    end
+    -- Turbo leaves the choice in the instance field, shadowing the method.
+    self.subprotocol = chosen
+  end
+  self.origin = request.headers:get("Origin")
+  self:prepare()
+  if self._finished then return end  -- prepare() answered with finish()/redirect()
+  if self._closed then error(web.HTTPError(403)) end  -- prepare() called close()
+  local conn, status, message = request._req:upgrade({
+    protocol = chosen, headers = self:_upgrade_headers(),
+  })
+  request._req = nil
+  if not conn then
+    log.warning(sformat("[websocket.lua] upgrade refused: %s %s", tostring(status), tostring(message)))
+    return
+  end
+  self:_attach(conn)
+end
+
+-- Headers the handler set, for the 101 answer (Turbo dropped them).
+function Handler:_upgrade_headers()
+  local list = {}
+  for _, field in ipairs(self.headers:to_list()) do
+    local name = slower(field[1])
+    if not HANDSHAKE_HEADERS[name] and not sfind(name, "^sec%-websocket%-") then
+      list[#list + 1] = field
+    end
+  end
+  for _, cookie in ipairs(self:_cookie_headers()) do
+    list[#list + 1] = { "Set-Cookie", cookie }
+  end
+  return list
+end
+
+-- Calls hook `name` of the handler. A failing hook is logged; unless it
+-- was on_close or on_error, the connection is closed with 1011 and
+-- on_error(message) is called.
+function Handler:_call_hook(name, ...)
+  local ok, err = try(self[name], self, ...)
+  if not ok then self:_hook_failed(name, err) end
+  return ok
+end
+
+function Handler:_hook_failed(name, err)
+  log.error(sformat("[websocket.lua] Error in WebSocketHandler:%s: %s", name, err.trace))
+  if name == "on_close" or name == "on_error" then return end
+  close_conn(self._conn, 1011, "internal error")
+  self:_call_hook("on_error", err.message)
+end
+
+-- Wires the core connection to the handler's hooks and opens.
+function Handler:_attach(conn)
+  self._conn = conn
+  local request = self.request
+  local on_message = self.on_message
+  conn:set_callbacks({
+    on_message = function(data, binary)
+      -- As in Turbo, nothing more is delivered after close().
+      if self._closed then return end
+      -- The common path: resolved once, no closure per message.
+      local ok, err = try(on_message, self, data, binary)
+      if not ok then self:_hook_failed("on_message", err) end
+    end,
+    on_pong = function(data)
+      if self._ping_callback then self:_call_hook("_run_ping_callback", data) end
+    end,
+    on_error = function(kind, message)
+      self._closed = true
+      -- A peer that just went away is common; a broken protocol is not.
+      local report = kind == "io" and log.warning or log.error
+      report("[websocket.lua] " .. tostring(message))
+      self:_call_hook("on_error", message)
+    end,
+    on_close = function(code, reason)
+      self._closed = true
+      log.success(sformat("[websocket.lua] WebSocket closed %s (%s) %dms",
+        tostring(request.uri), tostring(request.remote_ip), request:request_time()))
+      self:_call_hook("on_close", code, reason)
+    end,
+  })
+  log.success(sformat("[websocket.lua] WebSocket opened %s (%s)",
+    tostring(request.uri), tostring(request.remote_ip)))
+  self:_flush_queue()
+  self:_call_hook("open", unpack(self._url_args))
+end
+
+function Handler:_run_ping_callback(data)
+  local callback, a, b = self:_pong_callback(data)
+  if callback then callback(a, b) end
+end
+
+--------------------------------------------------------------------------
+-- WebSocketClient
+
+websocket.WebSocketClient = class("WebSocketClient")
+local Client = websocket.WebSocketClient
+Client:include(Stream)
+
+local DEFAULT_USER_AGENT = "Turbo Client v2.1.5"
+local DEFAULT_PORTS = { ws = 80, wss = 443 }
+-- Turbo connected http(s):// addresses too; they mean ws(s)://.
+local SCHEMES = { ws = "ws", wss = "wss", http = "ws", https = "wss" }
+
+-- Request headers the core writes itself. (Sec-WebSocket-Key is made
+-- here, so that modify_headers sees it as in Turbo; the core sends it and
+-- checks the server's Sec-WebSocket-Accept against it.)
+local CORE_REQUEST_HEADERS = {
+  ["upgrade"] = true, ["connection"] = true,
+  ["sec-websocket-version"] = true, ["sec-websocket-extensions"] = true,
+}
+
+-- 16 random bytes, base64: the handshake nonce (RFC 6455 4.1). From the
+-- system's generator when there is one, else math.random.
+local urandom
+local function websocket_key()
+  if urandom == nil then urandom = io.open("/dev/urandom", "rb") or false end
+  local bytes = urandom and urandom:read(16)
+  if not bytes or #bytes ~= 16 then bytes = util.rand_str(16) end
+  return (escape.base64_encode(bytes, nil, true))
+end
+
+-- "a=1&b=2" from a params table, keys sorted so the URL is predictable.
+local function encode_params(params)
+  local keys = {}
+  for k in pairs(params) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    local v = params[k]
+    if v == nil then v = params[tonumber(k)] end
+    parts[i] = (escape.escape(k)) .. "=" .. (escape.escape(tostring(v)))
+  end
+  return concat(parts, "&")
+end
+
+-- Appends params to the query of `rest` (path?query#fragment).
+local function add_params(rest, params)
+  if type(params) ~= "table" or next(params) == nil then return rest end
+  local before, fragment = smatch(rest, "^([^#]*)(.*)$")
+  if before == "" then before = "/" end
+  local sep = sfind(before, "?", 1, true) and "&" or "?"
+  return before .. sep .. encode_params(params) .. fragment
+end
+
+-- Parses and normalises the address. Returns {url, scheme, host_header},
+-- or nil, error code, message.
+local function parse_target(address, params)
+  if type(address) ~= "string" then
+    return nil, errors.INVALID_URL, "URL must be string."
+  end
+  local scheme, authority, rest = smatch(address, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  if not scheme then return nil, errors.INVALID_URL, "Invalid URL provided: " .. address end
+  local mapped = SCHEMES[slower(scheme)]
+  if not mapped then
+    return nil, errors.INVALID_SCHEMA, "Invalid schema used in URL parameter: " .. scheme
+  end
+  local url = mapped .. "://" .. authority .. add_params(rest, params)
+  local fields = httputil.parse_url_fields(url)
+  local host = fields and fields[httputil.UF.HOST]
+  if not host then return nil, errors.INVALID_URL, "Invalid URL provided: " .. address end
+  local port = tonumber(fields[httputil.UF.PORT])
+  local host_header = sfind(host, ":", 1, true) and ("[" .. host .. "]") or host
+  if port and port ~= DEFAULT_PORTS[mapped] then host_header = host_header .. ":" .. port end
+  return { url = url, scheme = mapped, host_header = host_header,
+           target = smatch(add_params(rest, params), "^([^#]*)") }
+end
+
+local function cookie_header(cookie)
+  if type(cookie) == "string" then return cookie end
+  local keys = {}
+  for k in pairs(cookie) do keys[#keys + 1] = k end
+  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = tostring(k) .. "=" .. tostring(cookie[k]) end
+  return concat(parts, "; ")
+end
+
+-- Raises on kwargs of the wrong type: misuse is an error at the call, as
+-- everywhere in turbo_ws (Turbo failed later or not at all).
+local KWARG_TYPES = {
+  request_timeout = "number", connect_timeout = "number", max_redirects = "number",
+  max_buffer_size = "number", user_agent = "string", auth_username = "string",
+  auth_password = "string", ssl_options = "table", params = "table",
+}
+local CALLBACKS = { "modify_headers", "on_headers", "on_connect", "on_message",
+                    "on_close", "on_error", "on_ping" }
+
+local function check_kwargs(kwargs)
+  for name, expected in pairs(KWARG_TYPES) do
+    local value = kwargs[name]
+    if value ~= nil and type(value) ~= expected then
+      error(sformat("WebSocketClient: kwarg '%s' must be a %s, got %s", name, expected, type(value)), 4)
+    end
+  end
+  for _, name in ipairs(CALLBACKS) do
+    local value = kwargs[name]
+    if value ~= nil and type(value) ~= "function" then
+      error(sformat("WebSocketClient: kwarg '%s' must be a function, got %s", name, type(value)), 4)
+    end
+  end
+  local cookie, proto = kwargs.cookie, kwargs.websocket_protocol
+  if cookie ~= nil and type(cookie) ~= "string" and type(cookie) ~= "table" then
+    error("WebSocketClient: kwarg 'cookie' must be a string or a table", 4)
+  end
+  if proto ~= nil and type(proto) ~= "string" and type(proto) ~= "table" then
+    error("Invalid type of \"websocket_protocol\" value", 4)
+  end
+end
+
+--- WebSocketClient(address, kwargs): starts connecting on the loop and
+-- returns at once (callable at top level or from any coroutine).
+function Client:initialize(address, kwargs)
+  if kwargs ~= nil and type(kwargs) ~= "table" then
+    error("WebSocketClient: kwargs must be a table", 3)
+  end
+  self.address = address
+  self.kwargs = kwargs or {}
+  check_kwargs(self.kwargs)
+  self._connect_time = util.gettimemonotonic()
+  local target, code, message = parse_target(address, self.kwargs.params)
+  self._target = target
+  if target then self._request_headers = self:_build_request_headers(target) end
+  core.add_callback(function()
+    if target then self:_start() else self:_failed(code, message) end
+  end)
+end
+
+-- The handshake request as Turbo showed it to modify_headers.
+function Client:_build_request_headers(target)
+  local kwargs = self.kwargs
+  local headers = httputil.HTTPHeaders()
+  headers:set_method("GET")
+  headers:set_uri(target.target)
+  headers:set_version("HTTP/1.1")
+  headers:add("Host", target.host_header)
+  headers:add("User-Agent", kwargs.user_agent or DEFAULT_USER_AGENT)
+  headers:add("Upgrade", "websocket")
+  headers:add("Connection", "Upgrade")
+  headers:add("Sec-WebSocket-Key", websocket_key())
+  headers:add("Sec-WebSocket-Version", "13")
+  local proto = kwargs.websocket_protocol
+  if proto then
+    headers:add("Sec-WebSocket-Protocol", type(proto) == "table" and concat(proto, ", ") or proto)
+  end
+  if kwargs.cookie then headers:add("Cookie", cookie_header(kwargs.cookie)) end
+  if kwargs.auth_username then
+    local credentials = kwargs.auth_username .. ":" .. (kwargs.auth_password or "")
+    headers:add("Authorization", "Basic " .. escape.base64_encode(credentials, nil, true))
+  end
+  return headers
+end
+
+-- Runs on the loop: checks the body, lets modify_headers edit the request,
+-- then asks the core to connect.
+function Client:_start()
+  if self._closed then return end
+  local body = self.kwargs.body
+  if body ~= nil and type(body) ~= "string" then
+    return self:_failed(errors.INVALID_BODY, "Request body is not a string.")
+  end
+  local headers = self._request_headers
+  if not self:_callback("modify_headers", headers) then return end
+  if self._closed then return end
+  local options = self:_connect_options(headers)
+  local ok, err = pcall(core.connect, self._target.url, options, function(conn, res, msg, response)
+    self:_connected(conn, res, msg, response)
+  end)
+  if not ok then self:_failed(errors.COULD_NOT_CONNECT, tostring(err)) end
+end
+
+-- Is `path` a directory? (Turbo's ca_path may name a file or a directory.)
+local function is_directory(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local _, _, code = f:read(1)
+  f:close()
+  return code == 21  -- EISDIR
+end
+
+-- TLS options from kwargs.ssl_options, or else the same keys at top level.
+local function tls_options(kwargs)
+  local ssl = kwargs.ssl_options or {}
+  local function pick(...)
+    for i = 1, select("#", ...) do
+      local name = select(i, ...)
+      if ssl[name] ~= nil then return ssl[name] end
+    end
+    for i = 1, select("#", ...) do
+      local name = select(i, ...)
+      if kwargs[name] ~= nil then return kwargs[name] end
+    end
+  end
+  local tls = {}
+  if pick("verify_ca") == false then tls.verify = false end
+  local ca = pick("ca_path", "ca_file")
+  if ca then
+    if is_directory(ca) then tls.ca_path = ca else tls.ca_file = ca end
+  end
+  tls.cert_file = pick("cert_file", "cert_key")
+  tls.key_file = pick("priv_file", "key_file", "priv_key")
+  if next(tls) == nil then return nil end
+  return tls
+end
+
+-- Core options from the (possibly edited) request headers and kwargs.
+function Client:_connect_options(headers)
+  local kwargs = self.kwargs
+  local extra, protocols = {}, nil
+  for _, field in ipairs(headers:to_list()) do
+    local name = slower(field[1])
+    if name == "sec-websocket-protocol" then
+      protocols = protocols or {}
+      for _, p in ipairs(util.strsplit(field[2], ",")) do
+        p = escape.trim(p)
+        if p ~= "" then protocols[#protocols + 1] = p end
+      end
+    elseif name == "host" and field[2] == self._target.host_header then
+      -- Unchanged: the core writes it (and rewrites it on redirects).
+    elseif not CORE_REQUEST_HEADERS[name] then
+      extra[#extra + 1] = field
+    end
+  end
+  local max_redirects = kwargs.max_redirects or 4
+  if kwargs.allow_redirects == false then max_redirects = 0 end
+  return {
+    headers = extra,
+    protocols = protocols,
+    connect_timeout = kwargs.connect_timeout or 20,
+    timeout = kwargs.request_timeout or 60,
+    max_redirects = max_redirects,
+    tls = tls_options(kwargs),
+    max_message_size = kwargs.max_buffer_size,
+  }
+end
+
+-- The core's answer to connect().
+function Client:_connected(conn, res, msg, response)
+  if not conn then
+    local kind = res
+    if kind == "bad_status" and response then
+      msg = sformat("Expected 101, was %s, can not upgrade.", tostring(response.status))
+    end
+    return self:_failed(error_code(kind, msg), msg)
+  end
+  self._conn = conn
+  self:_wire(conn)
+  if self._closed then return close_conn(conn, 1000) end
+  self.response = res
+  if not self:_callback("on_headers", self:_response_headers(res)) then return end
+  if self:closed() then return end  -- self:close() in on_headers drops it
+  log.success(sformat("[websocket.lua] WebSocketClient connection open %s", tostring(self.address)))
+  if not self:_callback("on_connect") then return end
+  self:_flush_queue()
+end
+
+-- The 101 response as an HTTPParser, like Turbo's on_headers argument.
+function Client:_response_headers(res)
+  local source = { status_code = res.status, version = res.version }
+  for i, pair in ipairs(res.headers or {}) do source[i] = pair end
+  local headers = httputil.HTTPParser(source)
+  headers.reason = res.reason
+  return headers
+end
+
+function Client:_wire(conn)
+  local on_message = self.kwargs.on_message or self.on_message
+  conn:set_callbacks({
+    on_message = function(data, binary)
+      -- As in Turbo, nothing more is delivered after close().
+      if not on_message or self._closed then return end
+      local ok, err = try(on_message, self, data, binary)
+      if not ok then self:_callback_failed("on_message", err) end
+    end,
+    on_ping = function(data) self:_callback("on_ping", data) end,
+    on_pong = function(data)
+      local callback, a, b = self:_pong_callback(data)
+      if callback then
+        local ok, err = try(callback, a, b)
+        if not ok then self:_callback_failed("ping callback", err) end
+      end
+    end,
+    on_error = function(kind, message)
+      self._closed = true
+      self:_report(error_code(kind, message), message)
+    end,
+    on_close = function(code, reason)
+      self._closed = true
+      log.success(sformat("[websocket.lua] WebSocketClient closed %s %dms",
+        tostring(self.address), util.gettimemonotonic() - self._connect_time))
+      self:_callback("on_close", code, reason)
+    end,
+  })
+end
+
+-- Calls user callback `name` (kwargs first, else a method of a subclass)
+-- with the instance first. Returns false when it raised; that closes the
+-- connection (1011) and becomes on_error(CALLBACK_ERROR, message).
+function Client:_callback(name, ...)
+  local fn = self.kwargs[name]
+  if fn == nil then fn = self[name] end
+  if type(fn) ~= "function" then return true end
+  local ok, err = try(fn, self, ...)
+  if ok then return true end
+  self:_callback_failed(name, err)
+  return false
+end
+
+function Client:_callback_failed(name, err)
+  log.error(err.trace)
+  if name ~= "on_close" then
+    self._closed = true
+    self._queue = nil
+    close_conn(self._conn, 1011, "callback error")
+  end
+  self:_report(errors.CALLBACK_ERROR, sformat(
+    "WebSocketClient unhandled error in callback \"%s\":\n%s", name, err.message))
+end
+
+-- The connection could not be made: no on_close follows.
+function Client:_failed(code, message)
+  self._closed = true
+  self._queue = nil
+  self:_report(code, message)
+end
+
+-- Logs and calls on_error(self, code, message); a failing on_error is
+-- only logged.
+function Client:_report(code, message)
+  log.error("[websocket.lua] " .. tostring(message))
+  local fn = self.kwargs.on_error or self.on_error
+  if type(fn) ~= "function" then return end
+  local ok, err = try(fn, self, code, message)
+  if not ok then log.error("[websocket.lua] Error in on_error: " .. err.trace) end
+end
+
+return websocket
