@@ -4,6 +4,27 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Runs `serve` for every connection accepted on 127.0.0.1:PORT (first
+/// argument), on one current_thread runtime: the reference servers' shape.
+pub fn serve_echo<F, Fut>(default_port: u16, serve: F)
+where
+    F: Fn(TcpStream) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(default_port);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        println!("port {port}");
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let _ = tcp.set_nodelay(true);
+            tokio::task::spawn_local(serve(tcp));
+        }
+    });
+}
+
 /// Reads an upgrade request and answers 101; enough for a benchmark peer.
 pub async fn accept_handshake(stream: &mut TcpStream) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);

@@ -132,7 +132,10 @@ async fn echo_connection(addr: String, path: String, frame: Rc<Vec<u8>>, infligh
             echoed += 1;
             if let Some(t) = sent.pop_front() {
                 if stats.recording.get() {
-                    stats.latencies_ns.borrow_mut().push(now.duration_since(t).as_nanos().min(u32::MAX as u128) as u32);
+                    stats
+                        .latencies_ns
+                        .borrow_mut()
+                        .push(now.duration_since(t).as_nanos().min(u32::MAX as u128) as u32);
                 }
             }
         }
@@ -178,7 +181,13 @@ async fn echo_mode(args: &[String]) {
         errors: Cell::new(0),
     });
     for _ in 0..conns {
-        tokio::task::spawn_local(echo_connection(addr.clone(), path.clone(), frame.clone(), inflight, stats.clone()));
+        tokio::task::spawn_local(echo_connection(
+            addr.clone(),
+            path.clone(),
+            frame.clone(),
+            inflight,
+            stats.clone(),
+        ));
     }
     tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
     let server = std::env::var("SERVER_PID").ok().and_then(|p| p.parse::<u32>().ok());
@@ -219,10 +228,15 @@ async fn idle_mode(args: &[String]) {
     let mut failed = 0;
     // A bounded number of handshakes at once, so the listen backlog never overflows.
     for chunk in (0..conns).collect::<Vec<_>>().chunks(200) {
-        let opens: Vec<_> = chunk.iter().map(|_| tokio::task::spawn_local({
-            let (a, p) = (addr.clone(), path.clone());
-            async move { open(&a, &p).await }
-        })).collect();
+        let opens: Vec<_> = chunk
+            .iter()
+            .map(|_| {
+                tokio::task::spawn_local({
+                    let (a, p) = (addr.clone(), path.clone());
+                    async move { open(&a, &p).await }
+                })
+            })
+            .collect();
         for o in opens {
             match o.await {
                 Ok(Ok(s)) => held.push(s),
@@ -231,7 +245,10 @@ async fn idle_mode(args: &[String]) {
         }
     }
     let open_secs = t0.elapsed().as_secs_f64();
-    println!("{{\"mode\":\"idle\",\"conns\":{},\"failed\":{failed},\"open_secs\":{open_secs:.3}}}", held.len());
+    println!(
+        "{{\"mode\":\"idle\",\"conns\":{},\"failed\":{failed},\"open_secs\":{open_secs:.3}}}",
+        held.len()
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tokio::time::sleep(Duration::from_secs_f64(hold)).await;
@@ -311,7 +328,18 @@ async fn soak_worker(addr: String, path: String, seed: u64, until: Instant, stat
             };
             let mut frame = encode_frame(size, rng.below(2) == 0);
             if rng.below(10) == 0 {
-                frame = vec![0x89, 0x80 | 4, MASK[0], MASK[1], MASK[2], MASK[3], b'p' ^ MASK[0], b'i' ^ MASK[1], b'n' ^ MASK[2], b'g' ^ MASK[3]];
+                frame = vec![
+                    0x89,
+                    0x80 | 4,
+                    MASK[0],
+                    MASK[1],
+                    MASK[2],
+                    MASK[3],
+                    b'p' ^ MASK[0],
+                    b'i' ^ MASK[1],
+                    b'n' ^ MASK[2],
+                    b'g' ^ MASK[3],
+                ];
             }
             if s.write_all(&frame).await.is_err() {
                 ok = false;
@@ -370,7 +398,15 @@ async fn soak_mode(args: &[String]) {
         errors: Cell::new(0),
     });
     let tasks: Vec<_> = (0..workers)
-        .map(|i| tokio::task::spawn_local(soak_worker(addr.clone(), path.clone(), 0x9E3779B97F4A7C15 ^ i, until, stats.clone())))
+        .map(|i| {
+            tokio::task::spawn_local(soak_worker(
+                addr.clone(),
+                path.clone(),
+                0x9E3779B97F4A7C15 ^ i,
+                until,
+                stats.clone(),
+            ))
+        })
         .collect();
     for t in tasks {
         let _ = t.await;
