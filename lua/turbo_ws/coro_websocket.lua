@@ -877,6 +877,8 @@ local function open_link(conn, heartbeat)
     when_closed(cb)
   end
   function socket.is_closing() return close_sent or done end
+  -- turbo_ws extension: bytes queued for sending, not yet on the socket.
+  function socket.buffered_amount() return conn:buffered_amount() end
   -- The peer's address; nil until the core has it (from the first loop
   -- turn after connect returned).
   function socket.getpeername()
@@ -920,5 +922,9 @@ function M.connect(options)
   -- goes on with whatever follows them.
   return res, read, write
 end
+
+--- turbo_ws extension: graceful stop of every connection (close 1001) and
+-- server, then on_done(); see docs/core.md.
+M.shutdown = core.shutdown
 
 return M

@@ -7,6 +7,7 @@
 -- and, once `ws.accept` succeeds, dispatches the connection's frames to
 -- the handler module named by the URL path.
 local wait = require "turbo_ws.evlua.wait"
+local core = require "turbo_ws.core"
 
 return {
   web_socket = require "turbo_ws.evlua.web_socket",
@@ -16,4 +17,7 @@ return {
   -- The one evlua platform call its WebSocket samples need:
   -- `platform.ev_hibernate(seconds)` sleeps without blocking the loop.
   platform = { ev_hibernate = wait.sleep },
+  -- turbo_ws extension: graceful stop of every connection (close 1001) and
+  -- server, then on_done(); see docs/core.md.
+  shutdown = core.shutdown,
 }

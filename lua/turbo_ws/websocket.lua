@@ -183,6 +183,19 @@ function Stream:close(code, reason)
   close_conn(self._conn, code or 1000, reason)
 end
 
+--- turbo_ws extension: bytes queued for sending and not yet handed to the
+-- socket (the backpressure signal; `write_message` returns nil, "too_big"
+-- past the listener's or client's `max_buffered`).
+function Stream:buffered_amount()
+  local conn = self._conn
+  if conn then return conn:buffered_amount() end
+  local total = 0
+  for _, item in ipairs(self._queue or {}) do
+    if type(item[3]) == "string" then total = total + #item[3] end
+  end
+  return total
+end
+
 --- True once close() was called or the connection is closing or closed.
 function Stream:closed()
   if self._closed then return true end

@@ -155,4 +155,11 @@ function ws_util.get_ws_from_pool(name)
   return { _ss = sock.proxy, shared = true }
 end
 
+
+--- turbo_ws extension: bytes queued for sending on the connection and not
+-- yet handed to the socket (send_msg waits while it is over max_buffered).
+function ws_util.buffered_amount(conn)
+  return socket_of(conn, "ws_util.buffered_amount").conn:buffered_amount()
+end
+
 return ws_util
