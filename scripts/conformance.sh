@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Autobahn|Testsuite against turbo_ws: `conformance.sh quick|full [server|client|both]`.
+# Autobahn|Testsuite against turbo_ws:
+#   conformance.sh quick|full [server|client-core|client-coro|all]
+#   server: fuzzingclient against a Turbo-face echo server (Lua on_message);
+#   client: fuzzingserver against two Lua drivers, one on the native core
+#           and one on the coro-websocket face.
 # quick skips 9.* (limits/performance) and 12.*/13.* (permessage-deflate).
-# Results are appended to tests/conformance/RESULTS.md for full runs.
+# Full runs append their tables to tests/conformance/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-quick}
-side=${2:-both}
+side=${2:-all}
 export LUA_CPATH="$PWD/build/?.so;;"
-export AGENT=turbo_ws
 if [ "$mode" = full ]; then
   export RESULTS="$PWD/tests/conformance/RESULTS.md"
 fi
-port_server=${CONFORMANCE_SERVER_PORT:-9101}
-port_client=${CONFORMANCE_CLIENT_PORT:-9102}
 status=0
-if [ "$side" = server ] || [ "$side" = both ]; then
-  bash tests/conformance/run.sh server "luajit tests/conformance/echo_server.lua $port_server" "$port_server" "$mode" || status=1
-fi
-if [ "$side" = client ] || [ "$side" = both ]; then
-  bash tests/conformance/run.sh client "luajit tests/conformance/client_driver.lua" "$port_client" "$mode" || status=1
-fi
+run() { # agent side command port
+  AGENT=$1 bash tests/conformance/run.sh "$2" "$3" "$4" "$mode" || status=1
+}
+case "$side" in server | all) run turbo_ws-turbo server "luajit tests/conformance/turbo_echo_server.lua 9101" 9101 ;; esac
+case "$side" in client-core | all) run turbo_ws-core client "luajit tests/conformance/client_driver.lua" 9102 ;; esac
+case "$side" in client-coro | all) run turbo_ws-coro client "luajit tests/conformance/coro_client_driver.lua" 9103 ;; esac
 exit $status

@@ -76,8 +76,9 @@ suite_cmd "smoke lua5.1" env LUA_CPATH="./build/?.so;;" lua5.1 tests/smoke.lua
 suite_cmd "smoke lua5.4" env LUA_CPATH="./build/lua54/?.so;;" lua5.4 tests/smoke.lua
 suite_cmd "smoke luajit" env LUA_CPATH="./build/?.so;;" luajit tests/smoke.lua
 suite_cmd "luarocks make" bash scripts/rock-check.sh
-suite_counted "autobahn server (quick)" bash scripts/conformance.sh quick server
-suite_counted "autobahn client (quick)" bash scripts/conformance.sh quick client
+suite_counted "autobahn server, Turbo face (quick)" bash scripts/conformance.sh quick server
+suite_counted "autobahn client, core (quick)" bash scripts/conformance.sh quick client-core
+suite_counted "autobahn client, coro face (quick)" bash scripts/conformance.sh quick client-coro
 
 echo "${total_pass} passed, ${total_fail} failed"
 [ "$total_fail" -eq 0 ]
