@@ -18,13 +18,13 @@ end
 local function make_certificates()
   os.execute("mkdir -p " .. dir)
   sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem")
-  local function signed(name, keygen, san)
+  local function signed(name, keygen, san, days)
     sh("openssl " .. keygen .. " -out " .. name .. ".key")
     sh("openssl req -new -key " .. name .. ".key -subj /CN=" .. name .. " -out " .. name .. ".csr")
     local ext = io.open(dir .. "/" .. name .. ".ext", "w")
     ext:write("subjectAltName=" .. san .. "\n")
     ext:close()
-    sh("openssl x509 -req -in " .. name .. ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile " ..
+    sh("openssl x509 -req -in " .. name .. ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -days " .. (days or 2) .. " -extfile " ..
        name .. ".ext -out " .. name .. ".pem")
   end
   local local_names = "DNS:localhost,IP:127.0.0.1,IP:::1"
@@ -33,6 +33,8 @@ local function make_certificates()
   signed("ed25519", "genpkey -algorithm ED25519", local_names)
   signed("wronghost", "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256", "DNS:wrong.example")
   signed("client", "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256", "DNS:client")
+  -- Valid until yesterday.
+  signed("expired", "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256", local_names, -1)
   sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost " ..
      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout self.key -out self.pem")
 end
@@ -106,6 +108,12 @@ describe("wss with the native core", function()
 
   it("rejects a certificate for another host name", function()
     local server = wss_server("wronghost")
+    assert.are.equal("error:tls", try("wss://127.0.0.1:" .. server:port() .. "/", { tls = { ca_file = path("ca.pem") } }))
+    server:close()
+  end)
+
+  it("rejects an expired certificate", function()
+    local server = wss_server("expired")
     assert.are.equal("error:tls", try("wss://127.0.0.1:" .. server:port() .. "/", { tls = { ca_file = path("ca.pem") } }))
     server:close()
   end)
