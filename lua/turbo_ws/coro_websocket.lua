@@ -822,8 +822,7 @@ local function open_link(conn, heartbeat)
     if close_sent or done then return false, SHUTDOWN end
     local ok, err
     if payload == "" then
-      -- The core cannot send a code-less close: 1000 says the same.
-      ok, err = call(3, "close")
+      ok, err = call(3, "close", false) -- an empty close frame, as the original
     else
       ok, err = call(3, "close", byte(payload, 1) * 256 + byte(payload, 2), sub(payload, 3))
     end
