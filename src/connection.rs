@@ -91,6 +91,8 @@ pub struct Shared {
     peer_close: RefCell<Option<(u16, String)>>,
     /// Its entry in the loop's registry (for graceful shutdown).
     registry_id: Cell<u64>,
+    /// Bytes accepted by send() that were dropped unsent (the peer closed first).
+    unsent: Cell<usize>,
 }
 
 impl Closable for Shared {
@@ -118,6 +120,7 @@ impl Shared {
             protocol: RefCell::new(None),
             peer_close: RefCell::new(None),
             registry_id: Cell::new(0),
+            unsent: Cell::new(0),
         });
         if let Some(lp) = ioloop::current() {
             let weak: std::rc::Weak<dyn Closable> = Rc::downgrade(&shared) as std::rc::Weak<dyn Closable>;
@@ -234,9 +237,8 @@ impl Shared {
                 *self.peer_close.borrow_mut() = Some(frame::close_details(&frame));
                 self.state.set(State::Closing);
                 // Nothing may follow the peer's close; what is still queued
-                // cannot be sent (on_close tells the program so).
-                self.queue.borrow_mut().clear();
-                self.buffered.set(0);
+                // cannot be sent (finish() tells the program so).
+                self.drop_queue();
                 Ok(())
             }
             Message::Frame(_) => Ok(()),
@@ -246,14 +248,26 @@ impl Shared {
         }
     }
 
+    /// Empties the send queue, remembering how much was never sent.
+    fn drop_queue(&self) {
+        self.queue.borrow_mut().clear();
+        self.unsent.set(self.unsent.get() + self.buffered.replace(0));
+    }
+
     /// Reports the end of the connection once, then drops the callbacks.
     pub fn finish(&self, error: Option<Error>, code: u16, reason: String) {
         self.state.set(State::Closed);
         if let Some(lp) = ioloop::current() {
             lp.registry().remove_connection(self.registry_id.get());
         }
-        self.queue.borrow_mut().clear();
-        self.buffered.set(0);
+        self.drop_queue();
+        // Data accepted by send() but never written is reported, not lost silently.
+        let unsent = self.unsent.get();
+        let error = error.or_else(|| {
+            (unsent > 0).then(|| {
+                Error::new(Kind::Closed, format!("{unsent} queued bytes were not sent: the connection closed first"))
+            })
+        });
         if let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) {
             if let Some(err) = error {
                 self.emit(&lua, |c| &c.on_error, "on_error", (err.kind.name(), err.message));
