@@ -28,15 +28,23 @@ local function module_exists(name)
   return on_path(name)
 end
 
+-- The public modules reached as fields (internal ones like turbo_ws.main
+-- or turbo_ws.compat are only loaded by name).
+local PUBLIC = {
+  websocket = true, web = true, ioloop = true, util = true, escape = true,
+  httputil = true, log = true, hash = true, coro_websocket = true,
+  evlua = true, pubsub = true,
+}
+
 setmetatable(M, {
   __index = function(_, key)
-    if type(key) ~= "string" then return nil end
+    if not PUBLIC[key] then return nil end
     local name = "turbo_ws." .. key
     local loaded = package.loaded[name]
     if loaded ~= nil then return loaded end
     if not module_exists(name) then return nil end
-    -- Not cached in `t`: package.loaded stays the one source of truth, so
-    -- turbo.web and require "turbo.web" are the same table even if
+    -- Not cached in the table: package.loaded stays the one source of truth,
+    -- so turbo.web and require "turbo.web" are the same table even if
     -- package.loaded is reset (busted does that between spec files).
     return require(name)
   end,

@@ -451,7 +451,10 @@ function RequestHandler:_execute()
   end
   self:prepare()
   if self._finished then return end
-  local method = self[slower(self.request.method)]
+  local name = slower(self.request.method)
+  -- self.options holds the route's option value (Turbo's API), which
+  -- shadows the OPTIONS method on the instance: take that one from the class.
+  local method = name == "options" and self.class.__instanceDict.options or self[name]
   if method == nil then error(web.HTTPError(405)) end
   call_method(self, method, self._url_args)
   if self._auto_finish and not self._finished then self:finish() end

@@ -178,6 +178,14 @@ end
 -- `reason` are turbo_ws extensions). Closing twice is harmless.
 function Stream:close(code, reason)
   if self._closed then return end
+  -- Checked first: a code that may not be sent raises and leaves the stream open.
+  if code ~= nil and not (type(code) == "number" and (code >= 1000 and code <= 1003
+      or code >= 1007 and code <= 1011 or code >= 3000 and code <= 4999) and code % 1 == 0) then
+    error("close: bad argument #1 'code' (" .. tostring(code) .. " is not a close code an endpoint may send)", 2)
+  end
+  if reason ~= nil and (type(reason) ~= "string" or #reason > 123) then
+    error("close: bad argument #2 'reason' (a string of at most 123 bytes expected)", 2)
+  end
   self._closed = true
   self._queue = nil
   close_conn(self._conn, code or 1000, reason)
