@@ -29,10 +29,11 @@ build54: deps
 
 # A real server and client talking over WebSocket.
 demo: build
-	$(LUAJIT) examples/demo.lua
+	$(LUAJIT) examples/chat/chat.lua
 
 # Every suite; ends with one line "N passed, M failed".
 test: build build54
+	@bash scripts/deps.sh test
 	@bash scripts/test-all.sh
 
 # The full Autobahn|Testsuite run, both ways; writes tests/conformance/RESULTS.md.

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages turbo_ws needs to build and test, if missing.
+# Installs the Debian packages turbo_ws needs, if missing.
+#   deps.sh        build and run: LuaJIT, Lua 5.1/5.4, luarocks, busted, openssl
+#   deps.sh test   also what the test suites use: Chromium (browser test),
+#                  redis-server (pub/sub tests), Node.js (if no node is on PATH)
 set -euo pipefail
 
 packages=(luajit lua5.1 lua5.4 luarocks lua-busted python3-venv ca-certificates openssl)
+if [ "${1:-}" = test ]; then
+  packages+=(chromium redis-server)
+  command -v node >/dev/null || packages+=(nodejs npm)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
