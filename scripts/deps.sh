@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(luajit lua5.1 lua5.4 luarocks lua-busted python3-venv ca-certificates openssl)
 if [ "${1:-}" = test ]; then
-  packages+=(chromium redis-server)
+  packages+=(chromium redis-server iproute2)
   command -v node >/dev/null || packages+=(nodejs npm)
 fi
 missing=()

@@ -265,7 +265,10 @@ impl Shared {
         let unsent = self.unsent.get();
         let error = error.or_else(|| {
             (unsent > 0).then(|| {
-                Error::new(Kind::Closed, format!("{unsent} queued bytes were not sent: the connection closed first"))
+                Error::new(
+                    Kind::Closed,
+                    format!("{unsent} queued bytes were not sent: the connection closed first"),
+                )
             })
         });
         if let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) {

@@ -16,10 +16,12 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzz_api;
 mod ioloop;
+mod pubsub;
 mod registry;
 mod server;
 mod stream;
 mod tls;
+mod workers;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_lua.rs"));
@@ -52,6 +54,8 @@ fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     ioloop::register(lua, &core)?;
     server::register(lua, &core)?;
     client::register(lua, &core)?;
+    pubsub::register(lua, &core)?;
+    workers::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
 
     register_embedded(lua)?;

@@ -446,6 +446,17 @@ local function inspect_turbo()
   end
 end
 
+-- turbo_ws.pubsub and a hub's methods, documented in docs/scale-out.md.
+local function inspect_pubsub()
+  local SCALE = "docs/scale-out.md"
+  local pubsub = require "turbo_ws.pubsub"
+  for _, k in ipairs(sorted_keys(pubsub)) do add(SCALE, "turbo_ws.pubsub." .. k, "pubsub." .. k) end
+  local hub = pubsub.new({ backend = "memory" })
+  local methods = userdata_methods(hub) or {}
+  for _, k in ipairs(sorted_keys(methods)) do add(SCALE, "pubsub hub:" .. k, "hub:" .. k) end
+  hub:close()
+end
+
 local function inspect_coro()
   local coro_websocket = turbo_ws.coro_websocket
   walk_module(CORO, "coro_websocket", coro_websocket, "turbo_ws.coro_websocket")
@@ -511,7 +522,7 @@ local COVERED = {
   ["turbo_ws.log"] = true, ["turbo_ws.class"] = true, ["turbo_ws.hash"] = true,
   ["turbo_ws.coro_websocket"] = true, ["turbo_ws.evlua"] = true,
   ["turbo_ws.evlua.web_socket"] = true, ["turbo_ws.evlua.ws_util"] = true,
-  ["turbo_ws.evlua.ws_const"] = true,
+  ["turbo_ws.evlua.ws_const"] = true, ["turbo_ws.pubsub"] = true,
   -- internal: the `turbo_ws` table itself (checked as turbo_ws.*), the
   -- compat aliases (listed in docs/api/turbo.md), the evlua face's parts
   -- (reached through the objects checked above)
@@ -550,6 +561,7 @@ local ok, err = xpcall(function()
   inspect_turbo()
   inspect_coro()
   inspect_evlua()
+  inspect_pubsub()
   scan_options()
 end, debug.traceback)
 if not ok then problem("the check itself failed: " .. tostring(err)) end

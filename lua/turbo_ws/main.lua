@@ -6,6 +6,9 @@ local M = {
   core = core,
   run = core.run,
   shutdown = core.shutdown,
+  workers = core.workers,
+  worker_index = core.worker_index,
+  on_signal = core.on_signal,
   VERSION = core.VERSION,
   -- The Turbo release whose API the Turbo face follows.
   MAJOR_VERSION = 2, MINOR_VERSION = 1, MICRO_VERSION = 5,
