@@ -16,6 +16,11 @@
 --   {"type":"message","from":..,"text":..,"time":ms}
 --   {"type":"error","text":..}
 -- Times are milliseconds since the epoch; the page shows them local.
+--
+-- The room lives on a pub/sub hub: the in-process `memory` backend by
+-- default; with REDIS_URL set (e.g. redis://127.0.0.1:6379) the server
+-- starts CHAT_WORKERS (default 2) worker processes on the one port, and they
+-- share the room through Redis.
 _G.TURBO_SSL = true -- Turbo needs it for WebSocket; turbo_ws accepts it
 local turbo = require "turbo_ws"
 
@@ -26,30 +31,61 @@ local MAX_NICK = 20      -- characters
 local MAX_TEXT = 500     -- characters
 local HISTORY = 50       -- messages a newcomer sees
 
+local redis_url = os.getenv("REDIS_URL")
+if redis_url then
+  -- First thing: fork the workers before any socket or timer exists.
+  turbo.workers(tonumber(os.getenv("CHAT_WORKERS")) or 2)
+end
+local hub = turbo.pubsub.new(redis_url and {
+  backend = "redis", url = redis_url,
+  on_error = function(kind, message) turbo.log.warning("chat: redis " .. kind .. ": " .. message) end,
+} or { backend = "memory" })
+
 local port = tonumber(arg[1] or os.getenv("CHAT_PORT")) or 8888
 local host = arg[2] or os.getenv("CHAT_HOST") or "127.0.0.1"
 local here = (arg[0] or ""):match("^(.*)/") or "."
 local static = here .. "/static/"
 
 --------------------------------------------------------------------------
--- The room: who is in (handler -> nick) and the last messages.
+-- The room. Every join, leave and message goes through the hub, so all
+-- processes see the same events in the same order; each one keeps the
+-- room's roster and history from them and passes them to its own browsers.
 
-local members = {}
+local ROOM = "chat:room"
+local members = {}   -- this process's signed-in handlers -> nick
+local roster = {}    -- lower-case nick -> nick, for the whole room
 local history = {}
 
 local function nicknames()
   local list = {}
-  for _, nick in pairs(members) do list[#list + 1] = nick end
+  for _, nick in pairs(roster) do list[#list + 1] = nick end
   table.sort(list, function(a, b) return a:lower() < b:lower() end)
   return list
 end
 
-local function broadcast(event)
+local function publish(event)
+  local ok, _, err = hub:publish(ROOM, event)
+  if not ok then turbo.log.warning("chat: event not published: " .. tostring(err)) end
+end
+
+-- An event from the hub: update the room, then tell this process's browsers.
+hub:subscribe(ROOM, function(message)
+  local ok, event = pcall(json_decode, message)
+  if not ok or type(event) ~= "table" then return end
+  if event.type == "join" then
+    roster[event.nick:lower()] = event.nick
+  elseif event.type == "leave" then
+    roster[event.nick:lower()] = nil
+  elseif event.type == "message" then
+    history[#history + 1] = event
+    if #history > HISTORY then table.remove(history, 1) end
+  end
+  if event.type ~= "message" then event.users = nicknames() end
   local text = json_encode(event)
   for handler in pairs(members) do
     if not handler:closed() then handler:write_message(text) end
   end
-end
+end)
 
 -- Number of UTF-8 characters (the core has already checked the encoding).
 local function length(s)
@@ -67,10 +103,8 @@ local function check_nick(nick)
     return nil, "Nicknames have at most " .. MAX_NICK .. " characters."
   end
   if nick:find("%c") then return nil, "That nickname has control characters." end
-  for _, taken in pairs(members) do
-    if taken:lower() == nick:lower() then
-      return nil, "“" .. nick .. "” is taken, choose another nickname."
-    end
+  if roster[nick:lower()] then
+    return nil, "“" .. nick .. "” is taken, choose another nickname."
   end
   return nick
 end
@@ -114,8 +148,9 @@ function ChatHandler:on_message(msg, binary)
     local nick, err = check_nick(event.nick)
     if not nick then return self:send({ type = "error", text = err }) end
     members[self] = nick
+    roster[nick:lower()] = nick -- at once, so a second tab here cannot take it too
     self:send({ type = "welcome", nick = nick, users = nicknames(), history = history })
-    broadcast({ type = "join", nick = nick, time = now(), users = nicknames() })
+    publish({ type = "join", nick = nick, time = now() })
   elseif event.type == "say" then
     local from = members[self]
     if not from then return self:send({ type = "error", text = "Sign in first." }) end
@@ -124,10 +159,7 @@ function ChatHandler:on_message(msg, binary)
       if err then self:send({ type = "error", text = err }) end
       return
     end
-    local message = { type = "message", from = from, text = text, time = now() }
-    history[#history + 1] = message
-    if #history > HISTORY then table.remove(history, 1) end
-    broadcast(message)
+    publish({ type = "message", from = from, text = text, time = now() })
   else
     self:send({ type = "error", text = "Unknown message type." })
   end
@@ -137,7 +169,7 @@ function ChatHandler:on_close()
   local nick = members[self]
   if not nick then return end
   members[self] = nil
-  broadcast({ type = "leave", nick = nick, time = now(), users = nicknames() })
+  publish({ type = "leave", nick = nick, time = now() })
 end
 
 --------------------------------------------------------------------------
@@ -153,6 +185,7 @@ local server = app:listen(port, host, {
   max_message_size = 8192, -- far more than MAX_TEXT characters need
   ping_interval = 30,      -- notice browsers that vanished without a close
   idle_timeout = 75,
+  reuse_port = redis_url ~= nil, -- the workers share the port
 })
 local shown_host = host:find(":", 1, true) and "[" .. host .. "]" or host
 print(("chat: open http://%s:%d/ in a browser (Ctrl-C stops)"):format(shown_host, server:port()))
@@ -166,7 +199,10 @@ local function stop(name)
   stopping = true
   print("chat: " .. name .. ", closing " .. #nicknames() .. " member(s)")
   app:close()
-  turbo.shutdown(3, function() turbo.ioloop.instance():close() end)
+  turbo.shutdown(3, function()
+    hub:close()
+    turbo.ioloop.instance():close()
+  end)
 end
 
 local graceful = turbo.on_signal ~= nil
