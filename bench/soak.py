@@ -42,8 +42,8 @@ end = samples[-1]
 lines = ["# Soak results", "",
          f"- date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; command: `make soak` "
          f"(SOAK_SECONDS={seconds:.0f}, SOAK_WORKERS={workers}); server: {server.label}",
-         f"- {result['messages']:,} echoed messages, {result['errors']:,} connections that ended in an error "
-         "(most are the deliberate abrupt drops seen from the client side)",
+         f"- {result['messages']:,} echoed messages; {result['errors']:,} client connections failed unexpectedly "
+         "(a third of all connections are dropped abruptly on purpose; those are not counted)",
          f"- server alive at the end: {alive}",
          f"- RSS middle {mid[1]:,} KiB, end {end[1]:,} KiB ({(end[1] - mid[1]) * 100 / max(mid[1], 1):+.1f}%); "
          f"open fds middle {mid[2]}, end (2 s after the load stopped) {end[2]}",
