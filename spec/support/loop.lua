@@ -1,0 +1,39 @@
+-- Shared spec helpers for running the loop without ever hanging, and for
+-- checking error texts. Loaded with require "spec.support.loop".
+local core = require("turbo_ws").core
+-- busted's assert lives in the specs' environment, not in this module's.
+local assert = require "luassert"
+
+local M = {}
+
+--- Asserts that fn raises an error whose text contains `expected`.
+function M.assert_error_with(expected, fn)
+  local ok, err = pcall(fn)
+  assert.is_false(ok, "no error raised")
+  local text = tostring(err)
+  assert.truthy(text:find(expected, 1, true), "error was: " .. text)
+end
+
+--- Runs the loop until nothing is pending; fails after `ms` (5000).
+function M.run_bounded(ms)
+  local timed_out = false
+  local guard = core.set_interval(ms or 5000, function()
+    timed_out = true
+    core.close()
+  end, nil, false)
+  core.run()
+  core.clear_interval(guard)
+  assert.is_false(timed_out, "the loop did not become idle in time")
+end
+
+--- Runs the loop until `done()` is true; fails after `ms` (5000).
+function M.run_until(done, ms, what)
+  local guard = core.set_interval(ms or 5000, function() core.close() end, nil, false)
+  local check = core.set_interval(5, function() if done() then core.close() end end, nil, false)
+  if not done() then core.start() end
+  core.clear_interval(guard)
+  core.clear_interval(check)
+  assert.truthy(done(), "timed out waiting for " .. (what or "a condition"))
+end
+
+return M
