@@ -147,15 +147,19 @@ end
 --- Sends a text message, or a binary one when `binary` is true. A table is
 -- sent as JSON. Raises once the stream is closed. Returns the core's
 -- result: true, or nil, "too_big", message when the send buffer is full.
+local CLOSED_WRITE = "WebSocket connection has been closed. Can not write message."
+
 function Stream:write_message(msg, binary)
-  if self:closed() then
-    error("WebSocket connection has been closed. Can not write message.", 2)
-  end
+  if self._closed then error(CLOSED_WRITE, 2) end
   if type(msg) == "table" then msg = escape.json_encode(msg) end
   if type(msg) ~= "string" then
     error("write_message: string or table expected, got " .. type(msg), 2)
   end
-  return self:_send("send", msg, binary and true or false)
+  -- The core refuses sends once the connection is closing; asking it is
+  -- cheaper than asking for its state before every message.
+  local ok, kind, message = self:_send("send", msg, binary and true or false)
+  if ok == nil and kind == "closed" then error(CLOSED_WRITE, 2) end
+  return ok, kind, message
 end
 
 --- Sends a ping. The next pong calls callback(callback_arg, data) when an
