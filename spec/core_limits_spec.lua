@@ -2,16 +2,8 @@
 -- ping_interval / idle_timeout, max_buffered, graceful shutdown.
 local turbo_ws = require "turbo_ws"
 local core = turbo_ws.core
-
--- Runs the loop until `done()` is true or `ms` pass; fails on time-out.
-local function run_until(done, ms)
-  local guard = core.set_interval(ms or 5000, function() core.close() end, nil, false)
-  local check = core.set_interval(5, function() if done() then core.close() end end, nil, false)
-  core.start()
-  core.clear_interval(guard)
-  core.clear_interval(check)
-  assert.truthy(done(), "timed out")
-end
+local L = require "spec.support.loop"
+local run_until = L.run_until
 
 local function echo_server(options)
   options = options or {}

@@ -2,15 +2,8 @@
 -- (backpressure) and graceful shutdown.
 local turbo = require "turbo_ws"
 local core = turbo.core
-
-local function run_until(done, ms)
-  local guard = core.set_interval(ms or 5000, function() core.close() end, nil, false)
-  local check = core.set_interval(5, function() if done() then core.close() end end, nil, false)
-  core.start()
-  core.clear_interval(guard)
-  core.clear_interval(check)
-  assert.truthy(done(), "timed out")
-end
+local L = require "spec.support.loop"
+local run_until = L.run_until
 
 -- A core echo server; returns it and the list of its connections.
 local function server()

@@ -3,29 +3,12 @@
 local turbo = require "turbo_ws"
 local ioloop = turbo.ioloop
 local util = turbo.util
+local L = require "spec.support.loop"
+local assert_error_with = L.assert_error_with
+local run_bounded = L.run_bounded
 
 local io_loop = ioloop.instance()
 local now = util.gettimemonotonic
-
--- Asserts that fn raises an error whose text contains `expected`.
-local function assert_error_with(expected, fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "no error raised")
-  local text = tostring(err)
-  assert.truthy(text:find(expected, 1, true), "error was: " .. text)
-end
-
--- Runs the loop until idle, with a guard that fails the spec instead of hanging.
-local function run_bounded(ms)
-  local timed_out = false
-  local guard = turbo.core.set_interval(ms or 5000, function()
-    timed_out = true
-    io_loop:close()
-  end, nil, false)
-  turbo.run()
-  io_loop:clear_interval(guard)
-  assert.is_false(timed_out, "the loop did not become idle in time")
-end
 
 -- Runs a Lua snippet in a fresh luajit; returns exit status and output.
 local function run_program(code)

@@ -5,38 +5,10 @@
 local turbo_ws = require "turbo_ws"
 local core = turbo_ws.core
 local pubsub = turbo_ws.pubsub
-
-local function assert_error_with(expected, fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "no error raised")
-  local text = tostring(err)
-  assert.truthy(text:find(expected, 1, true), "error was: " .. text)
-end
-
--- Runs the loop until idle (or close()), failing instead of hanging.
-local function run_bounded(ms)
-  local timed_out = false
-  local guard = core.set_interval(ms or 5000, function()
-    timed_out = true
-    core.close()
-  end, nil, false)
-  turbo_ws.run()
-  core.clear_interval(guard)
-  assert.is_false(timed_out, "the loop did not finish in time")
-end
-
--- Runs the loop until pred() is true; fails after ms.
-local function run_until(pred, ms, what)
-  local deadline = core.gettimemonotonic() + (ms or 5000)
-  local ok = pred()
-  local poll = core.set_interval(10, function()
-    if pred() then ok = true; core.close()
-    elseif core.gettimemonotonic() > deadline then core.close() end
-  end, nil, false)
-  if not ok then core.start() end
-  core.clear_interval(poll)
-  assert.is_true(ok == true, "timed out waiting for " .. (what or "a condition"))
-end
+local L = require "spec.support.loop"
+local assert_error_with = L.assert_error_with
+local run_bounded = L.run_bounded
+local run_until = L.run_until
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))

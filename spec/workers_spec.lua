@@ -4,15 +4,10 @@
 local turbo_ws = require "turbo_ws"
 local core = turbo_ws.core
 local ffi = require "ffi"
+local L = require "spec.support.loop"
+local assert_error_with = L.assert_error_with
 
 pcall(ffi.cdef, "int getpid(void);")
-
-local function assert_error_with(expected, fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "no error raised")
-  local text = tostring(err)
-  assert.truthy(text:find(expected, 1, true), "error was: " .. text)
-end
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
