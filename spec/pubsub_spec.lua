@@ -6,6 +6,7 @@ local turbo_ws = require "turbo_ws"
 local core = turbo_ws.core
 local pubsub = turbo_ws.pubsub
 local L = require "spec.support.loop"
+local free_port = L.free_port
 local assert_error_with = L.assert_error_with
 local run_bounded = L.run_bounded
 local run_until = L.run_until
@@ -15,15 +16,6 @@ local function sh(cmd)
   local out = p:read("*a")
   p:close()
   return out
-end
-
--- A free TCP port on 127.0.0.1 (bound, then released).
-local function free_port()
-  local s = core.listen({ host = "127.0.0.1", port = 0 }, function() end)
-  local port = s:port()
-  s:close()
-  run_bounded()
-  return port
 end
 
 -- A redis-server of our own on 127.0.0.1:port.

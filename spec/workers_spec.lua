@@ -5,6 +5,7 @@ local turbo_ws = require "turbo_ws"
 local core = turbo_ws.core
 local ffi = require "ffi"
 local L = require "spec.support.loop"
+local free_port = L.free_port
 local assert_error_with = L.assert_error_with
 
 pcall(ffi.cdef, "int getpid(void);")
@@ -55,17 +56,6 @@ local function spawn(code, limit)
     return tonumber(out:match("exit=(%d+)")), out
   end
   return h
-end
-
--- A free TCP port on 127.0.0.1.
-local function free_port()
-  local s = core.listen({ host = "127.0.0.1", port = 0 }, function() end)
-  local port = s:port()
-  s:close()
-  local guard = core.set_interval(2000, function() core.close() end, nil, false)
-  turbo_ws.run()
-  core.clear_interval(guard)
-  return port
 end
 
 -- The program each worker test runs: workers(n), a server on `port` with

@@ -36,4 +36,13 @@ function M.run_until(done, ms, what)
   assert.truthy(done(), "timed out waiting for " .. (what or "a condition"))
 end
 
+--- A free TCP port on 127.0.0.1 (bound, then released).
+function M.free_port()
+  local s = core.listen({ host = "127.0.0.1", port = 0 }, function() end)
+  local port = s:port()
+  s:close()
+  M.run_bounded(2000)
+  return port
+end
+
 return M
