@@ -10,14 +10,17 @@ use std::time::Duration;
 
 use mlua::{Function, Lua, RegistryKey, Table, Value};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Error as WsError;
+
+use bytes::BytesMut;
 
 use crate::args;
 use crate::callback;
+use crate::codec::Role;
 use crate::config::{Limits, Opts};
 use crate::connection::{self, Shared};
 use crate::error::{Error, Kind};
 use crate::frame;
+use crate::handshake::{self, Failure as HandshakeFailure};
 use crate::ioloop::{self, KeepAlive, Loop};
 use crate::stream::Stream;
 use crate::tls;
@@ -121,17 +124,13 @@ struct Answer {
 }
 
 impl Answer {
-    fn from_response<B>(res: &http::Response<B>, body: Option<Vec<u8>>, url: &url::Url) -> Answer {
+    fn from_response(res: handshake::Response, url: &url::Url) -> Answer {
         Answer {
-            status: res.status().as_u16(),
-            reason: res.status().canonical_reason().unwrap_or("").to_owned(),
-            version: format!("{:?}", res.version()),
-            headers: res
-                .headers()
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-            body,
+            status: res.status,
+            reason: res.reason,
+            version: res.version.to_owned(),
+            headers: res.headers,
+            body: res.body,
             url: url.to_string(),
         }
     }
@@ -248,13 +247,13 @@ fn connect(lua: &Lua, lp: &'static Loop, (url, opts, on_done): (Value, Value, Va
             None => establish(&params).await,
         };
         match outcome {
-            Ok((ws, answer)) => {
-                let shared = Shared::new(params.limits.clone());
+            Ok((stream, leftover, answer)) => {
+                let shared = Shared::new(params.limits.clone(), Role::Client);
                 shared.set_protocol(answer.header("sec-websocket-protocol"));
                 // Open (with its peer address) already inside on_done.
-                shared.opened(&ws);
+                shared.opened(&stream);
                 if report_success(&on_done, shared.clone(), &answer) {
-                    connection::run(shared, ws, alive).await;
+                    connection::run(shared, stream, leftover, alive).await;
                 }
             }
             Err(failure) => {
@@ -303,27 +302,25 @@ fn report_failure(on_done: &RegistryKey, (err, answer): Failure) {
     }
 }
 
-/// Connects and hands back the open WebSocket, following redirects.
-async fn establish(p: &Params) -> Result<(frame::WsStream, Answer), Failure> {
+/// Connects and hands back the open WebSocket (its stream and the bytes
+/// read past the handshake), following redirects.
+async fn establish(p: &Params) -> Result<(Stream, BytesMut, Answer), Failure> {
     let mut target = p.target.clone();
     let mut path = p.path.clone().unwrap_or_else(|| target.path.clone());
     for redirects in 0..=p.max_redirects {
-        let stream = open_stream(&target, p).await.map_err(|e| (e, None))?;
+        let mut stream = open_stream(&target, p).await.map_err(|e| (e, None))?;
         let request = build_request(&target, &path, p).map_err(|e| (e, None))?;
-        match frame::client_handshake(request, stream, &p.limits).await {
-            Ok((ws, res)) => {
-                let answer = Answer::from_response(&res, None, &target.url);
-                return Ok((ws, answer));
-            }
-            Err(WsError::Http(res)) => {
-                let answer = Answer::from_response(&res, res.body().clone(), &target.url);
-                let location = answer.header("location");
-                match location {
-                    Some(loc) if res.status().is_redirection() && redirects < p.max_redirects => {
+        match handshake::client(&mut stream, &request).await {
+            Ok((res, leftover)) => return Ok((stream, leftover, Answer::from_response(res, &target.url))),
+            Err(HandshakeFailure::Status(res)) => {
+                let redirection = (300..400).contains(&res.status);
+                let answer = Answer::from_response(res, &target.url);
+                match answer.header("location") {
+                    Some(loc) if redirection && redirects < p.max_redirects => {
                         target = target.follow(&loc).map_err(|e| (e, None))?;
                         path = target.path.clone();
                     }
-                    Some(_) if res.status().is_redirection() && p.max_redirects > 0 => {
+                    Some(_) if redirection && p.max_redirects > 0 => {
                         return Err((
                             Error::new(Kind::Redirects, format!("more than {} redirects", p.max_redirects)),
                             Some(answer),
@@ -342,67 +339,73 @@ async fn establish(p: &Params) -> Result<(frame::WsStream, Answer), Failure> {
     Err((Error::new(Kind::Redirects, "too many redirects"), None))
 }
 
-fn handshake_error(e: WsError) -> Error {
+fn handshake_error(e: HandshakeFailure) -> Error {
     match e {
         // A TLS alert can arrive only now: with TLS 1.3 the server checks a
         // client certificate after the client's side of the handshake is done.
-        WsError::Io(io) if is_tls_error(&io) => {
+        HandshakeFailure::Io(io) if is_tls_error(&io) => {
             Error::new(Kind::Tls, format!("TLS failed during the handshake: {io}"))
         }
-        WsError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Error::new(Kind::NoResponse, "the server closed the connection without answering")
+        HandshakeFailure::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => no_response(),
+        HandshakeFailure::Io(io) => Error::new(Kind::Io, format!("during the handshake: {io}")),
+        HandshakeFailure::NoResponse => no_response(),
+        HandshakeFailure::BadResponse(m) => Error::new(Kind::BadResponse, m),
+        HandshakeFailure::BadHandshake(m) => Error::new(Kind::BadHandshake, m),
+        HandshakeFailure::Status(res) => {
+            Error::new(Kind::BadStatus, format!("the server answered {}", res.status))
         }
-        WsError::ConnectionClosed
-        | WsError::AlreadyClosed
-        | WsError::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete) => {
-            Error::new(Kind::NoResponse, "the server closed the connection without answering")
-        }
-        WsError::Io(io) => Error::new(Kind::Io, format!("during the handshake: {io}")),
-        WsError::HttpFormat(e) => Error::new(Kind::BadResponse, format!("the answer is not HTTP: {e}")),
-        WsError::Protocol(p @ tokio_tungstenite::tungstenite::error::ProtocolError::HttparseError(_)) => {
-            Error::new(Kind::BadResponse, format!("the answer is not HTTP: {p}"))
-        }
-        WsError::Tls(t) => Error::new(Kind::Tls, t.to_string()),
-        WsError::Protocol(p) => Error::new(Kind::BadHandshake, p.to_string()),
-        WsError::Url(u) => Error::new(Kind::BadUrl, u.to_string()),
-        other => Error::new(Kind::BadHandshake, other.to_string()),
     }
+}
+
+fn no_response() -> Error {
+    Error::new(Kind::NoResponse, "the server closed the connection without answering")
 }
 
 fn is_tls_error(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
-fn build_request(target: &Target, path: &str, p: &Params) -> Result<http::Request<()>, Error> {
+/// The request head, exactly as it goes on the wire.
+fn build_request(target: &Target, path: &str, p: &Params) -> Result<handshake::Request, Error> {
     let path = if path.is_empty() { "/" } else { path };
-    // The framing library wants an absolute ws(s) URI; it sends only the path.
-    let scheme = if target.tls { "wss" } else { "ws" };
-    let host = if target.host.contains(':') && !target.host.starts_with('[') {
-        format!("[{}]", target.host)
-    } else {
-        target.host.clone()
-    };
-    let uri = format!("{scheme}://{host}:{}{path}", target.port);
-    let mut builder = http::Request::builder().method("GET").uri(uri);
-    let has = |name: &str| p.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    if !has("host") {
-        builder = builder.header("Host", target.host_header());
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::new(
+            Kind::BadUrl,
+            format!("cannot send path '{path}': it must be printable ASCII"),
+        ));
     }
-    builder = builder
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13");
+    let user =
+        |name: &str| p.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     // A program may choose its own key (evlua reports it back to its caller).
-    if !has("sec-websocket-key") {
-        builder = builder.header("Sec-WebSocket-Key", frame::generate_key());
+    let key = user("sec-websocket-key").unwrap_or_else(frame::generate_key);
+    let mut protocols = p.protocols.clone();
+    if let Some(listed) = user("sec-websocket-protocol") {
+        protocols.extend(listed.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()));
+    }
+    let mut head = format!("GET {path} HTTP/1.1\r\n");
+    let mut line = |name: &str, value: &str| {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    };
+    if user("host").is_none() {
+        line("Host", &target.host_header());
+    }
+    line("Connection", "Upgrade");
+    line("Upgrade", "websocket");
+    line("Sec-WebSocket-Version", "13");
+    if user("sec-websocket-key").is_none() {
+        line("Sec-WebSocket-Key", &key);
     }
     if !p.protocols.is_empty() {
-        builder = builder.header("Sec-WebSocket-Protocol", p.protocols.join(", "));
+        line("Sec-WebSocket-Protocol", &p.protocols.join(", "));
     }
     for (name, value) in &p.headers {
-        builder = builder.header(name.as_str(), value.as_str());
+        line(name, value);
     }
-    builder.body(()).map_err(|e| Error::new(Kind::BadUrl, format!("cannot send path '{path}': {e}")))
+    head.push_str("\r\n");
+    Ok(handshake::Request { head: head.into_bytes(), key, protocols })
 }
 
 /// DNS, TCP connect (each address in turn) and, for wss, TLS.

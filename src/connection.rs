@@ -1,46 +1,61 @@
 //! One open WebSocket connection, server or client side: the userdata Lua
 //! holds, and the task that moves its bytes.
 //!
-//! Lua never blocks: `send`, `ping`, `pong` and `close` only queue a message
-//! and wake the task. The task writes what is queued, delivers what arrives
-//! to the Lua callbacks, and flushes when nothing more is ready to read, so a
-//! burst of requests is answered with one write.
+//! Lua never blocks: `send`, `ping`, `pong` and `close` encode a frame into
+//! the connection's outbox and wake the task. The task reads, hands each
+//! message to the Lua callbacks as it is parsed, and writes the outbox
+//! once per few messages or when input runs dry, so a burst of requests is
+//! answered with one write.
+//!
+//! Memory: the input buffer and the outbox are given back whenever they
+//! run empty, so an idle connection holds no buffers.
 //!
 //! Ownership: the Lua side holds the userdata; the callbacks are kept as
 //! registry keys and dropped when the connection ends, so a handler that
 //! refers to its own connection is not kept alive past the close.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::{Buf, BytesMut};
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{sleep, Sleep};
 
 use crate::args;
 use crate::callback;
+use crate::codec::{Event, Outbox, Reader, Role, Step, Violation};
 use crate::config::{Limits, Opts};
 use crate::error::{Error, Kind};
-use crate::frame::{self, Bytes, Message, WsStream};
+use crate::frame;
 use crate::ioloop::{self, KeepAlive};
 use crate::registry::Closable;
+use crate::stream::Stream;
 
 /// How long a failing connection may take to send its close frame.
 const FAIL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
-/// Replies are flushed at the latest after this many messages are read, even
-/// while more input is ready: one write per burst keeps CPU per message low,
-/// and flushing every few messages keeps a pipelining peer busy. Measured in
-/// bench/RESULTS.md: 4 beat both 1 (a write per message) and 32.
+/// The outbox is written at the latest after this many messages are read,
+/// even while more input is ready: one write per burst keeps CPU per
+/// message low, and writing every few messages keeps a pipelining peer
+/// busy. Measured in bench/RESULTS.md: 4 beat both 1 and 32.
 const FLUSH_EVERY: u32 = 4;
 /// Messages delivered in a row before the task lets others run.
 const FAIRNESS_BATCH: u32 = 64;
+/// With this much unwritten, the task stops reading until the peer reads:
+/// a peer that sends but does not read cannot grow our memory.
+const HIGH_WATER: usize = 256 << 10;
+/// With this much unwritten, a ping's pong waits, and only the latest
+/// waiting one is sent once the backlog drains (§5.5.3 allows answering
+/// just the most recent ping), so a ping flood cannot grow the outbox.
+const PONG_BACKLOG: usize = 64 << 10;
+/// A pending large frame is read at most this much per system call.
+const MAX_READ: usize = 1 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
@@ -76,8 +91,11 @@ struct Callbacks {
 /// State shared by the userdata and the task.
 pub struct Shared {
     state: Cell<State>,
-    queue: RefCell<VecDeque<Message>>,
-    buffered: Cell<usize>,
+    out: RefCell<Outbox>,
+    /// We queued a close frame: nothing may follow it.
+    close_sent: Cell<bool>,
+    /// The pong for the latest ping, while the outbox is too full for it.
+    pending_pong: RefCell<Option<Vec<u8>>>,
     waker: RefCell<Option<Waker>>,
     /// The task is inside a Lua callback: no need to wake it.
     delivering: Cell<bool>,
@@ -85,14 +103,13 @@ pub struct Shared {
     aborted: Cell<bool>,
     callbacks: RefCell<Callbacks>,
     limits: Limits,
+    role: Role,
     peer: Cell<Option<SocketAddr>>,
     protocol: RefCell<Option<String>>,
     /// The close code and reason received from the peer.
     peer_close: RefCell<Option<(u16, String)>>,
     /// Its entry in the loop's registry (for graceful shutdown).
     registry_id: Cell<u64>,
-    /// Bytes accepted by send() that were dropped unsent (the peer closed first).
-    unsent: Cell<usize>,
 }
 
 impl Closable for Shared {
@@ -106,21 +123,22 @@ impl Closable for Shared {
 }
 
 impl Shared {
-    pub fn new(limits: Limits) -> Rc<Self> {
+    pub fn new(limits: Limits, role: Role) -> Rc<Self> {
         let shared = Rc::new(Shared {
             state: Cell::new(State::Connecting),
-            queue: RefCell::new(VecDeque::new()),
-            buffered: Cell::new(0),
+            out: RefCell::new(Outbox::new(role)),
+            close_sent: Cell::new(false),
+            pending_pong: RefCell::new(None),
             waker: RefCell::new(None),
             delivering: Cell::new(false),
             aborted: Cell::new(false),
             callbacks: RefCell::new(Callbacks::default()),
             limits,
+            role,
             peer: Cell::new(None),
             protocol: RefCell::new(None),
             peer_close: RefCell::new(None),
             registry_id: Cell::new(0),
-            unsent: Cell::new(0),
         });
         if let Some(lp) = ioloop::current() {
             let weak: std::rc::Weak<dyn Closable> = Rc::downgrade(&shared) as std::rc::Weak<dyn Closable>;
@@ -130,8 +148,8 @@ impl Shared {
     }
 
     /// The handshake is done: the connection is open (unless Lua already closed it).
-    pub fn opened(&self, ws: &WsStream) {
-        self.peer.set(ws.get_ref().peer_addr().ok());
+    pub fn opened(&self, stream: &Stream) {
+        self.peer.set(stream.peer_addr().ok());
         if self.state.get() == State::Connecting {
             self.state.set(State::Open);
         }
@@ -149,12 +167,6 @@ impl Shared {
         }
     }
 
-    fn enqueue(&self, msg: Message) {
-        self.buffered.set(self.buffered.get() + message_len(&msg));
-        self.queue.borrow_mut().push_back(msg);
-        self.wake();
-    }
-
     fn can_send(&self) -> Result<(), Error> {
         match self.state.get() {
             State::Connecting | State::Open => Ok(()),
@@ -163,28 +175,36 @@ impl Shared {
         }
     }
 
-    /// Queues a data message. Text must be valid UTF-8 (checked by the caller).
-    fn send(&self, msg: Message) -> Result<(), Error> {
+    /// Queues one frame from Lua. Text must be valid UTF-8 (checked by the caller).
+    fn send(&self, opcode: u8, fin: bool, payload: &[u8]) -> Result<(), Error> {
         self.can_send()?;
-        let len = message_len(&msg);
-        if self.buffered.get() + len > self.limits.max_buffered {
+        let queued = self.out.borrow().queued();
+        if queued + payload.len() > self.limits.max_buffered {
             return Err(Error::new(
                 Kind::TooBig,
                 format!(
-                    "send buffer full ({} bytes queued, limit max_buffered = {})",
-                    self.buffered.get(),
+                    "send buffer full ({queued} bytes queued, limit max_buffered = {})",
                     self.limits.max_buffered
                 ),
             ));
         }
-        self.enqueue(msg);
+        self.out.borrow_mut().push(opcode, fin, payload);
+        self.wake();
         Ok(())
+    }
+
+    /// Queues our close frame, once.
+    fn queue_close(&self, code: Option<u16>, reason: &str) {
+        if !self.close_sent.replace(true) {
+            self.out.borrow_mut().push(frame::CLOSE, true, &frame::close_payload(code, reason));
+            self.wake();
+        }
     }
 
     fn close(&self, code: Option<u16>, reason: &str) {
         if matches!(self.state.get(), State::Connecting | State::Open) {
             self.state.set(State::Closing);
-            self.enqueue(frame::close_message(code, reason));
+            self.queue_close(code, reason);
         }
     }
 
@@ -222,36 +242,36 @@ impl Shared {
         }
     }
 
-    fn deliver(&self, lua: &Lua, msg: Message) {
-        let result = match msg {
-            Message::Text(t) => lua
-                .create_string(t.as_bytes())
-                .map(|s| self.emit(lua, |c| &c.on_message, "on_message", (s, false))),
-            Message::Binary(b) => {
-                lua.create_string(&b).map(|s| self.emit(lua, |c| &c.on_message, "on_message", (s, true)))
+    /// Hands one received event to Lua; pings are answered and a close is
+    /// answered in kind (§5.5.1), both before Lua hears of them.
+    fn deliver(&self, lua: &Lua, event: Event<'_>) {
+        let result = match event {
+            Event::Message { data, binary } => {
+                lua.create_string(data).map(|s| self.emit(lua, |c| &c.on_message, "on_message", (s, binary)))
             }
-            Message::Ping(p) => lua.create_string(&p).map(|s| self.emit(lua, |c| &c.on_ping, "on_ping", s)),
-            Message::Pong(p) => lua.create_string(&p).map(|s| self.emit(lua, |c| &c.on_pong, "on_pong", s)),
-            Message::Close(frame) => {
-                // The reply is queued by the framing layer; on_close fires once TCP is closed.
-                *self.peer_close.borrow_mut() = Some(frame::close_details(&frame));
+            Event::Ping(p) => {
+                if !self.close_sent.get() {
+                    let mut out = self.out.borrow_mut();
+                    if out.bytes().len() < PONG_BACKLOG {
+                        out.push(frame::PONG, true, p);
+                    } else {
+                        *self.pending_pong.borrow_mut() = Some(p.to_vec());
+                    }
+                }
+                lua.create_string(p).map(|s| self.emit(lua, |c| &c.on_ping, "on_ping", s))
+            }
+            Event::Pong(p) => lua.create_string(p).map(|s| self.emit(lua, |c| &c.on_pong, "on_pong", s)),
+            Event::Close { code, reason } => {
+                // on_close fires once TCP is closed.
                 self.state.set(State::Closing);
-                // Nothing may follow the peer's close; what is still queued
-                // cannot be sent (finish() tells the program so).
-                self.drop_queue();
+                self.queue_close((code != 1005).then_some(code), &reason);
+                *self.peer_close.borrow_mut() = Some((code, reason));
                 Ok(())
             }
-            Message::Frame(_) => Ok(()),
         };
         if let Err(e) = result {
             callback::report("message delivery", &e.to_string());
         }
-    }
-
-    /// Empties the send queue, remembering how much was never sent.
-    fn drop_queue(&self) {
-        self.queue.borrow_mut().clear();
-        self.unsent.set(self.unsent.get() + self.buffered.replace(0));
     }
 
     /// Reports the end of the connection once, then drops the callbacks.
@@ -260,9 +280,8 @@ impl Shared {
         if let Some(lp) = ioloop::current() {
             lp.registry().remove_connection(self.registry_id.get());
         }
-        self.drop_queue();
         // Data accepted by send() but never written is reported, not lost silently.
-        let unsent = self.unsent.get();
+        let unsent = self.out.borrow_mut().discard();
         let error = error.or_else(|| {
             (unsent > 0).then(|| {
                 Error::new(
@@ -280,28 +299,27 @@ impl Shared {
         // Taken out before dropping: dropping a key must not run under a borrow.
         let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
         drop(callbacks);
+        // mlua only queues dropped keys; free their slots now so the closed
+        // handler's objects can be collected without waiting for reuse.
+        if let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) {
+            lua.expire_registry_values();
+        }
         self.waker.borrow_mut().take();
     }
 }
 
-fn message_len(msg: &Message) -> usize {
-    match msg {
-        Message::Text(t) => t.len(),
-        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
-        Message::Close(_) => 2,
-        Message::Frame(f) => f.len(),
-    }
-}
-
-/// What the I/O driver hands back to the task.
-enum Event {
-    Message(Message),
-    /// The framing layer ended the stream after a closing handshake.
-    Ended,
-    ReadFailed(tokio_tungstenite::tungstenite::Error),
-    WriteFailed(tokio_tungstenite::tungstenite::Error),
+/// Why the task stopped.
+enum End {
+    /// The closing handshake is done (or the peer went away after it).
+    Closed,
+    /// The peer closed TCP without a close frame.
+    Vanished,
+    Violation(Violation),
+    ReadFailed(io::Error),
+    WriteFailed(io::Error),
     CloseTimeout,
     Aborted,
+    LuaGone,
 }
 
 /// Pings a quiet peer and closes one that stays quiet. Checked once per
@@ -361,195 +379,289 @@ impl Keepalive {
     }
 }
 
-/// Moves bytes between the queue, the socket and the task.
+/// Moves bytes between the socket, the reader, Lua and the outbox.
 struct Driver {
-    ws: WsStream,
-    need_flush: bool,
-    /// Messages delivered since the last flush.
-    unflushed_reads: u32,
+    stream: Stream,
+    reader: Reader,
+    input: BytesMut,
+    read_size: usize,
+    /// The peer closed its side of TCP.
+    eof: bool,
+    /// Bytes were written that the stream may still hold (TLS records).
+    unflushed: bool,
+    /// Messages delivered since the outbox was last written.
+    since_write: u32,
     close_timer: Option<Pin<Box<Sleep>>>,
     keepalive: Option<Keepalive>,
-    /// Messages (of any kind) read so far.
+    /// Frames read so far (the keepalive's sign of life).
     reads: u64,
 }
 
 impl Driver {
-    fn poll(&mut self, sh: &Shared, cx: &mut Context<'_>) -> Poll<Event> {
+    fn new(stream: Stream, leftover: BytesMut, sh: &Shared) -> Driver {
+        let limits = &sh.limits;
+        Driver {
+            stream,
+            reader: Reader::new(sh.role, limits.max_frame_size, limits.max_message_size),
+            input: leftover,
+            read_size: limits.read_buffer_size,
+            eof: false,
+            unflushed: false,
+            since_write: 0,
+            close_timer: None,
+            keepalive: Keepalive::new(limits),
+            reads: 0,
+        }
+    }
+
+    /// Runs until the connection ends, delivering messages as they come.
+    fn poll(&mut self, sh: &Shared, cx: &mut Context<'_>) -> Poll<End> {
         {
             let mut waker = sh.waker.borrow_mut();
             if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *waker = Some(cx.waker().clone());
             }
         }
+        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else {
+            return Poll::Ready(End::LuaGone);
+        };
+        let mut delivered = 0u32;
         loop {
             if sh.aborted.get() {
-                return Poll::Ready(Event::Aborted);
+                return Poll::Ready(End::Aborted);
             }
-            if let Err(e) = self.write_queued(sh, cx) {
-                return Poll::Ready(Event::WriteFailed(e));
+            if let Some(end) = self.poll_timers(sh, cx) {
+                return Poll::Ready(end);
             }
-            if let Some(timer) = &mut self.close_timer {
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::CloseTimeout);
+            if self.since_write >= FLUSH_EVERY || sh.out.borrow().queued() >= HIGH_WATER {
+                if let Err(e) = self.write_out(sh, cx) {
+                    return Poll::Ready(End::WriteFailed(e));
+                }
+                if sh.out.borrow().queued() >= HIGH_WATER {
+                    // Woken when the socket can take more.
+                    return Poll::Pending;
                 }
             }
-            if let Some(keepalive) = &mut self.keepalive {
-                match keepalive.poll(cx, self.reads) {
-                    KeepaliveAction::Nothing => {}
-                    KeepaliveAction::Ping => {
-                        if sh.state.get() == State::Open {
-                            sh.enqueue(Message::Ping(Bytes::new()));
-                        }
-                        continue;
-                    }
-                    KeepaliveAction::Close => {
-                        self.keepalive = None;
-                        sh.close(Some(1001), "idle timeout");
-                        continue;
-                    }
+            if delivered >= FAIRNESS_BATCH {
+                if let Err(e) = self.write_out(sh, cx) {
+                    return Poll::Ready(End::WriteFailed(e));
                 }
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            // After a few reads, flush before reading more (see FLUSH_EVERY).
-            let read_now = !(self.need_flush && self.unflushed_reads >= FLUSH_EVERY);
-            if read_now {
-                match self.ws.poll_next_unpin(cx) {
-                    Poll::Ready(Some(Ok(msg))) => {
-                        self.unflushed_reads += 1;
-                        self.reads += 1;
-                        if matches!(msg, Message::Close(_)) {
-                            self.arm_close_timer(sh);
-                        }
-                        return Poll::Ready(Event::Message(msg));
+            let need = match self.reader.next(&mut self.input) {
+                Err(v) => return Poll::Ready(End::Violation(v)),
+                Ok(Step::Fragment(used)) => {
+                    self.input.advance(used);
+                    self.reads += 1;
+                    continue;
+                }
+                Ok(Step::Event(event, used)) => {
+                    // After the peer's close nothing it sends matters.
+                    if sh.peer_close.borrow().is_none() {
+                        sh.deliver(&lua, event);
                     }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::ReadFailed(e)),
-                    Poll::Ready(None) => return Poll::Ready(Event::Ended),
+                    self.input.advance(used);
+                    self.reader.delivered();
+                    self.reads += 1;
+                    self.since_write += 1;
+                    delivered += 1;
+                    continue;
+                }
+                Ok(Step::Need(total)) => total,
+            };
+            if !self.eof {
+                match self.read_more(cx, need) {
+                    Poll::Ready(Ok(0)) => self.eof = true,
+                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Ready(Err(e)) => return Poll::Ready(End::ReadFailed(e)),
                     Poll::Pending => {}
                 }
             }
-            if self.need_flush {
-                match self.ws.poll_flush_unpin(cx) {
-                    Poll::Ready(Ok(())) => {
-                        self.need_flush = false;
-                        self.unflushed_reads = 0;
-                        if !read_now {
-                            continue;
-                        }
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Event::WriteFailed(e)),
-                    Poll::Pending => {}
-                }
+            // Input ran dry: write what the messages produced.
+            if let Err(e) = self.write_out(sh, cx) {
+                return Poll::Ready(End::WriteFailed(e));
+            }
+            if let Some(end) = self.finished(sh) {
+                return Poll::Ready(end);
             }
             return Poll::Pending;
         }
     }
 
-    /// Hands queued messages to the framing layer while it accepts them.
-    fn write_queued(
-        &mut self,
-        sh: &Shared,
-        cx: &mut Context<'_>,
-    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-        loop {
-            if sh.queue.borrow().is_empty() {
-                return Ok(());
+    /// The close timer and the keepalive; either may end the connection or
+    /// queue a frame.
+    fn poll_timers(&mut self, sh: &Shared, cx: &mut Context<'_>) -> Option<End> {
+        if sh.state.get() == State::Closing && self.close_timer.is_none() {
+            self.close_timer = Some(Box::pin(sleep(sh.limits.close_timeout)));
+        }
+        if let Some(timer) = &mut self.close_timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                return Some(End::CloseTimeout);
             }
-            match self.ws.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {}
+        }
+        let keepalive = self.keepalive.as_mut()?;
+        match keepalive.poll(cx, self.reads) {
+            KeepaliveAction::Nothing => {}
+            KeepaliveAction::Ping => {
+                if sh.state.get() == State::Open {
+                    sh.out.borrow_mut().push(frame::PING, true, b"");
+                    self.since_write = FLUSH_EVERY;
+                }
+            }
+            KeepaliveAction::Close => {
+                self.keepalive = None;
+                sh.close(Some(1001), "idle timeout");
+                self.since_write = FLUSH_EVERY;
+            }
+        }
+        None
+    }
+
+    /// Whether the connection is over, once everything queued is written.
+    fn finished(&self, sh: &Shared) -> Option<End> {
+        if !sh.out.borrow().is_empty() || self.unflushed {
+            return None;
+        }
+        let handshake_done = sh.close_sent.get() && sh.peer_close.borrow().is_some();
+        // The server closes TCP first (§7.1.1); a client waits for it.
+        if handshake_done && (sh.role == Role::Server || self.eof) {
+            return Some(End::Closed);
+        }
+        if self.eof {
+            return Some(if sh.peer_close.borrow().is_some() || sh.close_sent.get() {
+                End::Closed
+            } else {
+                End::Vanished
+            });
+        }
+        None
+    }
+
+    /// Reads into the input buffer: at least `read_size` bytes, more when
+    /// a large frame is pending. An empty buffer is given back while the
+    /// socket has nothing, so idle connections hold no input memory.
+    fn read_more(&mut self, cx: &mut Context<'_>, need: usize) -> Poll<io::Result<usize>> {
+        let want = need.saturating_sub(self.input.len()).clamp(self.read_size, MAX_READ.max(self.read_size));
+        self.input.reserve(want);
+        let spare = self.input.spare_capacity_mut();
+        let mut buf = ReadBuf::uninit(spare);
+        match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                // SAFETY: poll_read initialised the first `n` spare bytes.
+                unsafe { self.input.set_len(self.input.len() + n) };
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if self.input.is_empty() {
+                    self.input = BytesMut::new();
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Writes the outbox until it is empty or the socket is full.
+    fn write_out(&mut self, sh: &Shared, cx: &mut Context<'_>) -> io::Result<()> {
+        self.since_write = 0;
+        let mut out = sh.out.borrow_mut();
+        loop {
+            if out.bytes().len() < PONG_BACKLOG && !sh.close_sent.get() {
+                if let Some(pong) = sh.pending_pong.borrow_mut().take() {
+                    out.push(frame::PONG, true, &pong);
+                }
+            }
+            if out.is_empty() {
+                break;
+            }
+            match Pin::new(&mut self.stream).poll_write(cx, out.bytes()) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    out.written(n);
+                    self.unflushed = true;
+                }
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => return Ok(()),
             }
-            let Some(msg) = sh.queue.borrow_mut().pop_front() else {
-                return Ok(());
-            };
-            sh.buffered.set(sh.buffered.get().saturating_sub(message_len(&msg)));
-            let closing = matches!(msg, Message::Close(_));
-            self.ws.start_send_unpin(msg)?;
-            self.need_flush = true;
-            if closing {
-                self.arm_close_timer(sh);
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
             }
         }
-    }
-
-    fn arm_close_timer(&mut self, sh: &Shared) {
-        if self.close_timer.is_none() {
-            self.close_timer = Some(Box::pin(sleep(sh.limits.close_timeout)));
-        }
+        Ok(())
     }
 
     /// Best effort: tell the peer why we fail the connection, then close TCP.
-    async fn fail(&mut self, code: u16, reason: &str) {
-        let send = self.ws.send(frame::close_message(Some(code), reason));
-        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, send).await;
+    async fn fail(&mut self, sh: &Shared, code: u16) {
+        sh.queue_close(Some(code), "");
+        let pending = sh.out.borrow().bytes().to_vec();
+        let send = async {
+            self.stream.write_all(&pending).await?;
+            self.stream.flush().await
+        };
+        if let Ok(Ok(())) = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, send).await {
+            sh.out.borrow_mut().written(pending.len());
+        }
         self.shutdown().await;
     }
 
     /// Closes the TCP (and TLS) stream politely, bounded in time.
     async fn shutdown(&mut self) {
-        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, self.ws.get_mut().shutdown()).await;
+        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, self.stream.shutdown()).await;
     }
 }
 
-/// Runs an established connection until it is closed.
-pub async fn run(shared: Rc<Shared>, ws: WsStream, alive: KeepAlive) {
-    shared.opened(&ws);
-    let keepalive = Keepalive::new(&shared.limits);
-    let mut driver =
-        Driver { ws, need_flush: false, unflushed_reads: 0, close_timer: None, keepalive, reads: 0 };
-    let mut in_a_row = 0u32;
-    let (error, code, reason) = loop {
-        let event = poll_fn(|cx| driver.poll(&shared, cx)).await;
-        let Event::Message(msg) = event else {
-            break end_of(&shared, &mut driver, event).await;
-        };
-        match ioloop::current().and_then(|lp| lp.lua()) {
-            Some(lua) => shared.deliver(&lua, msg),
-            None => break (None, 1001, "the Lua state is gone".into()),
-        }
-        in_a_row += 1;
-        if in_a_row >= FAIRNESS_BATCH {
-            in_a_row = 0;
-            tokio::task::yield_now().await;
-        }
-    };
+/// Runs an established connection until it is closed; `leftover` holds
+/// bytes read past the handshake.
+pub async fn run(shared: Rc<Shared>, stream: Stream, leftover: BytesMut, alive: KeepAlive) {
+    let mut driver = Driver::new(stream, leftover, &shared);
+    let end = poll_fn(|cx| driver.poll(&shared, cx)).await;
+    let (error, code, reason) = end_of(&shared, &mut driver, end).await;
     drop(driver);
     shared.finish(error, code, reason);
     drop(alive);
 }
 
 /// Works out how the connection ended and closes the socket accordingly.
-async fn end_of(shared: &Shared, driver: &mut Driver, event: Event) -> (Option<Error>, u16, String) {
+async fn end_of(shared: &Shared, driver: &mut Driver, end: End) -> (Option<Error>, u16, String) {
     let peer_close = shared.peer_close.borrow_mut().take();
-    match event {
-        Event::Ended => {
+    // Once the peer's close arrived, how the socket went down is no error.
+    if let (Some((code, reason)), false) = (&peer_close, matches!(end, End::Aborted)) {
+        driver.shutdown().await;
+        return (None, *code, reason.clone());
+    }
+    match end {
+        End::Closed => {
             driver.shutdown().await;
-            match peer_close {
-                Some((code, reason)) => (None, code, reason),
-                None => (None, 1006, "closed without a close frame".into()),
+            (None, 1006, "closed without a close frame".into())
+        }
+        End::Vanished => (
+            Some(Error::new(Kind::Io, "the peer closed the connection without a closing handshake")),
+            1006,
+            String::new(),
+        ),
+        End::Violation(v) => {
+            if peer_close.is_none() && !shared.close_sent.get() {
+                driver.fail(shared, v.code).await;
+            } else {
+                driver.shutdown().await;
             }
+            (Some(Error::new(v.kind, v.message)), v.code, String::new())
         }
-        Event::ReadFailed(e) => {
-            let (err, code) = frame::classify(&e);
-            match code {
-                Some(code) if peer_close.is_none() => {
-                    driver.fail(code, "").await;
-                    (Some(err), code, String::new())
-                }
-                _ => (Some(err).filter(|e| e.kind != Kind::Closed), 1006, String::new()),
-            }
+        End::ReadFailed(e) | End::WriteFailed(e) => {
+            (Some(Error::new(Kind::Io, e.to_string())), 1006, String::new())
         }
-        Event::WriteFailed(e) => {
-            (Some(frame::classify(&e).0).filter(|e| e.kind != Kind::Closed), 1006, String::new())
-        }
-        Event::CloseTimeout => {
+        End::CloseTimeout => {
             driver.shutdown().await;
-            match peer_close {
-                Some((code, reason)) => (None, code, reason),
-                None => (None, 1006, "the closing handshake timed out".into()),
-            }
+            (None, 1006, "the closing handshake timed out".into())
         }
-        Event::Aborted => (None, 1006, "aborted".into()),
-        Event::Message(_) => (None, 1006, String::new()),
+        End::Aborted => (None, 1006, "aborted".into()),
+        End::LuaGone => (None, 1001, "the Lua state is gone".into()),
     }
 }
 
@@ -558,35 +670,40 @@ pub struct Connection(pub Rc<Shared>);
 
 const SEND: &str = "turbo_ws connection:send";
 
-fn payload_arg(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Bytes> {
+/// A payload argument: a string, or nil for an empty one.
+fn payload_arg(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<mlua::LuaString>> {
     match v {
-        Value::Nil => Ok(Bytes::new()),
-        Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Nil => Ok(None),
+        Value::String(s) => Ok(Some(s)),
         other => Err(args::bad(func, n, name, "string", &other)),
     }
 }
 
-fn control_payload(func: &str, v: Value) -> mlua::Result<Bytes> {
+/// Queues a ping or pong from Lua.
+fn send_control(this: &Connection, func: &str, opcode: u8, v: Value) -> mlua::Result<Outcome> {
     let data = payload_arg(func, 1, "data", v)?;
-    if data.len() > 125 {
+    let bytes = data.as_ref().map(|s| s.as_bytes());
+    let payload: &[u8] = bytes.as_deref().unwrap_or(b"");
+    if payload.len() > frame::MAX_CONTROL_PAYLOAD {
         return Err(args::misuse(
             func,
             format!(
                 "bad argument #1 'data' (control frame payload is {} bytes, at most 125 allowed)",
-                data.len()
+                payload.len()
             ),
         ));
     }
-    Ok(data)
+    Ok(outcome(this.0.send(opcode, true, payload)))
 }
 
-/// `nil, kind, message` for Lua.
-fn failure(e: Error) -> (Value, Option<&'static str>, Option<String>) {
-    (Value::Nil, Some(e.kind.name()), Some(e.message))
-}
+type Outcome = (Value, Option<&'static str>, Option<String>);
 
-fn ok() -> (Value, Option<&'static str>, Option<String>) {
-    (Value::Boolean(true), None, None)
+/// `true`, or `nil, kind, message` for Lua.
+fn outcome(result: Result<(), Error>) -> Outcome {
+    match result {
+        Ok(()) => (Value::Boolean(true), None, None),
+        Err(e) => (Value::Nil, Some(e.kind.name()), Some(e.message)),
+    }
 }
 
 impl UserData for Connection {
@@ -598,36 +715,20 @@ impl UserData for Connection {
                 return Err(args::bad(SEND, 1, "data", "string", &data));
             };
             let bytes = data.as_bytes();
-            let msg =
-                if binary {
-                    Message::Binary(Bytes::copy_from_slice(&bytes))
-                } else {
-                    match std::str::from_utf8(&bytes) {
-                        Ok(text) => Message::Text(text.to_owned().into()),
-                        Err(_) => return Err(args::misuse(
-                            SEND,
-                            "bad argument #1 'data' (a text message must be valid UTF-8; send it as binary)",
-                        )),
-                    }
-                };
-            Ok(match this.0.send(msg) {
-                Ok(()) => ok(),
-                Err(e) => failure(e),
-            })
+            if !binary && std::str::from_utf8(&bytes).is_err() {
+                return Err(args::misuse(
+                    SEND,
+                    "bad argument #1 'data' (a text message must be valid UTF-8; send it as binary)",
+                ));
+            }
+            let opcode = if binary { frame::BINARY } else { frame::TEXT };
+            Ok(outcome(this.0.send(opcode, true, &bytes)))
         });
         methods.add_method("ping", |_, this, data: Value| {
-            let data = control_payload("turbo_ws connection:ping", data)?;
-            Ok(match this.0.send(Message::Ping(data)) {
-                Ok(()) => ok(),
-                Err(e) => failure(e),
-            })
+            send_control(this, "turbo_ws connection:ping", frame::PING, data)
         });
         methods.add_method("pong", |_, this, data: Value| {
-            let data = control_payload("turbo_ws connection:pong", data)?;
-            Ok(match this.0.send(Message::Pong(data)) {
-                Ok(()) => ok(),
-                Err(e) => failure(e),
-            })
+            send_control(this, "turbo_ws connection:pong", frame::PONG, data)
         });
         // close([code [, reason]]): starts the closing handshake; code defaults to
         // 1000, and `false` sends a close frame without a status code.
@@ -661,15 +762,13 @@ impl UserData for Connection {
         methods.add_method("send_frame", |_, this, (opcode, data, fin): (Value, Value, Value)| {
             const F: &str = "turbo_ws connection:send_frame";
             let opcode = args::count(F, 1, "opcode", opcode, 15)? as u8;
-            let payload = payload_arg(F, 2, "data", data)?;
+            let data = payload_arg(F, 2, "data", data)?;
             let fin = args::opt_bool(F, 3, "fin", fin)?.unwrap_or(true);
-            let msg = frame::data_frame(opcode, payload, fin).ok_or_else(|| {
-                args::misuse(F, format!("bad argument #1 'opcode' ({opcode} is not 0, 1 or 2)"))
-            })?;
-            Ok(match this.0.send(msg) {
-                Ok(()) => ok(),
-                Err(e) => failure(e),
-            })
+            if opcode > frame::BINARY {
+                return Err(args::misuse(F, format!("bad argument #1 'opcode' ({opcode} is not 0, 1 or 2)")));
+            }
+            let bytes = data.as_ref().map(|s| s.as_bytes());
+            Ok(outcome(this.0.send(opcode, fin, bytes.as_deref().unwrap_or(b""))))
         });
         methods.add_method("abort", |_, this, ()| {
             this.0.abort();
@@ -677,7 +776,7 @@ impl UserData for Connection {
         });
         methods.add_method("closed", |_, this, ()| Ok(this.0.state.get() == State::Closed));
         methods.add_method("state", |_, this, ()| Ok(this.0.state.get().name()));
-        methods.add_method("buffered_amount", |_, this, ()| Ok(this.0.buffered.get()));
+        methods.add_method("buffered_amount", |_, this, ()| Ok(this.0.out.borrow().queued()));
         methods.add_method("protocol", |_, this, ()| Ok(this.0.protocol.borrow().clone()));
         methods.add_method("remote_address", |_, this, ()| {
             Ok(match this.0.peer.get() {

@@ -1,139 +1,210 @@
-//! WebSocket framing, kept behind this one module: today it is
-//! tokio-tungstenite (masking, fragmentation, UTF-8 and close-code checks,
-//! automatic pong and close replies). permessage-deflate, which tungstenite
-//! cannot carry, will replace what is behind these names, not their users.
+//! The WebSocket wire format (RFC 6455 §5 and §4): frame headers, masking,
+//! close payloads, and the handshake's key and accept values. Pure functions,
+//! no I/O; `codec.rs` builds messages out of them.
 
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use bytes::{BufMut, BytesMut};
+use sha1::{Digest, Sha1};
 
-pub use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-pub use tokio_tungstenite::tungstenite::Message;
+pub const CONTINUATION: u8 = 0x0;
+pub const TEXT: u8 = 0x1;
+pub const BINARY: u8 = 0x2;
+pub const CLOSE: u8 = 0x8;
+pub const PING: u8 = 0x9;
+pub const PONG: u8 = 0xA;
 
-use crate::config::Limits;
-use crate::error::{Error, Kind};
-use crate::stream::Stream;
+/// The longest header: 2 bytes, 8 of extended length, 4 of mask.
+pub const MAX_HEADER: usize = 14;
+/// Control frames carry at most this many payload bytes (§5.5).
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
-pub type WsStream = WebSocketStream<Stream>;
-pub type Bytes = tokio_tungstenite::tungstenite::Bytes;
-
-fn config(limits: &Limits) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(limits.read_buffer_size)
-        .write_buffer_size(64 << 10)
-        .max_message_size(Some(limits.max_message_size))
-        .max_frame_size(Some(limits.max_frame_size))
+/// A frame header as read from the wire, before any checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub fin: bool,
+    /// The three RSV bits, in the low bits.
+    pub rsv: u8,
+    pub opcode: u8,
+    pub mask: Option<[u8; 4]>,
+    /// Payload length as sent; a 64-bit length with its top bit set is kept
+    /// as is and refused by the caller.
+    pub len: u64,
 }
 
-/// Starts framing on a stream whose HTTP upgrade is done; `leftover` holds
-/// bytes read past the request head.
-pub async fn server(stream: Stream, leftover: Vec<u8>, limits: &Limits) -> WsStream {
-    WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config(limits))).await
+impl Header {
+    pub fn is_control(&self) -> bool {
+        self.opcode & 0x8 != 0
+    }
 }
 
-/// Runs the client handshake on a connected stream.
-pub async fn client_handshake(
-    request: http::Request<()>,
-    stream: Stream,
-    limits: &Limits,
-) -> Result<(WsStream, http::Response<Option<Vec<u8>>>), WsError> {
-    tokio_tungstenite::client_async_with_config(request, stream, Some(config(limits))).await
-}
-
-pub fn generate_key() -> String {
-    tokio_tungstenite::tungstenite::handshake::client::generate_key()
-}
-
-/// One data frame as given (a fragment when `fin` is false; opcode 0
-/// continues a fragmented message, 1 starts text, 2 starts binary).
-pub fn data_frame(opcode: u8, payload: Bytes, fin: bool) -> Option<Message> {
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-    let data = match opcode {
-        0 => Data::Continue,
-        1 => Data::Text,
-        2 => Data::Binary,
-        _ => return None,
+/// Parses a header at the start of `buf`: the header and its length in
+/// bytes, or `None` while more bytes are needed.
+pub fn parse_header(buf: &[u8]) -> Option<(Header, usize)> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (len, mut at) = match b1 & 0x7F {
+        126 => (u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
+        127 => {
+            let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (u64::from_be_bytes(bytes), 10)
+        }
+        n => (u64::from(n), 2),
     };
-    Some(Message::Frame(Frame::message(payload, OpCode::Data(data), fin)))
+    let mask = if b1 & 0x80 != 0 {
+        let key: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
+        at += 4;
+        Some(key)
+    } else {
+        None
+    };
+    let header = Header { fin: b0 & 0x80 != 0, rsv: (b0 >> 4) & 0x7, opcode: b0 & 0x0F, mask, len };
+    Some((header, at))
 }
 
-/// A close frame to send; `code` already validated by [`check_close_code`].
-pub fn close_message(code: Option<u16>, reason: &str) -> Message {
-    Message::Close(code.map(|c| CloseFrame { code: CloseCode::from(c), reason: reason.to_owned().into() }))
+/// Appends a frame header; the payload (already masked when `mask` is
+/// given) follows it.
+pub fn write_header(
+    out: &mut BytesMut,
+    fin: bool,
+    rsv1: bool,
+    opcode: u8,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) {
+    let b0 = (u8::from(fin) << 7) | (u8::from(rsv1) << 6) | (opcode & 0x0F);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    out.put_u8(b0);
+    if len < 126 {
+        out.put_u8(mask_bit | len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        out.put_u8(mask_bit | 126);
+        out.put_u16(len as u16);
+    } else {
+        out.put_u8(mask_bit | 127);
+        out.put_u64(len as u64);
+    }
+    if let Some(key) = mask {
+        out.put_slice(&key);
+    }
 }
 
-/// A close code an endpoint may send (RFC 6455 §7.4).
+/// XORs `data` with the masking key (§5.3), eight bytes at a time.
+pub fn apply_mask(data: &mut [u8], key: [u8; 4]) {
+    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // Each chunk is a multiple of 4 bytes, so the rest starts at key[0].
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i & 3];
+    }
+}
+
+/// A close code an endpoint may send (§7.4).
 pub fn check_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
 
+/// The payload of a close frame: the code (when any) and its reason.
+pub fn close_payload(code: Option<u16>, reason: &str) -> Vec<u8> {
+    match code {
+        Some(c) => {
+            let mut p = Vec::with_capacity(2 + reason.len());
+            p.extend_from_slice(&c.to_be_bytes());
+            p.extend_from_slice(reason.as_bytes());
+            p
+        }
+        None => Vec::new(),
+    }
+}
+
+/// Why a received close payload is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadClose {
+    /// One byte: too short for a code.
+    Truncated,
+    Code(u16),
+    Utf8,
+}
+
 /// The (code, reason) of a received close frame; 1005 when it had none.
-pub fn close_details(frame: &Option<CloseFrame>) -> (u16, String) {
-    match frame {
-        Some(f) => (u16::from(f.code), f.reason.as_str().to_owned()),
-        None => (1005, String::new()),
+pub fn parse_close(payload: &[u8]) -> Result<(u16, String), BadClose> {
+    match payload {
+        [] => Ok((1005, String::new())),
+        [_] => Err(BadClose::Truncated),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !check_close_code(code) {
+                return Err(BadClose::Code(code));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| BadClose::Utf8)?;
+            Ok((code, reason.to_owned()))
+        }
     }
 }
 
-/// How a read error ends the connection: what to report, and the close code
-/// to send the peer (None when the connection is already gone).
-pub fn classify(err: &WsError) -> (Error, Option<u16>) {
-    match err {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            (Error::new(Kind::TooBig, err.to_string()), Some(1009))
-        }
-        WsError::Capacity(_) => (Error::new(Kind::TooBig, err.to_string()), Some(1009)),
-        WsError::Utf8(_) => {
-            (Error::new(Kind::Protocol, format!("invalid UTF-8 in a text message: {err}")), Some(1007))
-        }
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            (Error::new(Kind::Io, "the peer closed the connection without a closing handshake"), None)
-        }
-        WsError::Protocol(p) => (Error::new(Kind::Protocol, p.to_string()), Some(1002)),
-        WsError::Io(e) => (Error::new(Kind::Io, e.to_string()), None),
-        WsError::ConnectionClosed | WsError::AlreadyClosed => {
-            (Error::new(Kind::Closed, "connection closed"), None)
-        }
-        other => (Error::new(Kind::Protocol, other.to_string()), Some(1002)),
-    }
+/// The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (§4.2.2).
+pub fn derive_accept_key(key: &[u8]) -> String {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    data_encoding::BASE64.encode(&sha.finalize())
 }
 
-/// Reads messages from `bytes` as a server until the framing layer fails,
-/// classifying the failure (see `fuzz_api::frames`).
-pub fn read_all_for_fuzzing(bytes: &[u8], limits: &Limits) {
-    use std::io::Cursor;
-    struct ReadOnly(Cursor<Vec<u8>>);
-    impl std::io::Read for ReadOnly {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.0.read(buf)
-        }
+/// A fresh Sec-WebSocket-Key: 16 random bytes, base64.
+pub fn generate_key() -> String {
+    let mut nonce = [0u8; 16];
+    crate::random::fill(&mut nonce);
+    data_encoding::BASE64.encode(&nonce)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_the_rfc_example() {
+        assert_eq!(derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
-    impl std::io::Write for ReadOnly {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let stream = ReadOnly(Cursor::new(bytes.to_vec()));
-    let mut ws = tokio_tungstenite::tungstenite::WebSocket::from_raw_socket(
-        stream,
-        Role::Server,
-        Some(config(limits)),
-    );
-    loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => {
-                let _ = close_details(&frame);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let _ = classify(&e);
-                return;
+
+    #[test]
+    fn headers_round_trip_at_each_length_form() {
+        for len in [0usize, 125, 126, 65535, 65536, 1 << 20] {
+            for mask in [None, Some([1, 2, 3, 4])] {
+                let mut out = BytesMut::new();
+                write_header(&mut out, true, false, BINARY, len, mask);
+                let (h, n) = parse_header(&out).expect("complete header");
+                assert_eq!(n, out.len());
+                assert_eq!((h.fin, h.rsv, h.opcode, h.mask, h.len), (true, 0, BINARY, mask, len as u64));
+                assert!(parse_header(&out[..n - 1]).is_none());
             }
         }
+    }
+
+    #[test]
+    fn masking_is_its_own_inverse_at_every_length() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..40 {
+            let original: Vec<u8> = (0..len as u8).collect();
+            let mut data = original.clone();
+            apply_mask(&mut data, key);
+            for (i, (m, o)) in data.iter().zip(&original).enumerate() {
+                assert_eq!(*m, o ^ key[i % 4]);
+            }
+            apply_mask(&mut data, key);
+            assert_eq!(data, original);
+        }
+    }
+
+    #[test]
+    fn close_payloads() {
+        assert_eq!(parse_close(b""), Ok((1005, String::new())));
+        assert_eq!(parse_close(b"\x03"), Err(BadClose::Truncated));
+        assert_eq!(parse_close(b"\x03\xe8bye"), Ok((1000, "bye".into())));
+        assert_eq!(parse_close(b"\x03\xed"), Err(BadClose::Code(1005)));
+        assert_eq!(parse_close(b"\x03\xe8\xff"), Err(BadClose::Utf8));
+        assert_eq!(close_payload(Some(1001), "x"), b"\x03\xe9x");
     }
 }

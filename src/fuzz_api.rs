@@ -27,19 +27,29 @@ pub fn url(raw: &str, location: &str) {
     }
 }
 
-/// Incoming bytes after a handshake, through the framing layer with our
-/// configuration, as a server; every error is classified as the connection
-/// task would.
+/// Incoming bytes after a handshake, through the frame reader with our
+/// configuration, as a server, until it needs more input or refuses it.
 pub fn frames(bytes: &[u8]) {
-    crate::frame::read_all_for_fuzzing(
-        bytes,
-        &Limits { max_message_size: 1 << 16, max_frame_size: 1 << 14, ..Limits::default() },
-    );
+    use crate::codec::{Reader, Role, Step};
+    let limits = Limits { max_message_size: 1 << 16, max_frame_size: 1 << 14, ..Limits::default() };
+    let mut input = bytes.to_vec();
+    let mut reader = Reader::new(Role::Server, limits.max_frame_size, limits.max_message_size);
+    let mut at = 0;
+    loop {
+        match reader.next(&mut input[at..]) {
+            Ok(Step::Event(_, used)) | Ok(Step::Fragment(used)) => {
+                at += used;
+                reader.delivered();
+            }
+            Ok(Step::Need(_)) | Err(_) => return,
+        }
+    }
 }
 
-/// A close code and reason from Lua.
+/// A close code and reason from Lua, and the frame payload made of them.
 pub fn close_args(code: u16, reason: &str) {
     if crate::frame::check_close_code(code) {
-        let _ = crate::frame::close_message(Some(code), reason);
+        let payload = crate::frame::close_payload(Some(code), reason);
+        let _ = crate::frame::parse_close(&payload);
     }
 }

@@ -9,14 +9,17 @@
 mod args;
 mod callback;
 mod client;
+mod codec;
 mod config;
 mod connection;
 mod error;
 mod frame;
 #[doc(hidden)]
 pub mod fuzz_api;
+mod handshake;
 mod ioloop;
 mod pubsub;
+mod random;
 mod registry;
 mod server;
 mod stream;

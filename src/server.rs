@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::args;
 use crate::callback;
+use crate::codec::Role;
 use crate::config::{self, Limits, Opts};
 use crate::connection::{self, Shared};
 use crate::error::{Error, Kind};
@@ -479,24 +480,31 @@ fn upgrade(
     if let Some(p) = &protocol {
         headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
     }
-    // The handshake's own headers are ours to set; extra copies would break it.
-    const OURS: [&str; 4] = ["upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol"];
+    // The handshake's own headers are ours to set; extra copies would break
+    // it, and an extension we do not speak must not be claimed.
+    const OURS: [&str; 5] = [
+        "upgrade",
+        "connection",
+        "sec-websocket-accept",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+    ];
     headers.extend(extra.iter().filter(|(n, _)| !OURS.iter().any(|o| n.eq_ignore_ascii_case(o))).cloned());
     let response = build_response(F, 101, &headers, Bytes::new())?;
 
-    let shared = Shared::new(req.limits.clone());
+    let shared = Shared::new(req.limits.clone(), Role::Server);
     shared.set_protocol(protocol);
     let conn = connection::userdata(lua, shared.clone())?;
     let lp = ioloop::get(lua)?;
-    let limits = req.limits.clone();
     let alive = KeepAlive::new(lp);
     let slot = req.slot.borrow_mut().take();
     lp.spawn(async move {
         let _slot = slot;
         match on_upgrade.await.map(|u| u.downcast::<TokioIo<Stream>>()) {
             Ok(Ok(parts)) => {
-                let ws = frame::server(parts.io.into_inner(), parts.read_buf.to_vec(), &limits).await;
-                connection::run(shared, ws, alive).await;
+                let stream = parts.io.into_inner();
+                shared.opened(&stream);
+                connection::run(shared, stream, BytesMut::from(&parts.read_buf[..]), alive).await;
             }
             Ok(Err(_)) => shared.finish(
                 Some(Error::new(Kind::Io, "upgrade on an unexpected stream type")),

@@ -11,7 +11,6 @@ use std::thread;
 use std::time::Duration;
 
 use support::*;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Runs a Lua client doing `core.connect(url, opts)`; the client echoes what
 /// it receives and prints one line per event. Returns those lines.

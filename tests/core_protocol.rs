@@ -6,7 +6,6 @@ mod support;
 use std::io::Write;
 
 use support::*;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 #[test]
 fn handshake_answers_101_with_the_accept_key() {
@@ -208,10 +207,22 @@ fn too_big_frames_and_messages_fail_with_1009() {
     expect_failure(&msg, 1009);
 }
 
+/// §5.2: a 64-bit length's most significant bit MUST be 0, so this is a
+/// protocol error (1002), refused from the header alone.
 #[test]
 fn a_length_of_2_pow_63_costs_one_connection() {
     let mut header = vec![0x82u8, 0x80 | 127];
     header.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    expect_failure(&header, 1002);
+}
+
+/// A length under 2^63 but past max_frame_size is refused with 1009 before
+/// any of the payload is awaited.
+#[test]
+fn an_announced_length_past_the_limit_gets_1009_at_once() {
+    let mut header = vec![0x82u8, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 40).to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
     expect_failure(&header, 1009);
 }

@@ -225,3 +225,13 @@ pub fn assert_echo(s: &mut TcpStream, text: &str) {
     let f = read_frame(s).expect("echo frame");
     assert_eq!((f.opcode, f.masked, f.payload.as_slice()), (1, false, text.as_bytes()));
 }
+
+/// Sec-WebSocket-Accept for a key, computed here from RFC 6455 §4.2.2
+/// rather than with the code under test.
+pub fn derive_accept_key(key: &[u8]) -> String {
+    use sha1::{Digest, Sha1};
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    data_encoding::BASE64.encode(&sha.finalize())
+}

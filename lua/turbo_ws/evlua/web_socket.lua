@@ -185,9 +185,10 @@ end
 
 -- A 101 the core refused: its message names the field it checked.
 local function handshake_message(message)
-  if message:find("Connection: upgrade", 1, true) then return NO_CONNECTION end
-  if message:find("Upgrade: websocket", 1, true) then return NO_UPGRADE end
-  if message:find("Sec-WebSocket-Accept", 1, true) then return BAD_ACCEPT end
+  local m = message:lower()
+  if m:find("connection: upgrade", 1, true) then return NO_CONNECTION end
+  if m:find("upgrade: websocket", 1, true) then return NO_UPGRADE end
+  if m:find("sec-websocket-accept", 1, true) then return BAD_ACCEPT end
   return message
 end
 

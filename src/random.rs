@@ -1,0 +1,57 @@
+//! Unpredictable bytes for handshake keys and client masking keys (RFC 6455
+//! §5.3 asks for masking keys from a strong entropy source). The OS source
+//! is read in blocks so that masking a frame costs no system call.
+
+use std::cell::RefCell;
+
+const POOL: usize = 256;
+
+struct Pool {
+    bytes: [u8; POOL],
+    used: usize,
+}
+
+thread_local! {
+    static POOL_BYTES: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; POOL], used: POOL }) };
+}
+
+/// Fills `dest` with random bytes.
+pub fn fill(dest: &mut [u8]) {
+    POOL_BYTES.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        for b in dest {
+            if pool.used == POOL {
+                refill(&mut pool.bytes);
+                pool.used = 0;
+            }
+            *b = pool.bytes[pool.used];
+            pool.used += 1;
+        }
+    })
+}
+
+/// A masking key for one client frame.
+pub fn mask_key() -> [u8; 4] {
+    let mut key = [0u8; 4];
+    fill(&mut key);
+    key
+}
+
+fn refill(bytes: &mut [u8; POOL]) {
+    if getrandom::fill(bytes).is_ok() {
+        return;
+    }
+    // The OS source failed (it practically never does): derive bytes from
+    // the clock and the previous pool rather than stop the program.
+    use sha1::{Digest, Sha1};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    for (i, chunk) in bytes.chunks_mut(20).enumerate() {
+        let mut sha = Sha1::new();
+        sha.update(now.as_nanos().to_le_bytes());
+        sha.update(i.to_le_bytes());
+        sha.update(&*chunk);
+        let digest = sha.finalize();
+        let n = chunk.len();
+        chunk.copy_from_slice(&digest[..n]);
+    }
+}
