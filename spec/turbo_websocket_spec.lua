@@ -455,6 +455,37 @@ describe("turbo.websocket", function()
       end)
     end)
 
+    -- An open connection keeps its request: its header objects are built
+    -- only when the handler reads them, and then as they were on arrival.
+    it("builds request.headers, host, arguments and connection on first use, as on arrival", function()
+      local seen = {}
+      local H = class("H", ws.WebSocketHandler)
+      function H:open(order)
+        local r = self.request
+        local s = { built = rawget(r, "headers") ~= nil or rawget(r, "host") ~= nil
+                            or rawget(r, "arguments") ~= nil or rawget(r, "connection") ~= nil }
+        if order == "args" then
+          s.args = r.arguments
+          s.shared = r.headers:get_arguments() == r.arguments
+        else
+          r.headers:set("Host", "changed")  -- before request.host is read
+          s.shared = r.headers:get_arguments() == r.arguments
+          s.args = r.arguments
+        end
+        s.host, s.form = r.host, r.connection.arguments
+        s.agent, s.url = r.headers:get("user-agent"), r.headers:get_url()
+        seen[order] = s
+        self:close()
+      end
+      local port = serve({ { "^/ws/(%a+)$", H } })
+      for _, order in ipairs({ "args", "headers" }) do
+        client_events(url(port, "/ws/" .. order .. "?x=1&x=2&y=%41"), { user_agent = "spec-agent/1" })
+        assert.same({ built = false, args = { x = { "1", "2" }, y = "A" }, shared = true,
+                      host = "127.0.0.1:" .. port, form = {}, agent = "spec-agent/1",
+                      url = "/ws/" .. order .. "?x=1&x=2&y=%41" }, seen[order])
+      end
+    end)
+
     it("answers requests that are not a WebSocket handshake like RFC 6455 says", function()
       local called = false
       local H = class("H", ws.WebSocketHandler)

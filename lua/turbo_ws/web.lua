@@ -20,14 +20,22 @@ local log = require "turbo_ws.log"
 local util = require "turbo_ws.util"
 local hash = require "turbo_ws.hash"
 
-local type, tostring, tonumber, error, pairs, ipairs, pcall, xpcall =
-      type, tostring, tonumber, error, pairs, ipairs, pcall, xpcall
+local type, tostring, tonumber, error, pairs, ipairs, pcall, xpcall, getmetatable =
+      type, tostring, tonumber, error, pairs, ipairs, pcall, xpcall, getmetatable
 local sformat, slower, sfind, smatch, ssub = string.format, string.lower,
       string.find, string.match, string.sub
 local concat = table.concat
 local unpack = unpack or table.unpack
+-- LuaJIT's table.new presizes a table; elsewhere a plain table does.
+local has_table_new, table_new = pcall(require, "table.new")
+local new_table = has_table_new and table_new or function() return {} end
 
 local web = {}
+
+-- NOTE on nil fields. Objects that live as long as a connection (the
+-- WebSocketHandler, its request) avoid `t.field = nil` for a field that
+-- is not there: Lua 5.1 and LuaJIT still give the key a hash slot, and if
+-- the table is full that doubles its size (8 fields, 16 slots: +192 bytes).
 
 local DEFAULT_SERVER_NAME = "turbo_ws"
 local DEFAULT_CONTENT_TYPE = "text/html; charset=UTF-8"
@@ -88,9 +96,10 @@ end
 web.HTTPRequest = class("HTTPRequest")
 local HTTPRequest = web.HTTPRequest
 
--- Form fields of an application/x-www-form-urlencoded body (else empty).
-local function form_arguments(headers, body)
-  local ctype = headers:get("Content-Type") or ""
+-- Form fields of an application/x-www-form-urlencoded body (else empty);
+-- `ctype` is the Content-Type header's value.
+local function form_arguments(ctype, body)
+  ctype = ctype or ""
   if type(ctype) == "table" then ctype = ctype[1] end
   if body and body ~= "" and sfind(slower(ctype), "application/x-www-form-urlencoded", 1, true) then
     return httputil.parse_post_arguments(body)
@@ -98,33 +107,146 @@ local function form_arguments(headers, body)
   return {}
 end
 
+-- A request header's value as HTTPParser:get(name) gives it (a string, a
+-- table of strings when repeated, nil; then the count), looked up in the
+-- flat list `raw` = { method, uri, version, name1, value1, name2, ... }.
+local function raw_header(raw, name)
+  local lname = slower(name)
+  local value, count = nil, 0
+  for i = 4, #raw, 2 do
+    if slower(raw[i]) == lname then
+      count = count + 1
+      if count == 1 then
+        value = raw[i + 1]
+      elseif count == 2 then
+        value = { value, raw[i + 1] }
+      else
+        value[count] = raw[i + 1]
+      end
+    end
+  end
+  return value, count
+end
+
+-- Lazy fields. A WebSocket connection keeps its request for as long as it
+-- is open, and most handlers never read these, so for requests routed to
+-- a class with `_lazy_request` (WebSocketHandler) they are built on first
+-- access, from the pristine copy of the request in self._raw; each gives
+-- what the eager constructor would have given at arrival, whatever the
+-- program changed in the meantime and in whichever order they are read.
+-- `headers` builds all four, as the eager constructor did, and drops
+-- _raw. The only visible difference: pairs() lists a field once read.
+local LAZY = {}
+
+function LAZY.host(self)
+  return (raw_header(self._raw, "Host"))
+end
+
+-- The query arguments, as request.headers:get_arguments() parses them
+-- (the eager constructor set request.arguments from it). Read first only
+-- on lazy requests, whose target always parses.
+function LAZY.arguments(self)
+  local fields = httputil.parse_url_fields(self._raw[2])
+  local query = fields and fields[httputil.UF.QUERY]
+  return query and httputil.parse_post_arguments(query) or {}
+end
+
+-- Turbo keeps form fields on the connection object; programs reach them
+-- as self.request.connection.arguments. A lazy request had no body (an
+-- eager one gets this field in _materialize, from its body).
+function LAZY.connection()
+  return { arguments = {} }
+end
+
+-- Builds lazy field `key` unless it is there; returns its value.
+local function build_field(self, key)
+  local value = rawget(self, key)
+  if value == nil then
+    value = LAZY[key](self)
+    if value ~= nil then rawset(self, key, value) end  -- (NOTE on nil fields)
+  end
+  return value
+end
+
+function LAZY.headers(self)
+  local raw = self._raw
+  local headers = httputil.HTTPParser({ method = raw[1] or nil, url = raw[2] or nil, version = raw[3] or nil })
+  for i = 4, #raw, 2 do headers:add(raw[i], raw[i + 1]) end
+  local arguments = rawget(self, "arguments")
+  if arguments == nil then
+    -- What the eager constructor did (it raises for a target it cannot parse).
+    rawset(self, "arguments", headers:get_arguments())
+  else
+    -- Already read: leave the parser as get_arguments() would have, sharing them.
+    headers._url_fields = httputil.parse_url_fields(raw[2])
+    headers._arguments = arguments
+    headers._arguments_parsed = true
+  end
+  build_field(self, "host")
+  build_field(self, "connection")
+  self._raw = nil
+  return headers
+end
+
+-- Instances look lazy fields up here, then methods.
+local instance_methods = HTTPRequest.__instanceDict
+HTTPRequest.__index = function(self, key)
+  if LAZY[key] ~= nil and rawget(self, "_raw") ~= nil then
+    return build_field(self, key)
+  end
+  return instance_methods[key]
+end
+
 --- Built from the core's request `info` (see docs/core.md); `req` is the
--- core request to answer, `secure` whether it arrived over TLS.
-function HTTPRequest:initialize(req, info, secure)
+-- core request to answer, `secure` whether it arrived over TLS. With
+-- `lazy` (the Application passes it) headers, host, arguments and
+-- connection are left to be built on first access (see LAZY above) when
+-- that cannot fail or differ: an origin-form target and no body.
+function HTTPRequest:initialize(req, info, secure, lazy)
   self._req = req
   self._start = util.gettimemonotonic()
   self.method = info.method
   self.uri = info.uri
   self.url = info.uri
   self.path = info.path
-  self.query = info.query
+  if info.query ~= nil then self.query = info.query end  -- (NOTE on nil fields)
   self.version = info.version
   self.body = info.body or ""
   self.remote_ip = info.remote_ip
   self.remote_port = info.remote_port
   self.protocol = secure and "https" or "http"
-  self.headers = httputil.HTTPParser(self:_header_source(info))
-  self.host = self.headers:get("Host")
-  self.arguments = self.headers:get_arguments()
-  -- Turbo keeps form fields on the connection object; programs reach them
-  -- as self.request.connection.arguments.
-  self.connection = { arguments = form_arguments(self.headers, self.body) }
+  -- The header fields flat, not as {name, value} tables: a third of the
+  -- size. (false stands for a missing method, uri or version.)
+  local fields = info.headers or {}
+  local raw, n = new_table(3 + 2 * #fields, 0), 3
+  raw[1], raw[2], raw[3] = info.method or false, info.uri or false, info.version or false
+  for _, pair in ipairs(fields) do
+    raw[n + 1], raw[n + 2] = pair[1], pair[2]
+    n = n + 2
+  end
+  self._raw = raw
+  -- (Only HTTPRequest's own instances look fields up through its __index.)
+  lazy = lazy and getmetatable(self) == instance_methods and self.body == ""
+    and type(self.uri) == "string" and sfind(self.uri, "^/[^%c ]*$")
+  if not lazy then self:_materialize() end
 end
 
-function HTTPRequest:_header_source(info)
-  local source = { method = info.method, url = info.uri, version = info.version }
-  for i, pair in ipairs(info.headers or {}) do source[i] = pair end
-  return source
+-- Builds every lazy field now (the constructor's eager behaviour). Runs
+-- before any program code could change self.body.
+function HTTPRequest:_materialize()
+  local raw = rawget(self, "_raw")
+  if raw == nil then return end
+  if rawget(self, "connection") == nil then
+    self.connection = { arguments = form_arguments(raw_header(raw, "Content-Type"), self.body) }
+  end
+  build_field(self, "headers")  -- and host and arguments
+end
+
+-- request.headers:get(name), without building request.headers.
+function HTTPRequest:_header(name)
+  local raw = rawget(self, "_raw")
+  if raw == nil or rawget(self, "headers") ~= nil then return self.headers:get(name) end
+  return raw_header(raw, name)
 end
 
 --- Milliseconds since the request arrived.
@@ -181,15 +303,18 @@ local RequestHandler = web.RequestHandler
 
 local SUPPORTED_METHODS = { "GET", "HEAD", "POST", "DELETE", "PUT", "OPTIONS", "PATCH" }
 
+-- A WebSocketHandler instance lives as long as its connection, so no
+-- field is set that would only hold a default: _finished and _auto_finish
+-- stay nil until set (nil meaning false and true), _set_cookie and
+-- _write_buffer until something is added (NONE stands for them).
+local NONE = {}
+
 function RequestHandler:initialize(application, request, url_args, options)
   self.SUPPORTED_METHODS = SUPPORTED_METHODS
   self.application = application
   self.request = request
-  self._finished = false
-  self._auto_finish = true
   self._url_args = url_args or {}
-  self._set_cookie = {}
-  self.options = options
+  if options ~= nil then self.options = options end  -- (NOTE on nil fields)
   self:clear()
   self:on_create(options)
 end
@@ -250,7 +375,8 @@ end
 function RequestHandler:get_cookie(name, default)
   if not self._cookies then
     local jar = {}
-    local header = self.request.headers:get("Cookie")
+    -- Not self.request.headers: that would build a lazy request's headers.
+    local header = self.request:_header("Cookie")
     for _, text in ipairs(as_list(header)) do parse_cookie_header(text, jar) end
     self._cookies = jar
   end
@@ -297,7 +423,7 @@ function RequestHandler:clear()
   self:set_default_headers()
   local app = self.application
   self:add_header("Server", app and app.application_name or DEFAULT_SERVER_NAME)
-  self._write_buffer = {}
+  if self._write_buffer ~= nil then self._write_buffer = nil end  -- (NOTE on nil fields)
   self._status_code = 200
 end
 
@@ -328,7 +454,9 @@ function RequestHandler:write(chunk)
   elseif t ~= "string" then
     error("Unsupported type written as response; " .. t, 2)
   end
-  self._write_buffer[#self._write_buffer + 1] = chunk
+  local buffer = self._write_buffer
+  if buffer == nil then buffer = {}; self._write_buffer = buffer end
+  buffer[#buffer + 1] = chunk
 end
 
 --- The core sends each response whole, at finish(); flush() only runs
@@ -371,7 +499,9 @@ end
 --- Sets a response cookie that expires after `expire_hours` (default 1,
 -- as in Turbo; 0 expires it at once). Name and value are URL-escaped.
 function RequestHandler:set_cookie(name, value, domain, expire_hours)
-  self._set_cookie[#self._set_cookie + 1] = {
+  local cookies = self._set_cookie
+  if cookies == nil then cookies = {}; self._set_cookie = cookies end
+  cookies[#cookies + 1] = {
     name = tostring(name), value = tostring(value or ""),
     domain = domain, expire_hours = expire_hours or 1,
   }
@@ -392,7 +522,7 @@ end
 -- "Set-Cookie" values for the cookies set so far.
 function RequestHandler:_cookie_headers()
   local values = {}
-  for i, c in ipairs(self._set_cookie) do
+  for i, c in ipairs(self._set_cookie or NONE) do
     local expires = c.expire_hours == 0 and 0 or os.time() + c.expire_hours * 3600
     local parts = { (escape.escape(c.name)) .. "=" .. (escape.escape(c.value)), "Path=/" }
     if c.domain then parts[#parts + 1] = "Domain=" .. c.domain end
@@ -422,8 +552,8 @@ function RequestHandler:finish(chunk)
   end
   if chunk ~= nil then self:write(chunk) end
   self._finished = true
-  local body = concat(self._write_buffer)
-  self._write_buffer = {}
+  local body = concat(self._write_buffer or NONE)
+  self._write_buffer = nil
   self.request:_respond(self._status_code, self:_response_headers(), body)
   web._log_request(self.request, self._status_code)
   self:on_finish()
@@ -457,7 +587,7 @@ function RequestHandler:_execute()
   local method = name == "options" and self.class.__instanceDict.options or self[name]
   if method == nil then error(web.HTTPError(405)) end
   call_method(self, method, self._url_args)
-  if self._auto_finish and not self._finished then self:finish() end
+  if self._auto_finish ~= false and not self._finished then self:finish() end
 end
 
 --- Called by the Application for each request.
@@ -675,8 +805,13 @@ function Application:_get_request_handlers(request)
 end
 
 function Application:_on_request(req, info, secure)
-  local request = HTTPRequest(req, info, secure)
+  local request = HTTPRequest(req, info, secure, true)
   local handler_class, args, options = self:_get_request_handlers(request)
+  -- Only handlers whose request lives long (WebSocketHandler) get the lazy
+  -- fields; for the others the request is as it always was.
+  if not (type(handler_class) == "table" and handler_class._lazy_request) then
+    request:_materialize()
+  end
   if not handler_class then
     if self.default_host then
       request:_respond(301, { { "Location", self.default_host } }, "")

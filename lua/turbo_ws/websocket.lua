@@ -137,8 +137,9 @@ end
 -- Sends what was written before the connection opened.
 function Stream:_flush_queue()
   local queue, conn = self._queue, self._conn
+  if not queue then return end  -- (see NOTE on nil fields in web.lua)
   self._queue = nil
-  if not queue or not conn then return end
+  if not conn then return end
   for _, item in ipairs(queue) do
     conn[item[1]](conn, unpack(item, 3, 2 + item[2]))
   end
@@ -241,6 +242,12 @@ function Handler:on_error(msg) end -- luacheck: ignore
 function Handler:prepare() end
 function Handler:subprotocol(protocols) end -- luacheck: ignore
 
+-- The request lives as long as the connection: the Application builds its
+-- headers, host, arguments and connection fields on first access (see
+-- web.lua). The handshake checks below read the headers without building
+-- them (request:_header).
+Handler._lazy_request = true
+
 -- Response headers the core owns in a 101 answer; the handler's own
 -- headers (set_header, add_header, cookies) go along with the others.
 local HANDSHAKE_HEADERS = {
@@ -250,8 +257,8 @@ local HANDSHAKE_HEADERS = {
 
 -- The protocols a client offers: the comma-separated, trimmed, non-empty
 -- entries of every Sec-WebSocket-Protocol header.
-local function offered_protocols(headers)
-  local value = headers:get("Sec-WebSocket-Protocol")
+local function offered_protocols(request)
+  local value = request:_header("Sec-WebSocket-Protocol")
   if value == nil then return {} end
   if type(value) == "table" then value = concat(value, ",") end
   local list = {}
@@ -264,8 +271,8 @@ end
 
 -- Does header `name` hold `token` (case-insensitively)? A loose check:
 -- the core checks the exact token lists at upgrade().
-local function header_has(headers, name, token)
-  local value = headers:get(name)
+local function header_has(request, name, token)
+  local value = request:_header(name)
   if type(value) == "table" then value = concat(value, ",") end
   return type(value) == "string" and sfind(slower(value), token, 1, true) ~= nil
 end
@@ -276,13 +283,12 @@ end
 -- let through that is still wrong, the core answers itself at upgrade().
 local function is_handshake(request)
   if request.method ~= "GET" then return false end
-  local headers = request.headers
-  if not header_has(headers, "Upgrade", "websocket") or
-     not header_has(headers, "Connection", "upgrade") then
+  if not header_has(request, "Upgrade", "websocket") or
+     not header_has(request, "Connection", "upgrade") then
     return false
   end
-  if headers:get("Sec-WebSocket-Version") ~= "13" then return false end
-  local key = headers:get("Sec-WebSocket-Key")
+  if request:_header("Sec-WebSocket-Version") ~= "13" then return false end
+  local key = request:_header("Sec-WebSocket-Key")
   return type(key) == "string" and #escape.base64_decode(key) == 16
 end
 
@@ -305,7 +311,7 @@ end
 -- Subprotocol, Origin, prepare(), then the upgrade itself.
 function Handler:_negotiate()
   local request = self.request
-  local offered = offered_protocols(request.headers)
+  local offered = offered_protocols(request)
   local chosen
   if #offered > 0 then
     chosen = self:subprotocol(offered)
@@ -319,7 +325,8 @@ function Handler:_negotiate()
     -- Turbo leaves the choice in the instance field, shadowing the method.
     self.subprotocol = chosen
   end
-  self.origin = request.headers:get("Origin")
+  local origin = request:_header("Origin")
+  if origin ~= nil then self.origin = origin end  -- (NOTE on nil fields in web.lua)
   self:prepare()
   if self._finished then return end  -- prepare() answered with finish()/redirect()
   if self._closed then error(web.HTTPError(403)) end  -- prepare() called close()
@@ -365,6 +372,31 @@ function Handler:_hook_failed(name, err)
   self:_call_hook("on_error", err.message)
 end
 
+-- The core connection's callbacks other than on_message: shared
+-- functions, so that the closures made per connection in _attach hold
+-- nothing but the handler (an open connection keeps them).
+local function handler_pong(self, data)
+  if self._ping_callback then self:_call_hook("_run_ping_callback", data) end
+end
+
+local function handler_error(self, kind, message)
+  self._closed = true
+  -- A peer that just went away is common; a broken protocol is not.
+  local report = kind == "io" and log.warning or log.error
+  report("[websocket.lua] " .. tostring(message))
+  self:_call_hook("on_error", message)
+end
+
+local function handler_close(self, code, reason)
+  self._closed = true
+  local request = self.request
+  if request then
+    log.success(sformat("[websocket.lua] WebSocket closed %s (%s) %dms",
+      tostring(request.uri), tostring(request.remote_ip), request:request_time()))
+  end
+  self:_call_hook("on_close", code, reason)
+end
+
 -- Wires the core connection to the handler's hooks and opens.
 function Handler:_attach(conn)
   self._conn = conn
@@ -378,22 +410,9 @@ function Handler:_attach(conn)
       local ok, err = try(on_message, self, data, binary)
       if not ok then self:_hook_failed("on_message", err) end
     end,
-    on_pong = function(data)
-      if self._ping_callback then self:_call_hook("_run_ping_callback", data) end
-    end,
-    on_error = function(kind, message)
-      self._closed = true
-      -- A peer that just went away is common; a broken protocol is not.
-      local report = kind == "io" and log.warning or log.error
-      report("[websocket.lua] " .. tostring(message))
-      self:_call_hook("on_error", message)
-    end,
-    on_close = function(code, reason)
-      self._closed = true
-      log.success(sformat("[websocket.lua] WebSocket closed %s (%s) %dms",
-        tostring(request.uri), tostring(request.remote_ip), request:request_time()))
-      self:_call_hook("on_close", code, reason)
-    end,
+    on_pong = function(data) return handler_pong(self, data) end,
+    on_error = function(kind, message) return handler_error(self, kind, message) end,
+    on_close = function(code, reason) return handler_close(self, code, reason) end,
   })
   log.success(sformat("[websocket.lua] WebSocket opened %s (%s)",
     tostring(request.uri), tostring(request.remote_ip)))
