@@ -125,22 +125,34 @@ def loadgen(args, server_pid=None, timeout=120):
     raise RuntimeError(f"loadgen {args} gave no result: {out.stderr[-500:]}")
 
 
-def echo_runs(names, seconds, warmup):
+def echo_runs(names, seconds, warmup, rounds):
+    """Every server through every shape, `rounds` times, the servers taking
+    turns within each round so that a slow spell of this noisy machine hits
+    them alike. Each point keeps the run with the median rate."""
+    runs = {}
+    for rnd in range(1, rounds + 1):
+        for name in names:
+            print(f"== round {rnd}/{rounds}: {name}", flush=True)
+            server = Server(name)
+            try:
+                for shape in SHAPES:
+                    conns, inflight, size, kind = shape
+                    r = loadgen(["echo", server.url(), conns, inflight, size, kind, seconds, warmup],
+                                server.proc.pid)
+                    r["peak_rss_kib"] = server.peak_rss_kib()
+                    runs.setdefault((name, shape), []).append(r)
+                    print(f"   {conns}x{inflight} {size}B {kind}: {r['rate']:.0f} msg/s, "
+                          f"server {r['server_cpu_us_per_msg']:.2f} us/msg, gen {r['gen_cpu_us_per_msg']:.2f} us/msg, "
+                          f"p99 {r['p99_us']} us, errors {r['errors']}", flush=True)
+            finally:
+                server.stop()
     results = {}
-    for name in names:
-        print(f"== {name}", flush=True)
-        server = Server(name)
-        try:
-            for shape in SHAPES:
-                conns, inflight, size, kind = shape
-                r = loadgen(["echo", server.url(), conns, inflight, size, kind, seconds, warmup], server.proc.pid)
-                r["peak_rss_kib"] = server.peak_rss_kib()
-                results[(name, shape)] = r
-                print(f"   {conns}x{inflight} {size}B {kind}: {r['rate']:.0f} msg/s, "
-                      f"server {r['server_cpu_us_per_msg']:.2f} us/msg, gen {r['gen_cpu_us_per_msg']:.2f} us/msg, "
-                      f"p99 {r['p99_us']} us, errors {r['errors']}", flush=True)
-        finally:
-            server.stop()
+    for key, rs in runs.items():
+        ordered = sorted(rs, key=lambda r: r["rate"])
+        median = dict(ordered[len(ordered) // 2])
+        median["rates"] = [r["rate"] for r in rs]
+        median["errors"] = sum(r["errors"] for r in rs)
+        results[key] = median
     return results
 
 
@@ -244,11 +256,14 @@ def write_results(args, results, names, idle, memory, clients, chart_ok):
     lines.append(f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
                  f"Linux {platform.release()}")
     lines.append(f"- command: `{' '.join(['make bench'] + (['BENCH_ARGS=' + ' '.join(sys.argv[1:])] if sys.argv[1:] else []))}`")
-    lines.append(f"- each point: {args.warmup} s warm-up, then {args.seconds} s measured; server pinned to CPU 0, "
-                 "load generator to CPU 1; 32 B messages are text, larger ones binary")
+    lines.append(f"- each point: {args.warmup} s warm-up, then {args.seconds} s measured, {args.rounds} rounds with the "
+                 "servers taking turns in each; the figures are the median round's (range in brackets); server pinned "
+                 "to CPU 0, load generator to CPU 1; 32 B messages are text, larger ones binary")
     lines.append("- server CPU is user+system time of the server process over the measured window, per echoed message")
     lines.append("")
     lines.append("## Echo throughput")
+    lines.append("")
+    lines.append("msgs/s, median of the rounds (lowest–highest)")
     lines.append("")
     lines.append("| load (conns x in flight, size) | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
@@ -256,7 +271,7 @@ def write_results(args, results, names, idle, memory, clients, chart_ok):
         row = [f"{sh[0]}x{sh[1]}, {sh[2]} B"]
         for n in names:
             r = results.get((n, sh))
-            row.append("n/a" if r is None else f"{r['rate']:,.0f}")
+            row.append("n/a" if r is None else f"{r['rate']:,.0f} ({min(r['rates']):,.0f}–{max(r['rates']):,.0f})")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     base = "tungstenite"
@@ -279,7 +294,7 @@ def write_results(args, results, names, idle, memory, clients, chart_ok):
         lines.append("")
     lines.append("## Detail")
     lines.append("")
-    lines.append("| server | load | msgs/s | p50 us | p99 us | p99.9 us | server CPU us/msg | generator CPU us/msg | server peak RSS KiB | errors |")
+    lines.append("| server | load | msgs/s (median round) | p50 us | p99 us | p99.9 us | server CPU us/msg | generator CPU us/msg | server peak RSS KiB | errors |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for n in names:
         for sh in SHAPES:
@@ -320,7 +335,8 @@ def write_results(args, results, names, idle, memory, clients, chart_ok):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--only", default="")
     ap.add_argument("--idle", type=int, default=10000)
@@ -334,7 +350,7 @@ def main():
              os.path.exists(SERVERS[n][0](0)[1])]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    results = {} if "echo" in skip else echo_runs(names, args.seconds, args.warmup)
+    results = {} if "echo" in skip else echo_runs(names, args.seconds, args.warmup, args.rounds)
     idle = None if "idle" in skip else idle_run(args.idle)
     memory = None if "memory" in skip else memory_runs(args.messages, args.cycles)
     clients = None if "client" in skip else client_runs(args.seconds)

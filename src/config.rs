@@ -159,7 +159,8 @@ pub struct Limits {
     pub max_frame_size: usize,
     /// Bytes queued for sending above which `send` refuses more.
     pub max_buffered: usize,
-    /// Initial read buffer per connection (it grows for large frames).
+    /// Bytes asked of the socket per read (more while a large frame is
+    /// pending); held only while input is arriving.
     pub read_buffer_size: usize,
     /// How long `close()` waits for the peer's close frame / TCP close.
     pub close_timeout: Duration,
@@ -183,7 +184,7 @@ impl Default for Limits {
             max_message_size: 64 << 20,
             max_frame_size: 16 << 20,
             max_buffered: 64 << 20,
-            read_buffer_size: 8 << 10,
+            read_buffer_size: 64 << 10,
             close_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             max_body_size: 8 << 20,
