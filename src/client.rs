@@ -18,6 +18,7 @@ use crate::callback;
 use crate::codec::Role;
 use crate::config::{Limits, Opts};
 use crate::connection::{self, Shared};
+use crate::deflate;
 use crate::error::{Error, Kind};
 use crate::frame;
 use crate::handshake::{self, Failure as HandshakeFailure};
@@ -247,8 +248,8 @@ fn connect(lua: &Lua, lp: &'static Loop, (url, opts, on_done): (Value, Value, Va
             None => establish(&params).await,
         };
         match outcome {
-            Ok((stream, leftover, answer)) => {
-                let shared = Shared::new(params.limits.clone(), Role::Client);
+            Ok((stream, leftover, deflate, answer)) => {
+                let shared = Shared::new(params.limits.clone(), Role::Client, deflate);
                 shared.set_protocol(answer.header("sec-websocket-protocol"));
                 // Open (with its peer address) already inside on_done.
                 shared.opened(&stream);
@@ -304,14 +305,16 @@ fn report_failure(on_done: &RegistryKey, (err, answer): Failure) {
 
 /// Connects and hands back the open WebSocket (its stream and the bytes
 /// read past the handshake), following redirects.
-async fn establish(p: &Params) -> Result<(Stream, BytesMut, Answer), Failure> {
+async fn establish(p: &Params) -> Result<(Stream, BytesMut, Option<deflate::Agreed>, Answer), Failure> {
     let mut target = p.target.clone();
     let mut path = p.path.clone().unwrap_or_else(|| target.path.clone());
     for redirects in 0..=p.max_redirects {
         let mut stream = open_stream(&target, p).await.map_err(|e| (e, None))?;
         let request = build_request(&target, &path, p).map_err(|e| (e, None))?;
         match handshake::client(&mut stream, &request).await {
-            Ok((res, leftover)) => return Ok((stream, leftover, Answer::from_response(res, &target.url))),
+            Ok((res, leftover, deflate)) => {
+                return Ok((stream, leftover, deflate, Answer::from_response(res, &target.url)))
+            }
             Err(HandshakeFailure::Status(res)) => {
                 let redirection = (300..400).contains(&res.status);
                 let answer = Answer::from_response(res, &target.url);
@@ -401,11 +404,16 @@ fn build_request(target: &Target, path: &str, p: &Params) -> Result<handshake::R
     if !p.protocols.is_empty() {
         line("Sec-WebSocket-Protocol", &p.protocols.join(", "));
     }
+    // A program's own extensions header replaces our offer.
+    let offer_deflate = p.limits.permessage_deflate && user("sec-websocket-extensions").is_none();
+    if offer_deflate {
+        line("Sec-WebSocket-Extensions", &deflate::offer());
+    }
     for (name, value) in &p.headers {
         line(name, value);
     }
     head.push_str("\r\n");
-    Ok(handshake::Request { head: head.into_bytes(), key, protocols })
+    Ok(handshake::Request { head: head.into_bytes(), key, protocols, offer_deflate })
 }
 
 /// DNS, TCP connect (each address in turn) and, for wss, TLS.

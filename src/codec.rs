@@ -8,6 +8,7 @@
 
 use bytes::{Buf, BytesMut};
 
+use crate::deflate::{Deflater, InflateError, Inflater};
 use crate::error::Kind;
 use crate::frame::{self, BadClose, Header};
 
@@ -45,6 +46,9 @@ pub struct Violation {
     pub message: String,
 }
 
+/// The RSV1 bit, in `Header::rsv`.
+const RSV1: u8 = 0x4;
+
 fn protocol(message: impl Into<String>) -> Violation {
     Violation { code: 1002, kind: Kind::Protocol, message: message.into() }
 }
@@ -56,6 +60,8 @@ fn bad_utf8() -> Violation {
 /// A fragmented message being assembled.
 struct Partial {
     binary: bool,
+    /// permessage-deflate: `data` is compressed, checked once inflated.
+    compressed: bool,
     data: Vec<u8>,
     /// For text, the prefix of `data` known to be valid UTF-8.
     checked: usize,
@@ -65,7 +71,7 @@ impl Partial {
     /// Checks the text added since the last call; a character split
     /// across fragments may stay incomplete until the final one.
     fn check_utf8(&mut self, fin: bool) -> Result<(), Violation> {
-        if self.binary {
+        if self.binary || self.compressed {
             return Ok(());
         }
         match std::str::from_utf8(&self.data[self.checked..]) {
@@ -85,11 +91,13 @@ pub struct Reader {
     partial: Option<Partial>,
     /// The last assembled message, kept for its capacity.
     assembled: Vec<u8>,
+    /// Set when permessage-deflate was agreed.
+    inflater: Option<Inflater>,
 }
 
 impl Reader {
-    pub fn new(role: Role, max_frame: usize, max_message: usize) -> Reader {
-        Reader { role, max_frame, max_message, partial: None, assembled: Vec::new() }
+    pub fn new(role: Role, max_frame: usize, max_message: usize, inflater: Option<Inflater>) -> Reader {
+        Reader { role, max_frame, max_message, partial: None, assembled: Vec::new(), inflater }
     }
 
     /// Takes the next frame from the start of `input`, unmasking it in place.
@@ -120,6 +128,13 @@ impl Reader {
             }
             opcode if opcode != frame::CONTINUATION && header.fin => {
                 let binary = opcode == frame::BINARY;
+                if header.rsv & RSV1 != 0 {
+                    let data = self.inflate_into_assembled(payload)?;
+                    if !binary && std::str::from_utf8(data).is_err() {
+                        return Err(bad_utf8());
+                    }
+                    return Ok(Step::Event(Event::Message { data, binary }, total));
+                }
                 if !binary && std::str::from_utf8(payload).is_err() {
                     return Err(bad_utf8());
                 }
@@ -128,6 +143,7 @@ impl Reader {
             opcode => {
                 let partial = self.partial.get_or_insert_with(|| Partial {
                     binary: opcode == frame::BINARY,
+                    compressed: header.rsv & RSV1 != 0,
                     data: std::mem::take(&mut self.assembled),
                     checked: 0,
                 });
@@ -139,12 +155,39 @@ impl Reader {
                 let Some(done) = self.partial.take() else {
                     return Ok(Step::Fragment(total));
                 };
-                self.assembled = done.data;
-                let event = Event::Message { data: &self.assembled, binary: done.binary };
-                return Ok(Step::Event(event, total));
+                let data = if done.compressed {
+                    let data = self.inflate_into_assembled(&done.data)?;
+                    if !done.binary && std::str::from_utf8(data).is_err() {
+                        return Err(bad_utf8());
+                    }
+                    data
+                } else {
+                    self.assembled = done.data;
+                    &self.assembled
+                };
+                return Ok(Step::Event(Event::Message { data, binary: done.binary }, total));
             }
         };
         Ok(Step::Event(event, total))
+    }
+
+    /// Inflates a compressed message into the assembly buffer.
+    fn inflate_into_assembled(&mut self, compressed: &[u8]) -> Result<&[u8], Violation> {
+        self.assembled.clear();
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Err(protocol("a compressed message without permessage-deflate"));
+        };
+        inflater.inflate(compressed, &mut self.assembled, self.max_message).map_err(|e| match e {
+            InflateError::TooBig => {
+                too_big(format!("a message inflating past max_message_size = {}", self.max_message))
+            }
+            InflateError::Corrupt(why) => Violation {
+                code: 1007,
+                kind: Kind::Protocol,
+                message: format!("a compressed message that does not inflate: {why}"),
+            },
+        })?;
+        Ok(&self.assembled)
     }
 
     /// Drops what an assembled message left behind once it was delivered.
@@ -157,7 +200,10 @@ impl Reader {
 
     /// The header rules of §5.2–§5.5 for this side, before any payload.
     fn check(&self, h: &Header) -> Result<(), Violation> {
-        if h.rsv != 0 {
+        // RSV1 marks the first frame of a compressed message (RFC 7692 §6).
+        let starts_message = matches!(h.opcode, frame::TEXT | frame::BINARY);
+        let rsv_allowed = if self.inflater.is_some() && starts_message { RSV1 } else { 0 };
+        if h.rsv & !rsv_allowed != 0 {
             return Err(protocol("reserved bits set without a negotiated extension"));
         }
         if !matches!(h.opcode, 0..=2 | 8..=10) {
@@ -222,35 +268,60 @@ fn frame_start_len(input: &[u8]) -> usize {
 /// Encoded frames waiting for the socket.
 pub struct Outbox {
     role: Role,
+    /// Set when permessage-deflate was agreed.
+    deflater: Option<Deflater>,
     buf: BytesMut,
-    /// Payload bytes put in since the buffer was last empty.
+    /// Payload bytes (before compression) put in since the buffer was last
+    /// empty, and the wire bytes they became.
     payload: usize,
+    wire: usize,
 }
 
 impl Outbox {
-    pub fn new(role: Role) -> Outbox {
-        Outbox { role, buf: BytesMut::new(), payload: 0 }
+    pub fn new(role: Role, deflater: Option<Deflater>) -> Outbox {
+        Outbox { role, deflater, buf: BytesMut::new(), payload: 0, wire: 0 }
     }
 
-    /// Appends one frame; a client masks it.
+    /// Appends a whole message as one frame, compressed when
+    /// permessage-deflate is on and it pays.
+    pub fn push_message(&mut self, opcode: u8, payload: &[u8]) {
+        match self.deflater.as_mut().and_then(|d| d.compress(payload)) {
+            Some(packed) => self.push_frame(opcode, true, true, &packed, payload.len()),
+            None => self.push(opcode, true, payload),
+        }
+    }
+
+    /// Appends one uncompressed frame.
     pub fn push(&mut self, opcode: u8, fin: bool, payload: &[u8]) {
+        self.push_frame(opcode, fin, false, payload, payload.len());
+    }
+
+    /// Appends one frame carrying `original` bytes of Lua's payload; a
+    /// client masks it.
+    fn push_frame(&mut self, opcode: u8, fin: bool, rsv1: bool, payload: &[u8], original: usize) {
         let mask = match self.role {
             Role::Client => Some(crate::random::mask_key()),
             Role::Server => None,
         };
         self.buf.reserve(frame::MAX_HEADER + payload.len());
-        frame::write_header(&mut self.buf, fin, false, opcode, payload.len(), mask);
+        let before = self.buf.len();
+        frame::write_header(&mut self.buf, fin, rsv1, opcode, payload.len(), mask);
         let start = self.buf.len();
         self.buf.extend_from_slice(payload);
         if let Some(key) = mask {
             frame::apply_mask(&mut self.buf[start..], key);
         }
-        self.payload += payload.len();
+        self.payload += original;
+        self.wire += self.buf.len() - before;
     }
 
-    /// Payload bytes not yet handed to the socket (frame headers aside).
+    /// Payload bytes, as Lua gave them, not yet handed to the socket.
     pub fn queued(&self) -> usize {
-        self.payload.min(self.buf.len())
+        // Exact until a write takes part of the buffer, then in proportion.
+        if self.buf.len() == self.wire {
+            return self.payload;
+        }
+        (self.payload as u128 * self.buf.len() as u128 / self.wire.max(1) as u128) as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -269,6 +340,7 @@ impl Outbox {
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
             self.payload = 0;
+            self.wire = 0;
         }
     }
 
@@ -296,7 +368,7 @@ mod tests {
     }
 
     fn server() -> Reader {
-        Reader::new(Role::Server, 1 << 16, 1 << 20)
+        Reader::new(Role::Server, 1 << 16, 1 << 20, None)
     }
 
     #[test]
@@ -349,7 +421,7 @@ mod tests {
         let mut unmasked = vec![0x81, 0x01, b'x'];
         assert_eq!(server().next(&mut unmasked).unwrap_err().code, 1002);
         let mut big = client_frame(0x82, &[0; 10]);
-        assert_eq!(Reader::new(Role::Server, 5, 100).next(&mut big).unwrap_err().code, 1009);
+        assert_eq!(Reader::new(Role::Server, 5, 100, None).next(&mut big).unwrap_err().code, 1009);
     }
 
     #[test]
@@ -361,16 +433,16 @@ mod tests {
 
     #[test]
     fn the_outbox_counts_payload_and_frees_memory_when_written() {
-        let mut out = Outbox::new(Role::Server);
+        let mut out = Outbox::new(Role::Server, None);
         out.push(frame::TEXT, true, b"hello");
         assert_eq!(out.bytes(), b"\x81\x05hello");
         assert_eq!(out.queued(), 5);
         out.written(3);
-        assert_eq!(out.queued(), 4);
+        assert_eq!(out.queued(), 2); // 4 of 7 wire bytes left: 5 * 4 / 7
         out.written(4);
         assert!(out.is_empty());
         assert_eq!(out.queued(), 0);
-        let mut client = Outbox::new(Role::Client);
+        let mut client = Outbox::new(Role::Client, None);
         client.push(frame::BINARY, true, b"abc");
         let (h, n) = frame::parse_header(client.bytes()).unwrap();
         let mut payload = client.bytes()[n..].to_vec();

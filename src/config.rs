@@ -176,6 +176,8 @@ pub struct Limits {
     pub ping_interval: Option<Duration>,
     /// Close with 1001 after this long without hearing from the peer.
     pub idle_timeout: Option<Duration>,
+    /// Offer (client) or accept (server) permessage-deflate.
+    pub permessage_deflate: bool,
 }
 
 impl Default for Limits {
@@ -192,6 +194,7 @@ impl Default for Limits {
             max_headers: 100,
             ping_interval: None,
             idle_timeout: None,
+            permessage_deflate: true,
         }
     }
 }
@@ -220,6 +223,7 @@ impl Limits {
             max_headers: opts.integer("max_headers", 1, 10_000)?.map_or(d.max_headers, |v| v as usize),
             ping_interval: opts.seconds("ping_interval")?.filter(|d| !d.is_zero()),
             idle_timeout: opts.seconds("idle_timeout")?.filter(|d| !d.is_zero()),
+            permessage_deflate: opts.bool("permessage_deflate")?.unwrap_or(d.permessage_deflate),
         })
     }
 }

@@ -32,6 +32,7 @@ use crate::args;
 use crate::callback;
 use crate::codec::{Event, Outbox, Reader, Role, Step, Violation};
 use crate::config::{Limits, Opts};
+use crate::deflate::{Agreed, Deflater, Inflater};
 use crate::error::{Error, Kind};
 use crate::frame;
 use crate::ioloop::{self, KeepAlive};
@@ -104,6 +105,8 @@ pub struct Shared {
     callbacks: RefCell<Callbacks>,
     limits: Limits,
     role: Role,
+    /// permessage-deflate, when the handshake agreed on it.
+    deflate: Option<Agreed>,
     peer: Cell<Option<SocketAddr>>,
     protocol: RefCell<Option<String>>,
     /// The close code and reason received from the peer.
@@ -123,10 +126,10 @@ impl Closable for Shared {
 }
 
 impl Shared {
-    pub fn new(limits: Limits, role: Role) -> Rc<Self> {
+    pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>) -> Rc<Self> {
         let shared = Rc::new(Shared {
             state: Cell::new(State::Connecting),
-            out: RefCell::new(Outbox::new(role)),
+            out: RefCell::new(Outbox::new(role, deflate.map(Deflater::new))),
             close_sent: Cell::new(false),
             pending_pong: RefCell::new(None),
             waker: RefCell::new(None),
@@ -135,6 +138,7 @@ impl Shared {
             callbacks: RefCell::new(Callbacks::default()),
             limits,
             role,
+            deflate,
             peer: Cell::new(None),
             protocol: RefCell::new(None),
             peer_close: RefCell::new(None),
@@ -175,8 +179,9 @@ impl Shared {
         }
     }
 
-    /// Queues one frame from Lua. Text must be valid UTF-8 (checked by the caller).
-    fn send(&self, opcode: u8, fin: bool, payload: &[u8]) -> Result<(), Error> {
+    /// Queues what Lua sends: `push` encodes `payload` into the outbox.
+    /// Text must be valid UTF-8 (checked by the caller).
+    fn send(&self, payload: &[u8], push: impl FnOnce(&mut Outbox, &[u8])) -> Result<(), Error> {
         self.can_send()?;
         let queued = self.out.borrow().queued();
         if queued + payload.len() > self.limits.max_buffered {
@@ -188,7 +193,7 @@ impl Shared {
                 ),
             ));
         }
-        self.out.borrow_mut().push(opcode, fin, payload);
+        push(&mut self.out.borrow_mut(), payload);
         self.wake();
         Ok(())
     }
@@ -402,7 +407,12 @@ impl Driver {
         let limits = &sh.limits;
         Driver {
             stream,
-            reader: Reader::new(sh.role, limits.max_frame_size, limits.max_message_size),
+            reader: Reader::new(
+                sh.role,
+                limits.max_frame_size,
+                limits.max_message_size,
+                sh.deflate.map(Inflater::new),
+            ),
             input: leftover,
             read_size: limits.read_buffer_size,
             eof: false,
@@ -693,7 +703,7 @@ fn send_control(this: &Connection, func: &str, opcode: u8, v: Value) -> mlua::Re
             ),
         ));
     }
-    Ok(outcome(this.0.send(opcode, true, payload)))
+    Ok(outcome(this.0.send(payload, |out, p| out.push(opcode, true, p))))
 }
 
 type Outcome = (Value, Option<&'static str>, Option<String>);
@@ -722,7 +732,7 @@ impl UserData for Connection {
                 ));
             }
             let opcode = if binary { frame::BINARY } else { frame::TEXT };
-            Ok(outcome(this.0.send(opcode, true, &bytes)))
+            Ok(outcome(this.0.send(&bytes, |out, p| out.push_message(opcode, p))))
         });
         methods.add_method("ping", |_, this, data: Value| {
             send_control(this, "turbo_ws connection:ping", frame::PING, data)
@@ -768,7 +778,7 @@ impl UserData for Connection {
                 return Err(args::misuse(F, format!("bad argument #1 'opcode' ({opcode} is not 0, 1 or 2)")));
             }
             let bytes = data.as_ref().map(|s| s.as_bytes());
-            Ok(outcome(this.0.send(opcode, fin, bytes.as_deref().unwrap_or(b""))))
+            Ok(outcome(this.0.send(bytes.as_deref().unwrap_or(b""), |out, p| out.push(opcode, fin, p))))
         });
         methods.add_method("abort", |_, this, ()| {
             this.0.abort();

@@ -28,12 +28,19 @@ pub fn url(raw: &str, location: &str) {
 }
 
 /// Incoming bytes after a handshake, through the frame reader with our
-/// configuration, as a server, until it needs more input or refuses it.
+/// configuration, as a server that agreed to permessage-deflate, until it needs more input or refuses it.
 pub fn frames(bytes: &[u8]) {
     use crate::codec::{Reader, Role, Step};
     let limits = Limits { max_message_size: 1 << 16, max_frame_size: 1 << 14, ..Limits::default() };
     let mut input = bytes.to_vec();
-    let mut reader = Reader::new(Role::Server, limits.max_frame_size, limits.max_message_size);
+    // With permessage-deflate agreed, so compressed messages are inflated too.
+    let agreed = crate::deflate::Agreed {
+        send_no_context_takeover: false,
+        receive_no_context_takeover: false,
+        send_max_window_bits: 15,
+    };
+    let inflater = Some(crate::deflate::Inflater::new(agreed));
+    let mut reader = Reader::new(Role::Server, limits.max_frame_size, limits.max_message_size, inflater);
     let mut at = 0;
     loop {
         match reader.next(&mut input[at..]) {

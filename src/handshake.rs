@@ -6,6 +6,7 @@
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::deflate;
 use crate::frame;
 use crate::stream::Stream;
 
@@ -55,11 +56,16 @@ pub struct Request {
     pub head: Vec<u8>,
     pub key: String,
     pub protocols: Vec<String>,
+    /// The head offers permessage-deflate.
+    pub offer_deflate: bool,
 }
 
-/// Sends the request and reads the answer: on success the 101 response
-/// and the bytes read past it.
-pub async fn client(stream: &mut Stream, request: &Request) -> Result<(Response, BytesMut), Failure> {
+/// Sends the request and reads the answer: on success the 101 response,
+/// the bytes read past it and the permessage-deflate terms, if agreed.
+pub async fn client(
+    stream: &mut Stream,
+    request: &Request,
+) -> Result<(Response, BytesMut, Option<deflate::Agreed>), Failure> {
     stream.write_all(&request.head).await.map_err(Failure::Io)?;
     stream.flush().await.map_err(Failure::Io)?;
     let mut buf = BytesMut::with_capacity(4096);
@@ -79,8 +85,8 @@ pub async fn client(stream: &mut Stream, request: &Request) -> Result<(Response,
         response.body = Some(read_body(stream, &response, rest).await);
         return Err(Failure::Status(response));
     }
-    check_upgrade(&response, request)?;
-    Ok((response, rest))
+    let deflate = check_upgrade(&response, request)?;
+    Ok((response, rest, deflate))
 }
 
 /// Parses a complete response head, or None while it is incomplete.
@@ -122,8 +128,9 @@ async fn read_body(stream: &mut Stream, response: &Response, mut body: BytesMut)
     body.to_vec()
 }
 
-/// §4.1: Upgrade, Connection, Sec-WebSocket-Accept and the subprotocol.
-fn check_upgrade(res: &Response, req: &Request) -> Result<(), Failure> {
+/// §4.1: Upgrade, Connection, Sec-WebSocket-Accept, the extension and the
+/// subprotocol.
+fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed>, Failure> {
     if !res.header_has_token("upgrade", "websocket") {
         return Err(Failure::BadHandshake("the answer has no 'Upgrade: websocket' header".into()));
     }
@@ -134,9 +141,15 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<(), Failure> {
     if res.header("sec-websocket-accept") != Some(expected.as_bytes()) {
         return Err(Failure::BadHandshake("the answer's Sec-WebSocket-Accept does not match the key".into()));
     }
-    if res.header("sec-websocket-extensions").is_some() {
-        return Err(Failure::BadHandshake("the server chose an extension that was not offered".into()));
-    }
+    let deflate = match res.header("sec-websocket-extensions") {
+        None => None,
+        Some(_) if !req.offer_deflate => {
+            return Err(Failure::BadHandshake("the server chose an extension that was not offered".into()))
+        }
+        Some(answer) => {
+            Some(deflate::read_answer(&String::from_utf8_lossy(answer)).map_err(Failure::BadHandshake)?)
+        }
+    };
     // A client that offered subprotocols needs the server to pick one of them.
     match res.header("sec-websocket-protocol") {
         Some(chosen) => {
@@ -152,5 +165,5 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<(), Failure> {
         }
         None => {}
     }
-    Ok(())
+    Ok(deflate)
 }

@@ -12,6 +12,7 @@ mod client;
 mod codec;
 mod config;
 mod connection;
+mod deflate;
 mod error;
 mod frame;
 #[doc(hidden)]

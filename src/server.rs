@@ -27,6 +27,7 @@ use crate::callback;
 use crate::codec::Role;
 use crate::config::{self, Limits, Opts};
 use crate::connection::{self, Shared};
+use crate::deflate;
 use crate::error::{Error, Kind};
 use crate::frame;
 use crate::ioloop::{self, KeepAlive, Loop};
@@ -452,6 +453,17 @@ impl UserData for Request {
     }
 }
 
+/// The permessage-deflate offer to accept, when enabled: the first one in
+/// the client's list that we can honour (RFC 7692 §5).
+fn negotiate_deflate(headers: &HeaderMap, limits: &Limits) -> Option<(deflate::Agreed, String)> {
+    if !limits.permessage_deflate {
+        return None;
+    }
+    let offers: Vec<&str> =
+        headers.get_all("sec-websocket-extensions").iter().filter_map(|v| v.to_str().ok()).collect();
+    deflate::accept_offer(&offers.join(","))
+}
+
 fn upgrade(
     lua: &Lua,
     req: &Request,
@@ -480,6 +492,10 @@ fn upgrade(
     if let Some(p) = &protocol {
         headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
     }
+    let deflate = negotiate_deflate(&req.parts.headers, &req.limits);
+    if let Some((_, answer)) = &deflate {
+        headers.push(("Sec-WebSocket-Extensions".to_owned(), answer.clone()));
+    }
     // The handshake's own headers are ours to set; extra copies would break
     // it, and an extension we do not speak must not be claimed.
     const OURS: [&str; 5] = [
@@ -492,7 +508,7 @@ fn upgrade(
     headers.extend(extra.iter().filter(|(n, _)| !OURS.iter().any(|o| n.eq_ignore_ascii_case(o))).cloned());
     let response = build_response(F, 101, &headers, Bytes::new())?;
 
-    let shared = Shared::new(req.limits.clone(), Role::Server);
+    let shared = Shared::new(req.limits.clone(), Role::Server, deflate.map(|(agreed, _)| agreed));
     shared.set_protocol(protocol);
     let conn = connection::userdata(lua, shared.clone())?;
     let lp = ioloop::get(lua)?;

@@ -686,8 +686,8 @@ local function core_options(options)
     timeout = timeout / 1000,
   }
   if options.tls then opts.tls = tls_options(options.tls) end
-  -- turbo_ws extensions: the core's size limits, when given.
-  for _, k in ipairs({ "max_message_size", "max_frame_size", "max_buffered" }) do
+  -- turbo_ws extensions: the core's size limits and compression, when given.
+  for _, k in ipairs({ "max_message_size", "max_frame_size", "max_buffered", "permessage_deflate" }) do
     opts[k] = options[k]
   end
   return opts

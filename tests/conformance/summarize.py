@@ -13,10 +13,11 @@ Outcome of one case:
     (wstest's own HTML report paints those close results red too);
   - behavior OK / NON-STRICT / INFORMATIONAL -> that; an OK whose close was
     merely "WRONG CODE" or "FAILED BY CLIENT" is shown as NON-STRICT;
-  - behavior UNIMPLEMENTED -> UNIMPLEMENTED (neither passed nor failed);
+  - behavior UNIMPLEMENTED -> UNIMPLEMENTED, counted as failed: turbo_ws
+    speaks permessage-deflate, so a case it did not take up is a regression;
   - anything else, and every case listed in --expected without a result
     -> MISSING (counted as failed: a crashed run must not look green).
-passed = OK + NON-STRICT + INFORMATIONAL; failed = FAILED + MISSING.
+passed = OK + NON-STRICT + INFORMATIONAL; failed = UNIMPLEMENTED + FAILED + MISSING.
 Exit status 0 when failed == 0, else 1.
 """
 import argparse
@@ -95,7 +96,7 @@ def main():
         return sum(len(cols[col]) for cols in table.values())
 
     passed = sum(total(c) for c in PASSING)
-    failed = total("FAILED") + total("MISSING")
+    failed = total("UNIMPLEMENTED") + total("FAILED") + total("MISSING")
     if not outcomes:
         failed = 1
     unimplemented = total("UNIMPLEMENTED")
@@ -103,7 +104,7 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     label = " %s" % args.label if args.label else ""
     out = ["", "## conformance-%s%s — %s" % (args.mode, label, now), "",
-           "Agent `%s`: **%d passed, %d failed**, %d unimplemented (of %d cases)."
+           "Agent `%s`: **%d passed, %d failed** (%d of them unimplemented), of %d cases."
            % (args.agent, passed, failed, unimplemented, len(outcomes)), "",
            "| section | " + " | ".join(COLUMNS) + " |",
            "|---" * (len(COLUMNS) + 1) + "|"]
@@ -140,7 +141,7 @@ def main():
     if unimplemented:
         sections = sorted({cid.split(".")[0] for cid, o in outcomes.items() if o == "UNIMPLEMENTED"},
                           key=int)
-        print("conformance-%s: %d unimplemented (sections %s), not counted"
+        print("conformance-%s: %d unimplemented (sections %s), counted as failed"
               % (args.mode, unimplemented, ", ".join(sections)))
     print("conformance-%s: %d passed, %d failed" % (args.mode, passed, failed))
     return 0 if failed == 0 else 1

@@ -156,6 +156,8 @@ pub fn frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8], masked: bool) -> Ve
 #[derive(Debug)]
 pub struct Frame {
     pub fin: bool,
+    /// The RSV bits, RSV1 as 4.
+    pub rsv: u8,
     pub opcode: u8,
     pub masked: bool,
     pub payload: Vec<u8>,
@@ -194,7 +196,7 @@ pub fn read_frame(s: &mut TcpStream) -> Option<Frame> {
             *b ^= key[i % 4];
         }
     }
-    Some(Frame { fin: h[0] & 0x80 != 0, opcode: h[0] & 0x0f, masked, payload })
+    Some(Frame { fin: h[0] & 0x80 != 0, rsv: (h[0] >> 4) & 7, opcode: h[0] & 0x0f, masked, payload })
 }
 
 /// Reads frames until a close frame; returns its code (None: no close frame).
