@@ -863,6 +863,38 @@ describe("frame dispatch to handler modules (server side)", function()
     end)
   end)
 
+  it("gives every message its own msg, buf and mask: a handler may keep them", function()
+    run_async(function()
+      local kept = {}
+      probe.handle_message = function(msg)
+        kept[#kept + 1] = msg
+        if #kept == 1 then sleep(0.05) end -- the next two wait in the queue
+      end
+      local _, port = start_server()
+      local raw = raw_upgraded(port)
+      local big = ("0123456789abcdef"):rep(300) -- 4800 bytes
+      raw:send(cframe(0x81, "one") .. cframe(0x82, big) .. cframe(0x81, "three"))
+      raw:wait_for(function() return #kept == 3 or nil end)
+      local texts = { "one", big, "three" }
+      for i, msg in ipairs(kept) do
+        assert.are.equal(#texts[i], msg.payload_len)
+        assert.are.equal(#texts[i] + 1, ffi.sizeof(msg.buf))
+        assert.are.equal(texts[i], ffi.string(msg.buf, msg.payload_len))
+        assert.are.equal(0, msg.buf[msg.payload_len])
+        assert.is_true(ffi.istype("unsigned char[4]", msg.mask))
+        for j = 1, i - 1 do
+          assert.are_not.equal(kept[j], msg)
+          assert.is_false(rawequal(kept[j].buf, msg.buf))
+          assert.is_false(rawequal(kept[j].mask, msg.mask))
+        end
+      end
+      -- Writing into one kept buf leaves the others alone.
+      kept[1].buf[0] = 0x21
+      assert.are.equal("!ne", ffi.string(kept[1].buf))
+      assert.are.equal("three", ffi.string(kept[3].buf))
+    end)
+  end)
+
   it("logs an error in a handler and goes on with the next message", function()
     run_async(function()
       probe.handle_message = function(msg)
@@ -1235,6 +1267,51 @@ describe("ws_util", function()
       local conn_wait = function() return #got == 3 or nil end
       while not conn_wait() do sleep(0.005) end
       assert.are.same({ { 1, "hello" }, { 2, "a\0b" }, { 2, "bin" } }, got)
+    end)
+  end)
+
+  it("send_msg describes messages of every size: buf is a NUL-terminated copy, the same on every read", function()
+    run_async(function()
+      local got = {}
+      probe.handle_message = function(msg) got[#got + 1] = ffi.string(msg.buf, msg.payload_len) end
+      local _, port = start_server()
+      local conn = connect(port)
+      local sent = {}
+      for i, n in ipairs{ 0, 1, 255, 256, 257, 70000 } do
+        local payload = (string.char(i) .. "x\0y"):rep(n):sub(1, n)
+        local d = ws_util.send_msg(conn, payload)
+        assert.are.equal(n, d.size)
+        assert.are.equal(0x82, d.flags)
+        assert.is_true(d.use_mask)
+        assert.are.equal(d.hdr_len + n, d.total_len)
+        assert.is_true(ffi.istype("unsigned char[?]", d.buf))
+        assert.are.equal(n + 1, ffi.sizeof(d.buf))
+        assert.are.equal(payload, ffi.string(d.buf, d.size))
+        assert.are.equal(0, d.buf[n])
+        assert.is_true(rawequal(d.buf, d.buf))
+        assert.is_nil(d.nothing)
+        sent[i] = payload
+      end
+      -- A buf assigned before it was read replaces the one to be made.
+      local d = ws_util.send_msg(conn, ("z"):rep(300))
+      d.buf = nil
+      assert.is_nil(d.buf)
+      sent[#sent + 1] = ("z"):rep(300)
+      while #got < #sent do sleep(0.005) end
+      assert.are.same(sent, got)
+    end)
+  end)
+
+  it("send_msg on a closed connection raises 'ws_util.send_msg: the websocket is closed'", function()
+    run_async(function()
+      local _, port = start_server()
+      local conn = connect(port)
+      ws_util.close(conn)
+      local ok, err = pcall(ws_util.send_msg, conn, "x")
+      assert.is_false(ok)
+      assert.are.equal("ws_util.send_msg: the websocket is closed", err)
+      ok, err = pcall(ws_util.send_msg, conn, ("x"):rep(1000), { msg_type = "TEXT" })
+      assert.are.equal("ws_util.send_msg: the websocket is closed", err)
     end)
   end)
 

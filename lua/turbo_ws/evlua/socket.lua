@@ -21,8 +21,19 @@ M.DEFAULT_TIMEOUT = 40
 -- after its close_timeout, 5 s by default).
 M.CLOSE_WAIT = 10
 
+local bor = bit.bor
+local running = coroutine.running
+local traceback = debug.traceback
+
+-- Parsed once: a type given as a string is parsed again on every
+-- interpreted ffi.new.
+local UCHAR_VLA = ffi.typeof("unsigned char[?]")
+local MASK = ffi.typeof("unsigned char[4]")
+
 local STATE = {} -- key, in a handle's metatable, of its Socket
 local MAIN = {} -- frames key when not in a coroutine
+local FIN = C.FRAME_FLAG_FIN
+local OP_CLOSE = C.FRAME_OP_CLOSE
 local count = 0
 
 local Socket = {}
@@ -38,7 +49,7 @@ end
 -- so that `ffi.string(buf)` works on text as evlua programs expect.
 local function cbuf(payload)
   local n = #payload
-  local buf = ffi.new("unsigned char[?]", n + 1) -- zero-filled
+  local buf = ffi.new(UCHAR_VLA, n + 1) -- zero-filled
   ffi.copy(buf, payload, n)
   return buf
 end
@@ -47,17 +58,27 @@ M.cbuf = cbuf
 ------------------------------------------------------------------------
 -- Incoming frames
 
---- The `msg` table of evlua (one per message or control frame).
+--- The `msg` table of evlua (one per message or control frame). Every
+-- one is new, with its own `buf` and `mask`: the handler may keep them.
 function Socket:make_msg(op, payload)
-  -- Server sockets receive masked frames. The core unmasks them and does
-  -- not keep the key, so `mask` is a zeroed 4-byte array.
-  local masked = self.role == "server"
+  if self.role == "server" then
+    -- Server sockets receive masked frames. The core unmasks them and does
+    -- not keep the key, so `mask` is a zeroed 4-byte array.
+    return {
+      payload_len = #payload,
+      op_code = op,
+      flags = bor(FIN, op), -- reassembled: always FIN
+      use_mask = true,
+      mask = ffi.new(MASK),
+      buf = cbuf(payload),
+      _ss = self.proxy,
+    }
+  end
   return {
     payload_len = #payload,
     op_code = op,
-    flags = bit.bor(C.FRAME_FLAG_FIN, op), -- reassembled: always FIN
-    use_mask = masked,
-    mask = masked and ffi.new("unsigned char[4]") or nil,
+    flags = bor(FIN, op),
+    use_mask = false,
     buf = cbuf(payload),
     _ss = self.proxy,
   }
@@ -94,21 +115,29 @@ end
 local frames = setmetatable({}, { __mode = "k" })
 local dispatcher
 
---- Sets the function the loop runs per message: `fn(request, response)`
--- (web_socket sets `ws.handle_msg`).
+--- Sets the function the loop runs per message: `fn(request, response,
+-- frame)`, `frame` being the one `current_frame()` returns meanwhile
+-- (web_socket's runs `ws.handle_msg`, or the same work on `frame` when
+-- ws.handle_msg is not wrapped).
 function M.set_dispatcher(fn) dispatcher = fn end
 
 --- The frame being dispatched on this coroutine: `{socket=, msg=}` or nil.
 function M.current_frame()
-  return frames[coroutine.running() or MAIN]
+  return frames[running() or MAIN]
 end
 
-function Socket:dispatch(item)
-  if item.op == nil or item.op == C.FRAME_OP_CLOSE then return end
-  local key = coroutine.running() or MAIN
-  frames[key] = { socket = self, msg = self:make_msg(item.op, item.payload) }
-  local ok, err = xpcall(dispatcher, debug.traceback, self.request, self.response)
-  frames[key] = nil
+-- The socket's one frame record is reused: a socket dispatches one frame
+-- at a time, and the record is only read while its dispatch runs.
+function Socket:dispatch(op, payload)
+  if op == nil or op == OP_CLOSE then return end
+  local key = running() or MAIN
+  local frame = self.frame
+  local outer = frames[key]
+  frame.msg = self:make_msg(op, payload)
+  frames[key] = frame
+  local ok, err = xpcall(dispatcher, traceback, self.request, self.response, frame)
+  frames[key] = outer
+  frame.msg = nil
   if not ok then report("handler module '" .. self.handler .. "'", err) end
 end
 
@@ -120,10 +149,22 @@ function Socket:drain()
   local item = self:pop()
   if not item then return end
   self.busy = true
-  self:dispatch(item)
+  self:dispatch(item.op, item.payload)
   self.busy = false
-  if self.first <= self.last then
-    core.add_callback(function() self:drain() end)
+  if self.first <= self.last then core.add_callback(Socket.drain, self) end
+end
+
+--- An incoming message or PING/PONG. With a handler and nothing queued or
+-- running it is dispatched at once, without queueing (the same order and
+-- the same one-at-a-time rule as going through the queue).
+function Socket:deliver(op, payload)
+  if self.handler and not self.busy and self.first > self.last then
+    self.busy = true
+    self:dispatch(op, payload)
+    self.busy = false
+    if self.first <= self.last then core.add_callback(Socket.drain, self) end
+  else
+    self:push{ op = op, payload = payload }
   end
 end
 
@@ -194,12 +235,18 @@ end
 
 --- Sends one whole message. The core only queues; past its high-water
 -- mark it refuses, and we wait for the queue to drain, up to `timeout`.
+-- The core also refuses once the connection is closing, so callers need
+-- not ask for its state first (`check_alive`): a first refusal on a
+-- connection that is no longer alive raises check_alive's error.
 function Socket:send_message(what, payload, binary, timeout)
   local deadline
   while true do
     local ok, kind, message = self.conn:send(payload, binary)
     if ok then return end
     if kind ~= "too_big" then
+      if not deadline and not self:alive() then
+        error(what .. ": the websocket is closed", 0)
+      end
       error(("%s: the websocket is closed (%s)"):format(what, message or kind), 0)
     end
     deadline = deadline or now() + timeout * 1000
@@ -298,13 +345,14 @@ function M.new(conn, role, handler, request, response)
     request = request, response = response,
     items = {}, first = 1, last = 0, busy = false, open = true,
   }, Socket)
+  sock.frame = { socket = sock, msg = nil }
   mt[STATE] = sock
   conn:set_callbacks{
     on_message = function(data, binary)
-      sock:push{ op = binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, payload = data }
+      sock:deliver(binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, data)
     end,
-    on_ping = function(data) sock:push{ op = C.FRAME_OP_PING, payload = data } end,
-    on_pong = function(data) sock:push{ op = C.FRAME_OP_PONG, payload = data } end,
+    on_ping = function(data) sock:deliver(C.FRAME_OP_PING, data) end,
+    on_pong = function(data) sock:deliver(C.FRAME_OP_PONG, data) end,
     on_error = function(kind, message) sock.failure = kind .. ": " .. message end,
     on_close = function(code, reason) sock:on_close(code, reason) end,
   }

@@ -97,15 +97,8 @@ local function handler_of(sock)
   return sock.handler_module
 end
 
---- `ws.handle_msg(request, response)`: dispatches the frame the loop is
--- handling on this coroutine to the connection's handler module:
--- TEXT/BINARY -> handle_message(msg); PING -> handle_ping(msg) if defined
--- (the PONG is sent in any case); PONG -> handle_pong(msg) if defined.
-function ws.handle_msg(request, response) -- luacheck: ignore request response
-  local frame = socket.current_frame()
-  if not frame then
-    error("ws.handle_msg: no incoming frame to handle on this coroutine", 2)
-  end
+-- What ws.handle_msg does with the frame being dispatched.
+local function handle_frame(frame)
   local msg, handler = frame.msg, handler_of(frame.socket)
   local op = msg.op_code
   if op == C.FRAME_OP_TEXT or op == C.FRAME_OP_BINARY then
@@ -122,8 +115,25 @@ function ws.handle_msg(request, response) -- luacheck: ignore request response
   end
 end
 
+--- `ws.handle_msg(request, response)`: dispatches the frame the loop is
+-- handling on this coroutine to the connection's handler module:
+-- TEXT/BINARY -> handle_message(msg); PING -> handle_ping(msg) if defined
+-- (the PONG is sent in any case); PONG -> handle_pong(msg) if defined.
+function ws.handle_msg(request, response) -- luacheck: ignore request response
+  local frame = socket.current_frame()
+  if not frame then
+    error("ws.handle_msg: no incoming frame to handle on this coroutine", 2)
+  end
+  return handle_frame(frame)
+end
+
+local handle_msg = ws.handle_msg
+
 -- The loop runs whatever ws.handle_msg is at the time (it may be wrapped).
-socket.set_dispatcher(function(request, response)
+-- Unwrapped, the frame the loop passes along is the one handle_msg would
+-- look up for this coroutine.
+socket.set_dispatcher(function(request, response, frame)
+  if ws.handle_msg == handle_msg then return handle_frame(frame) end
   return ws.handle_msg(request, response)
 end)
 

@@ -48,6 +48,54 @@ local function fill_descriptor(d, sock, flags, payload)
   return d
 end
 
+-- The payloads of descriptions whose `buf` was not made yet.
+local unmade = setmetatable({}, { __mode = "k" })
+
+-- A large message's description makes its `buf` when first read: most
+-- callers never look at it, and a copy of every message sent is garbage
+-- the collector pays for. It is the same copy of the payload, made later
+-- (the payload is an immutable string); until then `buf` is not a raw
+-- field (pairs does not list it).
+local Lazy = {
+  __index = function(d, key)
+    if key ~= "buf" then return nil end
+    local payload = unmade[d]
+    if payload == nil then return nil end
+    unmade[d] = nil
+    local buf = socket.cbuf(payload)
+    rawset(d, "buf", buf)
+    return buf
+  end,
+  -- Assigning `buf` before reading it replaces the one to be made.
+  __newindex = function(d, key, value)
+    if key == "buf" then unmade[d] = nil end
+    rawset(d, key, value)
+  end,
+}
+
+-- Below this many bytes copying the payload costs less than putting it
+-- aside for later.
+local LAZY_MIN = 256
+
+-- A new description of a whole frame `payload` sent on `sock`.
+local function new_descriptor(sock, flags, payload)
+  local masked = sock.role == "client"
+  local size = #payload
+  local hdr_len = header_length(size, masked)
+  if size < LAZY_MIN then
+    return {
+      size = size, flags = flags, buf = socket.cbuf(payload), use_mask = masked,
+      hdr_len = hdr_len, total_len = hdr_len + size,
+    }
+  end
+  local d = setmetatable({
+    size = size, flags = flags, use_mask = masked,
+    hdr_len = hdr_len, total_len = hdr_len + size,
+  }, Lazy)
+  unmade[d] = payload
+  return d
+end
+
 --- `send_msg(conn, str [, {msg_type = "TEXT"}])`: sends `str` (every byte)
 -- as one text message when msg_type is "TEXT", else binary. Returns the
 -- frame's description. Raises if the connection is closed.
@@ -60,9 +108,9 @@ function ws_util.send_msg(conn, msg, opts)
     error("ws_util.send_msg: options (table) expected, got " .. type(opts), 2)
   end
   local text = opts ~= nil and opts.msg_type == "TEXT"
-  sock:check_alive("ws_util.send_msg")
+  -- send_message raises check_alive's error on a closed connection.
   sock:send_message("ws_util.send_msg", msg, not text, timeout_of(conn, "_send_timeout"))
-  return fill_descriptor({}, sock, text and C.FRAME_TEXT or C.FRAME_BINARY, msg)
+  return new_descriptor(sock, text and C.FRAME_TEXT or C.FRAME_BINARY, msg)
 end
 
 --- `recv_frame(conn) -> msg`: the next incoming frame of a connection
@@ -121,7 +169,7 @@ function ws_util.ping(conn, payload)
     error("ws_util.ping: payload (string) expected, got " .. type(payload), 2)
   end
   sock:send_control("ws_util.ping", C.FRAME_OP_PING, payload)
-  return fill_descriptor({}, sock, bit.bor(C.FRAME_FLAG_FIN, C.FRAME_OP_PING), payload)
+  return new_descriptor(sock, bit.bor(C.FRAME_FLAG_FIN, C.FRAME_OP_PING), payload)
 end
 
 --- `close(conn)`: sends CLOSE with code 1000 and waits until the
@@ -129,7 +177,7 @@ end
 function ws_util.close(conn)
   local sock = socket_of(conn, "ws_util.close")
   sock:close("ws_util.close", C.WS_NORMAL_CLOSE)
-  return fill_descriptor({}, sock, bit.bor(C.FRAME_FLAG_FIN, C.FRAME_OP_CLOSE), "\3\232")
+  return new_descriptor(sock, bit.bor(C.FRAME_FLAG_FIN, C.FRAME_OP_CLOSE), "\3\232")
 end
 
 --- `add_ws_to_pool(conn, name)`: remembers the connection's socket under
