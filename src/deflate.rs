@@ -105,10 +105,10 @@ pub fn accept_offer(header: &str) -> Option<(Agreed, String)> {
         if bits < 9 {
             continue;
         }
-        let mut answer = NAME.to_owned();
-        if p.server_no_context_takeover {
-            answer.push_str("; server_no_context_takeover");
-        }
+        // Always server_no_context_takeover (§7.1.1.1 lets a server add it):
+        // our compressor is dropped after each message instead of keeping
+        // ~300 KiB per connection that ever sent a compressed message.
+        let mut answer = format!("{NAME}; server_no_context_takeover");
         if p.client_no_context_takeover {
             answer.push_str("; client_no_context_takeover");
         }
@@ -116,7 +116,7 @@ pub fn accept_offer(header: &str) -> Option<(Agreed, String)> {
             answer.push_str(&format!("; server_max_window_bits={b}"));
         }
         let agreed = Agreed {
-            send_no_context_takeover: p.server_no_context_takeover,
+            send_no_context_takeover: true,
             receive_no_context_takeover: p.client_no_context_takeover,
             send_max_window_bits: bits,
         };
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn offers_are_checked_and_answered() {
         let (a, answer) = accept_offer("permessage-deflate; client_max_window_bits").unwrap();
-        assert_eq!(answer, "permessage-deflate");
+        assert_eq!(answer, "permessage-deflate; server_no_context_takeover");
         assert_eq!(a.send_max_window_bits, 15);
         let (a, answer) =
             accept_offer("x-foo, permessage-deflate; server_no_context_takeover; server_max_window_bits=10")
@@ -333,7 +333,7 @@ mod tests {
             .is_none());
         let (_, answer) =
             accept_offer("permessage-deflate; server_max_window_bits=8, permessage-deflate").unwrap();
-        assert_eq!(answer, "permessage-deflate");
+        assert_eq!(answer, "permessage-deflate; server_no_context_takeover");
     }
 
     #[test]

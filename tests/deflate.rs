@@ -21,8 +21,8 @@ fn deflate(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Inflates one message with the connection's inflater (the server keeps
-/// its compression context from message to message).
+/// Inflates one message with the connection's inflater (kept across
+/// messages, as a peer must unless it agreed to no context takeover).
 fn inflate(z: &mut Decompress, data: &[u8]) -> Vec<u8> {
     let mut input = data.to_vec();
     input.extend_from_slice(&TAIL);
@@ -36,7 +36,8 @@ fn open_deflate(port: u16) -> std::net::TcpStream {
     s.write_all(upgrade_request(OFFER).as_bytes()).unwrap();
     let (status, head) = read_head(&mut s);
     assert_eq!(status, 101, "{head}");
-    assert!(head.to_ascii_lowercase().contains("sec-websocket-extensions: permessage-deflate\r\n"), "{head}");
+    let expected = "sec-websocket-extensions: permessage-deflate; server_no_context_takeover\r\n";
+    assert!(head.to_ascii_lowercase().contains(expected), "{head}");
     s
 }
 
