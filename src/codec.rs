@@ -53,6 +53,15 @@ fn protocol(message: impl Into<String>) -> Violation {
     Violation { code: 1002, kind: Kind::Protocol, message: message.into() }
 }
 
+/// A text message must be valid UTF-8 (§8.1).
+fn check_text(data: &[u8], binary: bool) -> Result<(), Violation> {
+    if binary || std::str::from_utf8(data).is_ok() {
+        Ok(())
+    } else {
+        Err(bad_utf8())
+    }
+}
+
 fn bad_utf8() -> Violation {
     Violation { code: 1007, kind: Kind::Protocol, message: "invalid UTF-8 in a text message".into() }
 }
@@ -129,19 +138,14 @@ impl Reader {
             opcode if opcode != frame::CONTINUATION && header.fin => {
                 let binary = opcode == frame::BINARY;
                 if header.rsv & RSV1 != 0 {
-                    let data = self.inflate_into_assembled(payload)?;
-                    if !binary && std::str::from_utf8(data).is_err() {
-                        return Err(bad_utf8());
-                    }
+                    let data = self.inflate_message(payload, binary)?;
                     return Ok(Step::Event(Event::Message { data, binary }, total));
                 }
-                if !binary && std::str::from_utf8(payload).is_err() {
-                    return Err(bad_utf8());
-                }
+                check_text(payload, binary)?;
                 Event::Message { data: payload, binary }
             }
             opcode => {
-                let partial = self.partial.get_or_insert_with(|| Partial {
+                let mut partial = self.partial.take().unwrap_or_else(|| Partial {
                     binary: opcode == frame::BINARY,
                     compressed: header.rsv & RSV1 != 0,
                     data: std::mem::take(&mut self.assembled),
@@ -150,29 +154,24 @@ impl Reader {
                 partial.data.extend_from_slice(payload);
                 partial.check_utf8(header.fin)?;
                 if !header.fin {
+                    self.partial = Some(partial);
                     return Ok(Step::Fragment(total));
                 }
-                let Some(done) = self.partial.take() else {
-                    return Ok(Step::Fragment(total));
-                };
-                let data = if done.compressed {
-                    let data = self.inflate_into_assembled(&done.data)?;
-                    if !done.binary && std::str::from_utf8(data).is_err() {
-                        return Err(bad_utf8());
-                    }
-                    data
+                let data = if partial.compressed {
+                    self.inflate_message(&partial.data, partial.binary)?
                 } else {
-                    self.assembled = done.data;
+                    self.assembled = partial.data;
                     &self.assembled
                 };
-                return Ok(Step::Event(Event::Message { data, binary: done.binary }, total));
+                return Ok(Step::Event(Event::Message { data, binary: partial.binary }, total));
             }
         };
         Ok(Step::Event(event, total))
     }
 
-    /// Inflates a compressed message into the assembly buffer.
-    fn inflate_into_assembled(&mut self, compressed: &[u8]) -> Result<&[u8], Violation> {
+    /// Inflates a compressed message into the assembly buffer, checking
+    /// text once it is whole.
+    fn inflate_message(&mut self, compressed: &[u8], binary: bool) -> Result<&[u8], Violation> {
         self.assembled.clear();
         let Some(inflater) = self.inflater.as_mut() else {
             return Err(protocol("a compressed message without permessage-deflate"));
@@ -187,6 +186,7 @@ impl Reader {
                 message: format!("a compressed message that does not inflate: {why}"),
             },
         })?;
+        check_text(&self.assembled, binary)?;
         Ok(&self.assembled)
     }
 
@@ -322,6 +322,11 @@ impl Outbox {
             return self.payload;
         }
         (self.payload as u128 * self.buf.len() as u128 / self.wire.max(1) as u128) as usize
+    }
+
+    /// Encoded bytes waiting, headers and compression included.
+    pub fn len(&self) -> usize {
+        self.buf.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -257,7 +257,7 @@ impl Shared {
             Event::Ping(p) => {
                 if !self.close_sent.get() {
                     let mut out = self.out.borrow_mut();
-                    if out.bytes().len() < PONG_BACKLOG {
+                    if out.len() < PONG_BACKLOG {
                         out.push(frame::PONG, true, p);
                     } else {
                         *self.pending_pong.borrow_mut() = Some(p.to_vec());
@@ -443,11 +443,11 @@ impl Driver {
             if let Some(end) = self.poll_timers(sh, cx) {
                 return Poll::Ready(end);
             }
-            if self.since_write >= FLUSH_EVERY || sh.out.borrow().queued() >= HIGH_WATER {
+            if self.since_write >= FLUSH_EVERY || sh.out.borrow().len() >= HIGH_WATER {
                 if let Err(e) = self.write_out(sh, cx) {
                     return Poll::Ready(End::WriteFailed(e));
                 }
-                if sh.out.borrow().queued() >= HIGH_WATER {
+                if sh.out.borrow().len() >= HIGH_WATER {
                     // Woken when the socket can take more.
                     return Poll::Pending;
                 }
@@ -578,7 +578,7 @@ impl Driver {
         self.since_write = 0;
         let mut out = sh.out.borrow_mut();
         loop {
-            if out.bytes().len() < PONG_BACKLOG && !sh.close_sent.get() {
+            if out.len() < PONG_BACKLOG && !sh.close_sent.get() {
                 if let Some(pong) = sh.pending_pong.borrow_mut().take() {
                     out.push(frame::PONG, true, &pong);
                 }

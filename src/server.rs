@@ -30,6 +30,7 @@ use crate::connection::{self, Shared};
 use crate::deflate;
 use crate::error::{Error, Kind};
 use crate::frame;
+use crate::handshake;
 use crate::ioloop::{self, KeepAlive, Loop};
 use crate::stream::Stream;
 use crate::tls;
@@ -229,10 +230,7 @@ fn plain(status: StatusCode, body: &str) -> Response<Body> {
 
 /// Whether a header holds `token` in its comma-separated list (case-insensitive).
 fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    headers.get_all(name).iter().any(|v| handshake::has_token(v.as_bytes(), token))
 }
 
 /// The request asks for a WebSocket upgrade (it may still be an invalid one).
