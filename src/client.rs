@@ -23,6 +23,7 @@ use crate::error::{Error, Kind};
 use crate::frame;
 use crate::handshake::{self, Failure as HandshakeFailure};
 use crate::ioloop::{self, KeepAlive, Loop};
+use crate::redirect::{self, Hop, Trail};
 use crate::stream::Stream;
 use crate::tls;
 
@@ -35,7 +36,7 @@ pub(crate) struct Target {
     tls: bool,
     /// Path and query exactly as written in the URL ("/" when empty).
     path: String,
-    url: url::Url,
+    pub(crate) url: url::Url,
 }
 
 impl Target {
@@ -71,22 +72,21 @@ impl Target {
         }
     }
 
-    /// A Location header from a redirect, resolved against this URL.
-    pub(crate) fn follow(&self, location: &str) -> Result<Target, Error> {
-        let mut next = self
-            .url
-            .join(location)
-            .map_err(|e| Error::new(Kind::BadUrl, format!("bad redirect location '{location}': {e}")))?;
-        let scheme = match next.scheme() {
+    /// A Location header from a redirect, resolved against this URL and
+    /// checked by the trail's rules; `http(s)` locations map to `ws(s)`.
+    /// Also tells whether the new target is on the same origin.
+    pub(crate) fn follow(&self, trail: &mut Trail, location: &str) -> Result<(Target, bool), Error> {
+        let Hop { mut url, same_origin } = trail.follow(&self.url, location)?;
+        let scheme = match url.scheme() {
             "http" => Some("ws"),
             "https" => Some("wss"),
             _ => None,
         };
         if let Some(s) = scheme {
             // Setting a special scheme from another special one cannot fail.
-            let _ = next.set_scheme(s);
+            let _ = url.set_scheme(s);
         }
-        Target::parse(next.as_str())
+        Ok((Target::parse(url.as_str())?, same_origin))
     }
 }
 
@@ -308,9 +308,11 @@ fn report_failure(on_done: &RegistryKey, (err, answer): Failure) {
 async fn establish(p: &Params) -> Result<(Stream, BytesMut, Option<deflate::Agreed>, Answer), Failure> {
     let mut target = p.target.clone();
     let mut path = p.path.clone().unwrap_or_else(|| target.path.clone());
+    let mut headers = p.headers.clone();
+    let mut trail = Trail::new(&target.url);
     for redirects in 0..=p.max_redirects {
         let mut stream = open_stream(&target, p).await.map_err(|e| (e, None))?;
-        let request = build_request(&target, &path, p).map_err(|e| (e, None))?;
+        let request = build_request(&target, &path, &headers, p).map_err(|e| (e, None))?;
         match handshake::client(&mut stream, &request).await {
             Ok((res, leftover, deflate)) => {
                 return Ok((stream, leftover, deflate, Answer::from_response(res, &target.url)))
@@ -320,7 +322,15 @@ async fn establish(p: &Params) -> Result<(Stream, BytesMut, Option<deflate::Agre
                 let answer = Answer::from_response(res, &target.url);
                 match answer.header("location") {
                     Some(loc) if redirection && redirects < p.max_redirects => {
-                        target = target.follow(&loc).map_err(|e| (e, None))?;
+                        let (next, same_origin) =
+                            target.follow(&mut trail, &loc).map_err(|e| (e, Some(answer)))?;
+                        if !same_origin {
+                            // Credentials (and a Host of the program's) were meant
+                            // for the first origin only.
+                            redirect::strip_credentials(&mut headers);
+                            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("host"));
+                        }
+                        target = next;
                         path = target.path.clone();
                     }
                     Some(_) if redirection && p.max_redirects > 0 => {
@@ -369,7 +379,12 @@ fn is_tls_error(e: &std::io::Error) -> bool {
 }
 
 /// The request head, exactly as it goes on the wire.
-fn build_request(target: &Target, path: &str, p: &Params) -> Result<handshake::Request, Error> {
+fn build_request(
+    target: &Target,
+    path: &str,
+    headers: &[(String, String)],
+    p: &Params,
+) -> Result<handshake::Request, Error> {
     let path = if path.is_empty() { "/" } else { path };
     if !path.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::new(
@@ -378,7 +393,7 @@ fn build_request(target: &Target, path: &str, p: &Params) -> Result<handshake::R
         ));
     }
     let user =
-        |name: &str| p.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     // A program may choose its own key (evlua reports it back to its caller).
     let key = user("sec-websocket-key").unwrap_or_else(frame::generate_key);
     let mut protocols = p.protocols.clone();
@@ -409,7 +424,7 @@ fn build_request(target: &Target, path: &str, p: &Params) -> Result<handshake::R
     if offer_deflate {
         line("Sec-WebSocket-Extensions", &deflate::offer());
     }
-    for (name, value) in &p.headers {
+    for (name, value) in headers {
         line(name, value);
     }
     head.push_str("\r\n");

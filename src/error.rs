@@ -29,8 +29,10 @@ pub enum Kind {
     BadResponse,
     /// The 101 response is not a valid WebSocket handshake.
     BadHandshake,
-    /// Too many redirects.
+    /// Too many redirects, or a redirect loop.
     Redirects,
+    /// A redirect would leave TLS (wss/https to ws/http): never followed.
+    InsecureRedirect,
     /// The peer broke RFC 6455.
     Protocol,
     /// A message or frame exceeded a configured limit.
@@ -57,6 +59,7 @@ impl Kind {
             Kind::BadResponse => "bad_response",
             Kind::BadHandshake => "bad_handshake",
             Kind::Redirects => "redirects",
+            Kind::InsecureRedirect => "insecure_redirect",
             Kind::Protocol => "protocol",
             Kind::TooBig => "too_big",
             Kind::Io => "io",

@@ -23,7 +23,7 @@ pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
 pub fn url(raw: &str, location: &str) {
     if let Ok(target) = Target::parse(raw) {
         let _ = target.host_header();
-        let _ = target.follow(location);
+        let _ = target.follow(&mut crate::redirect::Trail::new(&target.url), location);
     }
 }
 

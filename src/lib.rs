@@ -21,6 +21,7 @@ mod handshake;
 mod ioloop;
 mod pubsub;
 mod random;
+mod redirect;
 mod registry;
 mod server;
 mod stream;

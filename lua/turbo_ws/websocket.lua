@@ -62,6 +62,8 @@ websocket.errors = {
   CALLBACK_ERROR = -14,
   BAD_HTTP_STATUS = -15,
   WEBSOCKET_PROTOCOL_ERROR = -16,
+  -- turbo_ws: a redirect from wss/https to ws/http, never followed.
+  INSECURE_REDIRECT = -17,
 }
 local errors = websocket.errors
 
@@ -80,6 +82,7 @@ local KIND_TO_ERROR = {
   bad_handshake = errors.WEBSOCKET_PROTOCOL_ERROR,
   bad_status = errors.BAD_HTTP_STATUS,
   redirects = errors.REDIRECT_MAX,
+  insecure_redirect = errors.INSECURE_REDIRECT,
   protocol = errors.WEBSOCKET_PROTOCOL_ERROR,
   too_big = errors.WEBSOCKET_PROTOCOL_ERROR,
   io = errors.SOCKET_ERROR,
