@@ -72,8 +72,9 @@ describe("turbo.websocket", function()
   teardown(function() S.loud(); S.cleanup_tls() end)
 
   describe("module", function()
-    it("has Turbo's error codes, with Turbo's values", function()
+    it("has Turbo's error codes, with Turbo's values, and one of its own", function()
       assert.same({
+        INSECURE_REDIRECT = -17, -- turbo_ws: a redirect that would leave TLS
         INVALID_URL = -1, INVALID_SCHEMA = -2, COULD_NOT_CONNECT = -3,
         PARSE_ERROR_HEADERS = -4, CONNECT_TIMEOUT = -5, REQUEST_TIMEOUT = -6,
         NO_HEADERS = -7, REQUIRES_BODY = -8, INVALID_BODY = -9, SOCKET_ERROR = -10,

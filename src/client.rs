@@ -205,11 +205,25 @@ fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Params> 
         path: opts.string("path")?,
         headers,
         protocols: opts.strings("protocols")?.unwrap_or_default(),
-        connect_timeout: opts.seconds("connect_timeout")?.filter(|d| !d.is_zero()),
-        timeout: opts.seconds("timeout")?.filter(|d| !d.is_zero()),
+        connect_timeout: timeout_or_default(opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)?,
+        timeout: timeout_or_default(opts, "timeout", DEFAULT_HANDSHAKE_TIMEOUT)?,
         max_redirects: opts.integer("max_redirects", 0, 100)?.unwrap_or(0) as u32,
         tls,
         limits: Limits::from_opts(opts)?,
+    })
+}
+
+/// A TCP connect that takes longer than this fails (`connect_timeout`).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// DNS, connect, TLS and the HTTP handshake together (`timeout`).
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A timeout option: its default when absent, none when 0.
+fn timeout_or_default(opts: &Opts, key: &str, default: Duration) -> mlua::Result<Option<Duration>> {
+    Ok(match opts.seconds(key)? {
+        None => Some(default),
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
     })
 }
 
@@ -255,6 +269,9 @@ fn connect(lua: &Lua, lp: &'static Loop, (url, opts, on_done): (Value, Value, Va
                 shared.opened(&stream);
                 if report_success(&on_done, shared.clone(), &answer) {
                     connection::run(shared, stream, leftover, alive).await;
+                } else {
+                    // Nobody holds it: take it out of the loop's registry.
+                    shared.finish(None, 1006, "the connect callback failed".into());
                 }
             }
             Err(failure) => {

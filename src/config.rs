@@ -157,8 +157,12 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Largest incoming frame payload; larger closes with 1009.
     pub max_frame_size: usize,
-    /// Bytes queued for sending above which `send` refuses more.
+    /// Bytes queued for sending above which `send` refuses more (a message
+    /// into an empty queue is always taken, whatever its size).
     pub max_buffered: usize,
+    /// Close with 1008 a connection whose peer does not read, the moment a
+    /// send is refused for `max_buffered`, instead of only refusing it.
+    pub close_slow_readers: bool,
     /// Bytes asked of the socket per read (more while a large frame is
     /// pending); held only while input is arriving.
     pub read_buffer_size: usize,
@@ -185,7 +189,10 @@ impl Default for Limits {
         Limits {
             max_message_size: 64 << 20,
             max_frame_size: 16 << 20,
-            max_buffered: 64 << 20,
+            // Per connection, so a thousand peers that never read cost 1 GiB
+            // at most, not 64; see docs/core.md.
+            max_buffered: 1 << 20,
+            close_slow_readers: false,
             read_buffer_size: 64 << 10,
             close_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
@@ -211,6 +218,7 @@ impl Limits {
             max_message_size: size("max_message_size", d.max_message_size)?,
             max_frame_size: size("max_frame_size", d.max_frame_size)?,
             max_buffered: size("max_buffered", d.max_buffered)?,
+            close_slow_readers: opts.bool("close_slow_readers")?.unwrap_or(d.close_slow_readers),
             read_buffer_size: opts
                 .integer("read_buffer_size", 256, 16 << 20)?
                 .map_or(d.read_buffer_size, |v| v as usize),

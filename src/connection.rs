@@ -48,8 +48,9 @@ const FAIL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 const FLUSH_EVERY: u32 = 4;
 /// Messages delivered in a row before the task lets others run.
 const FAIRNESS_BATCH: u32 = 64;
-/// With this much unwritten, the task stops reading until the peer reads:
-/// a peer that sends but does not read cannot grow our memory.
+/// With this much unwritten (or half `max_buffered`, if less), the task
+/// stops reading until the peer reads: a peer that sends but does not read
+/// cannot grow our memory, and an echo handler is not refused its sends.
 const HIGH_WATER: usize = 256 << 10;
 /// With this much unwritten, a ping's pong waits, and only the latest
 /// waiting one is sent once the backlog drains (§5.5.3 allows answering
@@ -87,6 +88,7 @@ struct Callbacks {
     on_pong: Option<RegistryKey>,
     on_close: Option<RegistryKey>,
     on_error: Option<RegistryKey>,
+    on_drain: Option<RegistryKey>,
 }
 
 /// State shared by the userdata and the task.
@@ -102,6 +104,11 @@ pub struct Shared {
     delivering: Cell<bool>,
     /// Lua asked to drop the connection without a closing handshake.
     aborted: Cell<bool>,
+    /// A send was refused for `max_buffered`: `on_drain` fires once the
+    /// queue is down to a quarter of it.
+    blocked: Cell<bool>,
+    /// Closed for not reading (`close_slow_readers`): reported in on_error.
+    slow_reader: Cell<bool>,
     callbacks: RefCell<Callbacks>,
     limits: Limits,
     role: Role,
@@ -135,6 +142,8 @@ impl Shared {
             waker: RefCell::new(None),
             delivering: Cell::new(false),
             aborted: Cell::new(false),
+            blocked: Cell::new(false),
+            slow_reader: Cell::new(false),
             callbacks: RefCell::new(Callbacks::default()),
             limits,
             role,
@@ -180,22 +189,48 @@ impl Shared {
     }
 
     /// Queues what Lua sends: `push` encodes `payload` into the outbox.
-    /// Text must be valid UTF-8 (checked by the caller).
+    /// Text must be valid UTF-8 (checked by the caller). Past `max_buffered`
+    /// the send is refused (or, with `close_slow_readers`, the connection
+    /// closed with 1008); a message into an empty queue is always taken, so
+    /// any single message can be sent.
     fn send(&self, payload: &[u8], push: impl FnOnce(&mut Outbox, &[u8])) -> Result<(), Error> {
         self.can_send()?;
         let queued = self.out.borrow().queued();
-        if queued + payload.len() > self.limits.max_buffered {
-            return Err(Error::new(
-                Kind::TooBig,
-                format!(
-                    "send buffer full ({queued} bytes queued, limit max_buffered = {})",
-                    self.limits.max_buffered
-                ),
-            ));
+        if queued > 0 && queued + payload.len() > self.limits.max_buffered {
+            return Err(self.refuse_send(queued));
         }
         push(&mut self.out.borrow_mut(), payload);
         self.wake();
         Ok(())
+    }
+
+    /// The peer has not read what is queued: refuse, or close it for good.
+    fn refuse_send(&self, queued: usize) -> Error {
+        let limit = self.limits.max_buffered;
+        if self.limits.close_slow_readers {
+            self.slow_reader.set(true);
+            self.close(Some(1008), "not reading");
+            return Error::new(
+                Kind::TooBig,
+                format!("closed with 1008: the peer did not read ({queued} bytes queued, max_buffered = {limit})"),
+            );
+        }
+        self.blocked.set(true);
+        Error::new(Kind::TooBig, format!("send buffer full ({queued} bytes queued, limit max_buffered = {limit})"))
+    }
+
+    /// After a write: tells a blocked sender (`on_drain`) that the queue
+    /// has room again. Returns whether the callback queued more.
+    fn notify_drained(&self) -> bool {
+        if !self.blocked.get() || self.out.borrow().queued() > self.limits.max_buffered / 4 {
+            return false;
+        }
+        self.blocked.set(false);
+        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else {
+            return false;
+        };
+        self.emit(&lua, |c| &c.on_drain, "on_drain", ());
+        !self.out.borrow().is_empty()
     }
 
     /// Queues our close frame, once.
@@ -287,6 +322,14 @@ impl Shared {
         }
         // Data accepted by send() but never written is reported, not lost silently.
         let unsent = self.out.borrow_mut().discard();
+        let error = error.or_else(|| {
+            self.slow_reader.get().then(|| {
+                Error::new(
+                    Kind::TooBig,
+                    format!("closed with 1008: the peer did not read ({unsent} queued bytes were not sent)"),
+                )
+            })
+        });
         let error = error.or_else(|| {
             (unsent > 0).then(|| {
                 Error::new(
@@ -400,6 +443,8 @@ struct Driver {
     keepalive: Option<Keepalive>,
     /// Frames read so far (the keepalive's sign of life).
     reads: u64,
+    /// Reading pauses with this many bytes unwritten.
+    high_water: usize,
 }
 
 impl Driver {
@@ -421,6 +466,7 @@ impl Driver {
             close_timer: None,
             keepalive: Keepalive::new(limits),
             reads: 0,
+            high_water: HIGH_WATER.min(limits.max_buffered / 2).max(1),
         }
     }
 
@@ -443,11 +489,11 @@ impl Driver {
             if let Some(end) = self.poll_timers(sh, cx) {
                 return Poll::Ready(end);
             }
-            if self.since_write >= FLUSH_EVERY || sh.out.borrow().len() >= HIGH_WATER {
+            if self.since_write >= FLUSH_EVERY || sh.out.borrow().len() >= self.high_water {
                 if let Err(e) = self.write_out(sh, cx) {
                     return Poll::Ready(End::WriteFailed(e));
                 }
-                if sh.out.borrow().len() >= HIGH_WATER {
+                if sh.out.borrow().len() >= self.high_water {
                     // Woken when the socket can take more.
                     return Poll::Pending;
                 }
@@ -596,12 +642,17 @@ impl Driver {
                 Poll::Pending => return Ok(()),
             }
         }
+        drop(out);
         if self.unflushed {
             match Pin::new(&mut self.stream).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => {}
             }
+        }
+        if sh.notify_drained() {
+            // on_drain queued more: come back to write it.
+            cx.waker().wake_by_ref();
         }
         Ok(())
     }
@@ -827,6 +878,7 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
         on_pong: key("on_pong")?,
         on_close: key("on_close")?,
         on_error: key("on_error")?,
+        on_drain: key("on_drain")?,
     })
 }
 

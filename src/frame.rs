@@ -101,9 +101,13 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4]) {
     }
 }
 
-/// A close code an endpoint may send (§7.4).
+/// A close code an endpoint may send and receive: the ones RFC 6455 §7.4.1
+/// defines for the wire, the IANA registry's 1012 (Service Restart), 1013
+/// (Try Again Later) and 1014 (Bad Gateway), and the 3000–4999 range for
+/// libraries and applications. 1004–1006 and 1015 never go on the wire;
+/// the rest of 0–2999 is unassigned and refused.
 pub fn check_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// The payload of a close frame: the code (when any) and its reason.
@@ -206,5 +210,16 @@ mod tests {
         assert_eq!(parse_close(b"\x03\xed"), Err(BadClose::Code(1005)));
         assert_eq!(parse_close(b"\x03\xe8\xff"), Err(BadClose::Utf8));
         assert_eq!(close_payload(Some(1001), "x"), b"\x03\xe9x");
+    }
+
+    #[test]
+    fn close_codes_follow_the_rfc_and_the_iana_registry() {
+        let valid = |c: u16| check_close_code(c);
+        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
+            assert!(valid(code), "{code} must be accepted");
+        }
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
+            assert!(!valid(code), "{code} must be refused");
+        }
     }
 }

@@ -15,6 +15,8 @@ const MAX_HEAD: usize = 64 << 10;
 /// At most this much of a refusal's body is kept.
 const MAX_BODY: usize = 1 << 20;
 const MAX_HEADERS: usize = 100;
+/// At most this long is spent reading a refusal's body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The server's answer.
 pub struct Response {
@@ -120,12 +122,17 @@ async fn read_body(stream: &mut Stream, response: &Response, mut body: BytesMut)
         .and_then(|v| v.trim().parse::<usize>().ok());
     if let Some(len) = announced {
         let len = len.min(MAX_BODY);
-        while body.len() < len {
-            match stream.read_buf(&mut body).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        let read_rest = async {
+            while body.len() < len {
+                match stream.read_buf(&mut body).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
             }
-        }
+        };
+        // A server that announces a body and never sends it costs this long
+        // at most; what arrived by then is kept.
+        let _ = tokio::time::timeout(BODY_TIMEOUT, read_rest).await;
         body.truncate(len);
     }
     body.to_vec()

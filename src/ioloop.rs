@@ -466,7 +466,9 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
             }
             let func = args::function(F, 2, "callback", func)?;
             let keeps_alive = args::opt_bool(F, 4, "keep_alive", keep)?.unwrap_or(true);
-            let period = Duration::from_secs_f64(ms / 1000.0);
+            // Clamped like add_timeout's: ~31 years is "never" here, and a
+            // larger value would overflow the Duration.
+            let period = Duration::from_secs_f64(ms.min(1.0e12) / 1000.0);
             let call = LuaCall::new(lua, func, arg)?;
             Ok(lp.add_timer(Instant::now() + period, call, Some(period), keeps_alive))
         })?,

@@ -26,6 +26,7 @@ mod registry;
 mod server;
 mod stream;
 mod tls;
+mod toolkit;
 mod workers;
 
 mod embedded {
@@ -61,6 +62,7 @@ fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     client::register(lua, &core)?;
     pubsub::register(lua, &core)?;
     workers::register(lua, &core)?;
+    toolkit::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
 
     register_embedded(lua)?;

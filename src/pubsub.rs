@@ -600,6 +600,16 @@ async fn reconcile(
 /// The Lua handle of a hub.
 struct HubHandle(Rc<Hub>);
 
+/// A hub whose handle Lua has collected can never be used again: close it,
+/// so its subscribers are released and (Redis) it stops keeping `run()`
+/// going. A subscriber that refers to its own hub keeps the handle alive
+/// (the callback holds it), so such a program must call `hub:close()`.
+impl Drop for HubHandle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 fn channel_arg(func: &str, v: Value) -> mlua::Result<Vec<u8>> {
     let s = args::string(func, 1, "channel", v)?;
     let bytes = s.as_bytes().to_vec();

@@ -462,6 +462,18 @@ fn negotiate_deflate(headers: &HeaderMap, limits: &Limits) -> Option<(deflate::A
     deflate::accept_offer(&offers.join(","))
 }
 
+/// The subprotocols a client offers, from every Sec-WebSocket-Protocol
+/// header, in order.
+fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
 fn upgrade(
     lua: &Lua,
     req: &Request,
@@ -479,6 +491,14 @@ fn upgrade(
             return Ok((None, Some(rejection.0.as_u16()), Some(rejection.1.to_owned())));
         }
     };
+    if let Some(p) = &protocol {
+        if !offered_protocols(&req.parts.headers).any(|offered| offered == p) {
+            return Err(args::misuse(
+                F,
+                format!("bad option 'protocol' ('{p}' was not offered by the client; RFC 6455 §4.2.2)"),
+            ));
+        }
+    }
     let Some(on_upgrade) = req.on_upgrade.borrow_mut().take() else {
         return Err(args::misuse(F, "the request cannot be upgraded"));
     };

@@ -256,7 +256,8 @@ fn become_worker(lp: &'static Loop, sup: &Supervisor, index: u32) -> mlua::Resul
     st.grace.set(sup.options.grace);
     // SAFETY: plain syscalls on this (single-threaded) child process.
     unsafe {
-        libc::sigaction(libc::SIGCHLD, &sup.old_sigchld, std::ptr::null_mut());
+        os_result(libc::sigaction(libc::SIGCHLD, &sup.old_sigchld, std::ptr::null_mut()))
+            .map_err(|e| args::misuse(F, format!("cannot restore SIGCHLD in worker {index}: {e}")))?;
         #[cfg(target_os = "linux")]
         {
             // Stop too if the supervisor dies without forwarding anything.
@@ -270,9 +271,28 @@ fn become_worker(lp: &'static Loop, sup: &Supervisor, index: u32) -> mlua::Resul
     // arrived since the fork is then handled, not fatal.
     let result = listen_for(lp, libc::SIGINT).and_then(|()| listen_for(lp, libc::SIGTERM));
     // SAFETY: restores the mask the program had before workers().
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &sup.old_mask, std::ptr::null_mut()) };
+    let restored = os_result(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &sup.old_mask, std::ptr::null_mut()) });
     result.map_err(|e| args::misuse(F, e))?;
+    restored.map_err(|e| args::misuse(F, format!("cannot restore the signal mask in worker {index}: {e}")))?;
     Ok(index)
+}
+
+/// A libc call's 0-or-errno result as an `io::Result`.
+fn os_result(rc: libc::c_int) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Puts back the signal mask and SIGCHLD disposition the program had.
+fn restore_signals(sup_mask: &libc::sigset_t, sup_sigchld: &libc::sigaction) -> std::io::Result<()> {
+    // SAFETY: plain syscalls with values saved by `workers` itself.
+    unsafe {
+        os_result(libc::sigaction(libc::SIGCHLD, sup_sigchld, std::ptr::null_mut()))?;
+        os_result(libc::sigprocmask(libc::SIG_SETMASK, sup_mask, std::ptr::null_mut()))
+    }
 }
 
 /// fork(); Ok(None) in the parent with the child's pid in `pid`.
@@ -330,12 +350,16 @@ fn workers(lua: &Lua, lp: &'static Loop, (n, options): (Value, Value)) -> mlua::
     // SAFETY: plain syscalls; every out-pointer is a local we own.
     let (old_mask, old_sigchld) = unsafe {
         let mut old_mask: libc::sigset_t = std::mem::zeroed();
-        libc::sigprocmask(libc::SIG_BLOCK, &waited, &mut old_mask);
+        os_result(libc::sigprocmask(libc::SIG_BLOCK, &waited, &mut old_mask))
+            .map_err(|e| args::misuse(F, format!("cannot block signals: {e}")))?;
         // SIGCHLD at its default, so children are not reaped behind our back.
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         let mut old_sigchld: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGCHLD, &dfl, &mut old_sigchld);
+        if let Err(e) = os_result(libc::sigaction(libc::SIGCHLD, &dfl, &mut old_sigchld)) {
+            let _ = os_result(libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()));
+            return Err(args::misuse(F, format!("cannot reset SIGCHLD: {e}")));
+        }
         // Buffered output would otherwise be written once per process.
         libc::fflush(std::ptr::null_mut());
         (old_mask, old_sigchld)
@@ -362,12 +386,11 @@ fn workers(lua: &Lua, lp: &'static Loop, (n, options): (Value, Value)) -> mlua::
                     // SAFETY: as above.
                     unsafe { libc::waitpid(*pid, &mut status, 0) };
                 }
-                // SAFETY: restores what the program had.
-                unsafe {
-                    libc::sigaction(libc::SIGCHLD, &sup.old_sigchld, std::ptr::null_mut());
-                    libc::sigprocmask(libc::SIG_SETMASK, &sup.old_mask, std::ptr::null_mut());
-                }
-                return Err(args::misuse(F, format!("cannot fork worker {index}: {e}")));
+                let restored = match restore_signals(&sup.old_mask, &sup.old_sigchld) {
+                    Ok(()) => String::new(),
+                    Err(r) => format!(" (and the signal setup could not be restored: {r})"),
+                };
+                return Err(args::misuse(F, format!("cannot fork worker {index}: {e}{restored}")));
             }
         }
     }

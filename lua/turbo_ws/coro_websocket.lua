@@ -167,12 +167,8 @@ local function be16(n) return char(floor(n / 256) % 256, n % 256) end
 local function is_control(opcode) return opcode >= 8 end
 local function is_known(opcode) return opcode <= 2 or (opcode >= 8 and opcode <= 10) end
 
--- Close codes a peer may send (RFC 6455 §7.4, plus the IANA-registered
--- 1012-1014); 1004-1006 and 1015 must never be on the wire.
-local function valid_close_code(code)
-  return (code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014)
-    or (code >= 3000 and code <= 4999)
-end
+-- Close codes a peer may send: the core's rule (RFC 6455 §7.4 and IANA).
+local valid_close_code = core.valid_close_code
 
 -- nil if a close payload is valid, else the code and reason to fail with.
 local function check_close_payload(payload)
@@ -744,6 +740,7 @@ local function open_link(conn, heartbeat)
   local failure                   -- "kind: message" if the connection failed
   local stop_heartbeat = function() end
   local on_closed = {}            -- socket:shutdown/close callbacks
+  local senders = {}              -- coroutines waiting in write() for room
 
   local function wake_one()
     local co = table.remove(readers, 1)
@@ -759,6 +756,12 @@ local function open_link(conn, heartbeat)
   local function closing()
     close_sent = true
     stop_heartbeat()
+  end
+
+  local function wake_senders()
+    local waiting = senders
+    senders = {}
+    for _, co in ipairs(waiting) do resume(co) end
   end
 
   local callbacks = {
@@ -778,8 +781,10 @@ local function open_link(conn, heartbeat)
       local waiting = readers
       readers = {}
       for _, co in ipairs(waiting) do resume(co) end
+      wake_senders()
       for _, fn in ipairs(on_closed) do fn() end
     end,
+    on_drain = wake_senders,
   }
   conn:set_callbacks(callbacks)
 
@@ -830,6 +835,25 @@ local function open_link(conn, heartbeat)
     return ok, err
   end
 
+  -- One whole message. While the peer does not read (the core refuses
+  -- past max_buffered), the writing coroutine waits for the queue to drain,
+  -- as the original's write waits for libuv: backpressure, nothing lost.
+  local function send_message(payload, binary)
+    while true do
+      local ok, a, kind, msg = pcall(conn.send, conn, payload, binary)
+      if not ok then error("turbo_ws.coro_websocket.write: " .. tostring(a), 4) end
+      local co, main = coroutine.running()
+      if kind ~= "too_big" or not co or main or close_sent or done or conn:state() ~= "open" then
+        return result(a, kind, msg)
+      end
+      senders[#senders + 1] = co
+      coroutine.yield()
+      for i = #senders, 1, -1 do -- resumed by someone else: stop waiting
+        if senders[i] == co then table.remove(senders, i) end
+      end
+    end
+  end
+
   -- fin = false frames are collected and sent as one message when the last
   -- one comes (the core sends whole messages; the peer sees the same data).
   local fragments
@@ -844,7 +868,7 @@ local function open_link(conn, heartbeat)
     if not frame.fin then return true end
     local whole = fragments
     fragments = nil
-    return call(3, "send", concat(whole), whole.opcode == 2)
+    return send_message(concat(whole), whole.opcode == 2)
   end
 
   local function write(msg)

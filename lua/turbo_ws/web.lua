@@ -756,7 +756,7 @@ local LISTEN_OPTIONS = {
   "max_message_size", "max_frame_size", "max_buffered", "read_buffer_size",
   "close_timeout", "handshake_timeout", "max_body_size", "max_header_size",
   "max_headers", "max_connections", "ping_interval", "idle_timeout",
-  "backlog", "reuse_port", "permessage_deflate",
+  "backlog", "reuse_port", "permessage_deflate", "close_slow_readers",
 }
 
 -- kwargs.ssl_options -> core tls: Turbo's {cert_file, key_file}, plus the

@@ -162,9 +162,14 @@ function Stream:write_message(msg, binary)
   -- The core refuses sends once the connection is closing; asking it is
   -- cheaper than asking for its state before every message.
   local ok, kind, message = self:_send("send", msg, binary and true or false)
-  if ok == nil and kind == "closed" then error(CLOSED_WRITE, 2) end
+  if ok == nil then
+    if kind == "closed" then error(CLOSED_WRITE, 2) end
+    -- Refused for a peer that does not read: never dropped silently.
+    self:_send_refused(message)
+  end
   return ok, kind, message
 end
+
 
 --- Sends a ping. The next pong calls callback(callback_arg, data) when an
 -- argument was given, else callback(data); a later ping replaces the
@@ -187,8 +192,7 @@ end
 function Stream:close(code, reason)
   if self._closed then return end
   -- Checked first: a code that may not be sent raises and leaves the stream open.
-  if code ~= nil and not (type(code) == "number" and (code >= 1000 and code <= 1003
-      or code >= 1007 and code <= 1011 or code >= 3000 and code <= 4999) and code % 1 == 0) then
+  if code ~= nil and not core.valid_close_code(code) then
     error("close: bad argument #1 'code' (" .. tostring(code) .. " is not a close code an endpoint may send)", 2)
   end
   if reason ~= nil and (type(reason) ~= "string" or #reason > 123) then
@@ -398,6 +402,13 @@ local function handler_close(self, code, reason)
       tostring(request.uri), tostring(request.remote_ip), request:request_time()))
   end
   self:_call_hook("on_close", code, reason)
+end
+
+-- write_message was refused (the peer does not read): logged, and the
+-- handler's on_error(message) hook hears of it.
+function Handler:_send_refused(message)
+  log.warning("[websocket.lua] write_message refused: " .. tostring(message))
+  self:_call_hook("on_error", message)
 end
 
 -- Wires the core connection to the handler's hooks and opens.
@@ -753,6 +764,11 @@ function Client:_callback_failed(name, err)
   end
   self:_report(errors.CALLBACK_ERROR, sformat(
     "WebSocketClient unhandled error in callback \"%s\":\n%s", name, err.message))
+end
+
+-- write_message was refused (the peer does not read): on_error(BUSY).
+function Client:_send_refused(message)
+  self:_report(errors.BUSY, "write_message refused: " .. tostring(message))
 end
 
 -- The connection could not be made: no on_close follows.

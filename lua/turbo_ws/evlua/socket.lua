@@ -190,6 +190,7 @@ function Socket:on_close(code, reason)
   end
   self:wake("recv_waiter")
   self:wake("close_waiter")
+  self:wake_senders()
 end
 
 --- Waits for the next incoming frame; returns its msg table. Raises on
@@ -233,8 +234,9 @@ function Socket:check_alive(what)
   if not self:alive() then error(what .. ": the websocket is closed", 0) end
 end
 
---- Sends one whole message. The core only queues; past its high-water
--- mark it refuses, and we wait for the queue to drain, up to `timeout`.
+--- Sends one whole message. The core only queues; past `max_buffered`
+-- it refuses, and we wait until it says the queue drained (`on_drain`),
+-- up to `timeout`: real backpressure, nothing dropped.
 -- The core also refuses once the connection is closing, so callers need
 -- not ask for its state first (`check_alive`): a first refusal on a
 -- connection that is no longer alive raises check_alive's error.
@@ -243,25 +245,35 @@ function Socket:send_message(what, payload, binary, timeout)
   while true do
     local ok, kind, message = self.conn:send(payload, binary)
     if ok then return end
-    if kind ~= "too_big" then
+    if kind ~= "too_big" or not self:alive() then
       if not deadline and not self:alive() then
         error(what .. ": the websocket is closed", 0)
       end
       error(("%s: the websocket is closed (%s)"):format(what, message or kind), 0)
     end
     deadline = deadline or now() + timeout * 1000
-    if now() >= deadline then
+    local left = deadline - now()
+    if left <= 0 then
       error(("%s: timed out waiting to send (%s)"):format(what, message), 0)
     end
-    wait.sleep(0.01)
+    wait.wait(function(finish)
+      local waiters = self.drain_waiters or {}
+      self.drain_waiters = waiters
+      waiters[#waiters + 1] = finish
+    end, left / 1000)
   end
 end
 
--- Close codes an endpoint may put on the wire (RFC 6455 7.4).
-local function sendable_code(code)
-  return (code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1011)
-      or (code >= 3000 and code <= 4999)
+-- Resumes every sender waiting for room (the queue drained, or closed).
+function Socket:wake_senders()
+  local waiters = self.drain_waiters
+  if not waiters then return end
+  self.drain_waiters = nil
+  for i = 1, #waiters do waiters[i](true) end
 end
+
+-- Close codes an endpoint may put on the wire: the core's rule.
+local sendable_code = core.valid_close_code
 
 -- A CLOSE frame built by the caller: send its code and reason when they are
 -- valid, else a plain 1000 (evlua's own close payload is free text).
@@ -355,6 +367,7 @@ function M.new(conn, role, handler, request, response)
     on_pong = function(data) sock:deliver(C.FRAME_OP_PONG, data) end,
     on_error = function(kind, message) sock.failure = kind .. ": " .. message end,
     on_close = function(code, reason) sock:on_close(code, reason) end,
+    on_drain = function() sock:wake_senders() end,
   }
   return sock
 end
