@@ -2,12 +2,13 @@
 # Installs the Debian packages turbo_ws needs, if missing.
 #   deps.sh        build and run: LuaJIT, Lua 5.1/5.4, luarocks, busted, openssl
 #   deps.sh test   also what the test suites use: Chromium (browser test),
-#                  redis-server (pub/sub tests), Node.js (if no node is on PATH)
+#                  redis-server (pub/sub tests), lua-luv (libuv loop tests),
+#                  Node.js (if no node is on PATH)
 set -euo pipefail
 
 packages=(luajit lua5.1 lua5.4 luarocks lua-busted python3-venv ca-certificates openssl)
 if [ "${1:-}" = test ]; then
-  packages+=(chromium redis-server iproute2)
+  packages+=(chromium redis-server iproute2 lua-luv)
   command -v node >/dev/null || packages+=(nodejs npm)
 fi
 missing=()

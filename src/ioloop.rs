@@ -103,6 +103,24 @@ pub struct Loop {
     next_id: Cell<u64>,
     trampolines: callback::Trampolines,
     registry: crate::registry::Registry,
+    /// Another event loop brought into this one (`set_foreign_loop`).
+    foreign: RefCell<Option<Foreign>>,
+    /// A foreign hook is running: a nested park or idle check skips it.
+    in_foreign_hook: Cell<bool>,
+    /// What `before_block` last said of the foreign loop's liveness.
+    foreign_was_alive: Cell<bool>,
+}
+
+/// The Lua side of another event loop (libuv's, through luv) that runs
+/// inside this one: its fds are watched with `watch_fd`; these hooks do
+/// the rest.
+struct Foreign {
+    /// Called each time the loop is about to wait for events, so the other
+    /// loop can run what is ready and say (by adding a timeout) when it next
+    /// needs to run; returns whether it still has work.
+    before_block: Option<RegistryKey>,
+    /// Whether the other loop still has work: keeps `run()` going.
+    alive: Option<RegistryKey>,
 }
 
 thread_local! {
@@ -133,6 +151,9 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         next_id: Cell::new(1),
         trampolines: callback::Trampolines::default(),
         registry: crate::registry::Registry::default(),
+        foreign: RefCell::new(None),
+        in_foreign_hook: Cell::new(false),
+        foreign_was_alive: Cell::new(false),
     }));
     CURRENT.with(|c| c.set(Some(lp)));
     Ok(lp)
@@ -196,6 +217,11 @@ impl Loop {
         }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(|| {
+                if let Some(lp) = current() {
+                    lp.before_block();
+                }
+            })
             .build()
             .map_err(|e| format!("turbo_ws: cannot create the event loop: {e}"))?;
         Ok(self.rt.get_or_init(|| rt))
@@ -240,7 +266,59 @@ impl Loop {
 
     /// Nothing left that keeps `run()` going.
     pub fn is_idle(&self) -> bool {
-        self.handles.get() == 0 && self.timers_keeping_alive.get() == 0 && self.callbacks.borrow().is_empty()
+        self.handles.get() == 0
+            && self.timers_keeping_alive.get() == 0
+            && self.callbacks.borrow().is_empty()
+            && !self.foreign_alive()
+    }
+
+    /// Calls a foreign hook (`which` picks it); its result, or None when
+    /// there is none, or it failed, or a hook is already running.
+    fn call_foreign(&self, which: fn(&Foreign) -> &Option<RegistryKey>, what: &str) -> Option<bool> {
+        if self.in_foreign_hook.get() {
+            return None;
+        }
+        let lua = self.lua()?;
+        let func = {
+            let foreign = self.foreign.borrow();
+            let key = which(foreign.as_ref()?).as_ref()?;
+            lua.registry_value::<mlua::Function>(key).ok()?
+        };
+        self.in_foreign_hook.set(true);
+        let result = func.call::<bool>(());
+        self.in_foreign_hook.set(false);
+        match result {
+            Ok(b) => Some(b),
+            Err(e) => {
+                callback::report(what, &e.to_string());
+                None
+            }
+        }
+    }
+
+    fn foreign_alive(&self) -> bool {
+        self.foreign.borrow().is_some() && self.call_foreign(|f| &f.alive, "foreign loop alive()") == Some(true)
+    }
+
+    /// The runtime is about to wait for events (tokio's park hook). When
+    /// the foreign loop's work ran out (or began), `run()` must look again
+    /// at whether to return.
+    fn before_block(&self) {
+        if self.foreign.borrow().is_none() {
+            return;
+        }
+        if let Some(alive) = self.call_foreign(|f| &f.before_block, "foreign loop before_block()") {
+            if self.foreign_was_alive.replace(alive) != alive {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Attaches (or, with None, detaches) another loop's hooks.
+    fn set_foreign(&self, foreign: Option<Foreign>) {
+        let old = std::mem::replace(&mut *self.foreign.borrow_mut(), foreign);
+        drop(old);
+        self.wake.notify_one();
     }
 
     /// Makes the running `start()`/`run()` return after the current callback.
@@ -448,11 +526,12 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
 
     core.set(
         "add_timeout",
-        lua.create_function(move |lua, (ts, func, arg): (Value, Value, Value)| {
+        lua.create_function(move |lua, (ts, func, arg, keep): (Value, Value, Value, Value)| {
             const F: &str = "turbo_ws.ioloop.add_timeout";
             let ts = args::number(F, 1, "timestamp", ts)?;
             let func = args::function(F, 2, "callback", func)?;
-            Ok(lp.add_timer(instant_at(ts), LuaCall::new(lua, func, arg)?, None, true))
+            let keeps_alive = args::opt_bool(F, 4, "keep_alive", keep)?.unwrap_or(true);
+            Ok(lp.add_timer(instant_at(ts), LuaCall::new(lua, func, arg)?, None, keeps_alive))
         })?,
     )?;
 
@@ -500,6 +579,31 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
                 None => None,
             };
             crate::registry::shutdown(lp, timeout, on_done);
+            Ok(())
+        })?,
+    )?;
+
+    // set_foreign_loop{before_block = fn, alive = fn} | nil: see `Foreign`.
+    core.set(
+        "set_foreign_loop",
+        lua.create_function(move |lua, hooks: Value| {
+            const F: &str = "turbo_ws.set_foreign_loop";
+            let Some(hooks) = args::opt_table(F, 1, "hooks", hooks)? else {
+                lp.set_foreign(None);
+                return Ok(());
+            };
+            let key = |name: &str| -> mlua::Result<Option<RegistryKey>> {
+                match hooks.get::<Value>(name)? {
+                    Value::Nil => Ok(None),
+                    Value::Function(f) => Ok(Some(lua.create_registry_value(f)?)),
+                    other => Err(args::misuse(
+                        F,
+                        format!("bad option '{name}' (function expected, got {})", args::type_name(&other)),
+                    )),
+                }
+            };
+            let foreign = Foreign { before_block: key("before_block")?, alive: key("alive")? };
+            lp.set_foreign(Some(foreign));
             Ok(())
         })?,
     )?;

@@ -14,6 +14,7 @@ mod config;
 mod connection;
 mod deflate;
 mod error;
+mod fd_watch;
 mod frame;
 #[doc(hidden)]
 pub mod fuzz_api;
@@ -63,6 +64,7 @@ fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     pubsub::register(lua, &core)?;
     workers::register(lua, &core)?;
     toolkit::register(lua, &core)?;
+    fd_watch::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
 
     register_embedded(lua)?;

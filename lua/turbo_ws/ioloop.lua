@@ -1,6 +1,7 @@
 -- Turbo's `turbo.ioloop`: one loop per process, reached through `instance()`.
 -- A thin layer over turbo_ws.core; Turbo's method names and return values.
 local core = require "turbo_ws.core"
+local log = require "turbo_ws.log"
 
 local ioloop = {}
 
@@ -37,5 +38,64 @@ function IOLoop:set_interval(msec, callback, arg)
 end
 
 function IOLoop:clear_interval(ref) return core.clear_interval(ref) end
+
+-- Watching file descriptors (Turbo's epoll values; level-triggered).
+ioloop.READ = core.READ
+ioloop.WRITE = core.WRITE
+ioloop.PRI = 0x002 -- accepted, never reported (no urgent data on the core's reactor)
+ioloop.ERROR = core.ERROR
+
+local handlers = {} -- fd -> core watcher
+
+local function handler_failed(err)
+  log.error("[ioloop.lua] Error in IOLoop handler.\n" .. debug.traceback(tostring(err), 2))
+end
+
+--- Calls handler(arg, fd, events) (or handler(fd, events) without an
+-- arg) while fd is ready for `events`; ERROR is always included. A handler
+-- that raises is logged and removed. Returns true, or false (logged) when
+-- the fd cannot be watched or already is.
+function IOLoop:add_handler(fd, events, handler, arg)
+  if type(fd) ~= "number" then error("IOLoop:add_handler: bad argument #1 'fd' (number expected, got " .. type(fd) .. ")", 2) end
+  if type(events) ~= "number" then error("IOLoop:add_handler: bad argument #2 'events' (number expected, got " .. type(events) .. ")", 2) end
+  if type(handler) ~= "function" then error("IOLoop:add_handler: bad argument #3 'handler' (function expected, got " .. type(handler) .. ")", 2) end
+  if handlers[fd] then
+    log.notice("[ioloop.lua] register() in add_handler() failed: fd " .. fd .. " already has a handler")
+    return false
+  end
+  local watcher, err = core.watch_fd(fd, events, function(ready)
+    local ok
+    if arg then ok = xpcall(handler, handler_failed, arg, fd, ready)
+    else ok = xpcall(handler, handler_failed, fd, ready) end
+    if not ok then self:remove_handler(fd) end
+  end)
+  if not watcher then
+    log.notice("[ioloop.lua] register() in add_handler() failed: " .. tostring(err))
+    return false
+  end
+  handlers[fd] = watcher
+  return true
+end
+
+--- Changes the events watched on fd; false (logged) without a handler.
+function IOLoop:update_handler(fd, events)
+  if type(events) ~= "number" then error("IOLoop:update_handler: bad argument #2 'events' (number expected, got " .. type(events) .. ")", 2) end
+  local watcher = handlers[fd]
+  if not watcher then
+    log.notice("[ioloop.lua] modify() in update_handler() failed: no handler for fd " .. tostring(fd))
+    return false
+  end
+  return watcher:update(events)
+end
+
+--- Stops watching fd (also from inside its handler); nil when it had no
+-- handler, else true. Remove the handler before closing the fd.
+function IOLoop:remove_handler(fd)
+  local watcher = handlers[fd]
+  if not watcher then return nil end
+  handlers[fd] = nil
+  watcher:close()
+  return true
+end
 
 return ioloop

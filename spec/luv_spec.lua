@@ -1,0 +1,60 @@
+-- turbo_ws and libuv (luv) in one process, whichever loop the program
+-- starts: each case is a separate program (spec/support/luv/), since
+-- attaching luv changes the process's loop for good.
+local function have_luv()
+  local p = io.popen("luajit -e 'require \"luv\"' 2>&1; echo $?")
+  local out = p:read("*a")
+  p:close()
+  return out:match("(%d+)%s*$") == "0"
+end
+
+-- Runs a program (bounded in time); its output lines and whether it exited 0.
+local function run(program, ...)
+  local cmd = ("LUA_CPATH='./build/?.so;;' timeout 30 luajit spec/support/luv/%s %s 2>&1; echo \"exit $?\"")
+    :format(program, table.concat({ ... }, " "))
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  local lines = {}
+  for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  return lines, out
+end
+
+local function has(lines, want)
+  for _, l in ipairs(lines) do if l == want then return true end end
+  return false
+end
+
+describe("luv", function()
+  if not have_luv() then
+    pending("lua-luv is not installed (scripts/deps.sh test installs it)")
+    return
+  end
+
+  it("owns the loop: the coro face connects, reads, writes, closes, beats and fails under uv.run()", function()
+    local lines, out = run("luv_owns_the_loop.lua")
+    for _, want in ipairs({ "code 101", "sessions 20", "timer ticked true", "heartbeat ok",
+                            "refused true", "uv.run returned", "exit 0" }) do
+      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
+    end
+  end)
+
+  it("runs inside turbo_ws.run(): libuv timers and fs callbacks fire, and run() ends", function()
+    local lines, out = run("turbo_owns_the_loop.lua")
+    for _, want in ipairs({ "echo x", "timer fired 5", "fs_stat true", "exit 0" }) do
+      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
+    end
+  end)
+
+  for _, owner in ipairs({ "luv", "turbo_ws" }) do
+    it("costs no CPU while idle with " .. owner .. " owning the loop", function()
+      local lines, out = run("idle.lua", owner)
+      local ticks
+      for _, l in ipairs(lines) do ticks = ticks or tonumber(l:match("^idle ticks (%d+)$")) end
+      assert.is_number(ticks, out)
+      -- 3 s idle: a busy loop would be ~300 ticks; allow scheduling noise.
+      assert.is_true(ticks <= 3, "used " .. tostring(ticks) .. " ticks idling:\n" .. out)
+      assert.is_true(has(lines, "exit 0"), out)
+    end)
+  end
+end)
