@@ -527,6 +527,8 @@ local COVERED = {
   -- compat aliases (listed in docs/api/turbo.md), the evlua face's parts
   -- (reached through the objects checked above)
   ["turbo_ws.main"] = true, ["turbo_ws.compat"] = true,
+  -- documented in docs/core.md ("libuv (luv, luvit) in the same process")
+  ["turbo_ws.luv"] = true,
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
   ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true,
 }
