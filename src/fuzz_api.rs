@@ -2,8 +2,8 @@
 //! that parses bytes or strings from the network or from Lua, callable
 //! without a Lua state. Not part of the Lua API.
 
-use crate::client::Target;
 use crate::config::Limits;
+use crate::dial::{Family, Target};
 
 /// The opening-handshake checks, on headers made from arbitrary bytes.
 pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
@@ -21,7 +21,7 @@ pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
 
 /// URL handling of `connect`, and a redirect's Location resolved against it.
 pub fn url(raw: &str, location: &str) {
-    if let Ok(target) = Target::parse(raw) {
+    if let Ok(target) = Target::parse(raw, Family::WebSocket) {
         let _ = target.host_header();
         let _ = target.follow(&mut crate::redirect::Trail::new(&target.url), location);
     }

@@ -6,6 +6,7 @@
 //! coro-websocket, evlua) are Lua files under `lua/`, embedded here and
 //! registered in `package.preload`.
 
+mod answer;
 mod args;
 mod callback;
 mod client;
@@ -13,11 +14,13 @@ mod codec;
 mod config;
 mod connection;
 mod deflate;
+mod dial;
 mod error;
 mod frame;
 #[doc(hidden)]
 pub mod fuzz_api;
 mod handshake;
+mod http_client;
 mod ioloop;
 mod pubsub;
 mod random;
@@ -59,6 +62,7 @@ fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     ioloop::register(lua, &core)?;
     server::register(lua, &core)?;
     client::register(lua, &core)?;
+    http_client::register(lua, &core)?;
     pubsub::register(lua, &core)?;
     workers::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
