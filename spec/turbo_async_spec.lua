@@ -7,6 +7,7 @@ local core = turbo.core
 local async = turbo.async
 local escape = turbo.escape
 local S = require "spec.turbo_support"
+local unpack = unpack or table.unpack
 
 local PYTHON = os.getenv("PYTHON") or "python3"
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
@@ -314,6 +315,109 @@ describe("turbo.async", function()
       assert.has_error(function() client:fetch(url_a("/"), { on_headers = 1 }) end,
         "HTTPClient:fetch: kwarg 'on_headers' must be a function, got number")
       assert.has_error(function() async.HTTPClient("x") end)
+    end)
+  end)
+
+  describe("HTTPClient:fetch against peers that break HTTP (raw TCP)", function()
+    local codes = async.errors
+
+    -- A raw server answering every request with `answer` (a string, or a
+    -- function of the fd), for this spec only.
+    local function raw_peer(answer)
+      local port, stop = S.raw_server(function(fd)
+        if type(answer) == "function" then answer(fd) else S.raw.send(fd, answer) end
+      end)
+      S.finally(stop)
+      return "http://127.0.0.1:" .. port .. "/"
+    end
+
+    it("PARSE_ERROR_HEADERS for an answer that is not HTTP", function()
+      local res = fetch(raw_peer("SSH-2.0-OpenSSH\r\n\r\n"), { request_timeout = 5 })
+      assert.are.equal(codes.PARSE_ERROR_HEADERS, res.error.code)
+    end)
+
+    it("NO_HEADERS when the server closes without answering", function()
+      local res = fetch(raw_peer(function(fd) S.raw.close(fd) end), { request_timeout = 5 })
+      assert.are.equal(codes.NO_HEADERS, res.error.code)
+    end)
+
+    it("SOCKET_ERROR when the body ends early", function()
+      local url = raw_peer(function(fd)
+        S.raw.send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        S.raw.close(fd)
+      end)
+      local res = fetch(url, { request_timeout = 5 })
+      assert.are.equal(codes.SOCKET_ERROR, res.error.code)
+    end)
+
+    it("keeps the reason phrase the server sent and repeated headers", function()
+      local res = fetch(raw_peer("HTTP/1.1 299 Fine Thanks\r\nX-A: 1\r\nX-A: 2\r\nContent-Length: 2\r\n\r\nok"))
+      assert.are.same({ 299, "Fine Thanks", "ok" }, { res.code, res.reason, res.body })
+      assert.are.same({ "1", "2" }, res.headers:get("X-A"))
+    end)
+  end)
+
+  describe("core.http_request", function()
+    it("raises for misuse, naming the function and the argument", function()
+      local fn = function() end
+      local cases = {
+        { { 1, {}, fn }, "turbo_ws.http_request: bad argument #1 'url' (string expected, got number)" },
+        { { "http://h/", 1, fn }, "turbo_ws.http_request: bad argument #2 'options' (table expected, got number)" },
+        { { "http://h/", {}, nil }, "turbo_ws.http_request: bad argument #3 'on_done' (function expected, got nil)" },
+        { { "http://h/", { method = "GE T" }, fn }, "turbo_ws.http_request: bad option 'method' ('GE T' is not an HTTP method)" },
+        { { "http://h/", { body = 1 }, fn }, "turbo_ws.http_request: bad option 'body' (string expected, got number)" },
+        { { "http://h/", { version = "HTTP/2" }, fn }, "turbo_ws.http_request: bad option 'version'" },
+        { { "http://h/", { timeout = "1" }, fn }, "turbo_ws.http_request: bad option 'timeout'" },
+        { { "http://h/", { max_redirects = -1 }, fn }, "turbo_ws.http_request: bad option 'max_redirects'" },
+        { { "http://h/", { headers = { ["a b"] = "1" } }, fn }, "turbo_ws.http_request: bad option 'headers'" },
+        { { "http://h/", { tls = { cert_file = "x" } }, fn }, "cert_file and key_file go together" },
+      }
+      for _, case in ipairs(cases) do
+        local ok, err = pcall(core.http_request, unpack(case[1], 1, 3))
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find(case[2], 1, true), "error was: " .. tostring(err))
+      end
+    end)
+
+    it("reports a bad URL and an unknown scheme through on_done", function()
+      local got = {}
+      in_loop(function(done)
+        core.http_request("nope", nil, function(res, kind) got[#got + 1] = kind end)
+        core.http_request("ws://127.0.0.1/", nil, function(res, kind)
+          got[#got + 1] = kind
+          done()
+        end)
+      end)
+      assert.are.same({ "bad_url", "bad_scheme" }, got)
+    end)
+
+    it("hands over status, reason, version, headers in order, body and url", function()
+      local res
+      in_loop(function(done)
+        core.http_request(url_a("/status/404"), { method = "GET" }, function(r) res = r; done() end)
+      end)
+      assert.are.same({ 404, "Not Found", "HTTP/1.1", "status 404", url_a("/status/404") },
+        { res.status, res.reason, res.version, res.body, res.url })
+      -- http.server sends Server, Date, then what the handler added.
+      assert.are.same({ "server", "date", "content-length", "x-peer" },
+        { res.headers[1][1], res.headers[2][1], res.headers[3][1], res.headers[4][1] })
+      assert.are.equal("a", header(res.headers, "x-peer"))
+    end)
+
+    it("returns a redirect as the response without max_redirects, the last one with the error past it", function()
+      local res, kind, answer
+      in_loop(function(done)
+        core.http_request(url_a("/redirect/302?to=/echo"), {}, function(r) res = r; done() end)
+      end)
+      assert.are.equal(302, res.status)
+      in_loop(function(done)
+        core.http_request(url_a("/loop"), { max_redirects = 3 }, function(r, k, _, a)
+          kind, answer = k, a
+          done()
+        end)
+      end)
+      assert.are.equal("redirects", kind)
+      assert.are.equal(302, answer.status)
     end)
   end)
 
