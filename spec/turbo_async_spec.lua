@@ -404,6 +404,30 @@ describe("turbo.async", function()
       assert.are.equal("a", header(res.headers, "x-peer"))
     end)
 
+    it("keeps one idle connection per origin in a session until closed", function()
+      local session = core.http_session()
+      local ports = {}
+      in_loop(function(done)
+        local pending = 0
+        local function get(url)
+          pending = pending + 1
+          core.http_request(url, { session = session }, function(r)
+            ports[#ports + 1] = escape.json_decode(r.body).client_port
+            pending = pending - 1
+            if pending == 0 then done() end
+          end)
+        end
+        get(url_a("/echo"))
+        get(url_b("/echo"))
+      end)
+      assert.are.equal(2, session:idle())
+      session:close()
+      assert.are.equal(0, session:idle())
+      local ok, err = pcall(core.http_request, url_a("/"), { session = {} }, function() end)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("bad option 'session' (http_session expected, got table)", 1, true))
+    end)
+
     it("returns a redirect as the response without max_redirects, the last one with the error past it", function()
       local res, kind, answer
       in_loop(function(done)
@@ -418,6 +442,56 @@ describe("turbo.async", function()
       end)
       assert.are.equal("redirects", kind)
       assert.are.equal(302, answer.status)
+    end)
+  end)
+
+  describe("keep_alive", function()
+    -- Two fetches in a row on one client; the peer's view of both.
+    local function twice(kwargs, first_path)
+      local one, two
+      in_loop(function(done)
+        local client = async.HTTPClient()
+        one = coroutine.yield(client:fetch(url_a(first_path or "/echo"), kwargs))
+        two = coroutine.yield(client:fetch(url_a("/echo"), kwargs))
+        done()
+      end)
+      return one, echoed(two)
+    end
+
+    it("reuses the client's connection for the next fetch", function()
+      local one, two = twice({ keep_alive = true })
+      assert.are.equal(escape.json_decode(one.body).client_port, two.client_port)
+      assert.is_nil(header(two.headers, "Connection"))
+    end)
+
+    it("opens a new connection per fetch without it", function()
+      local one, two = twice({})
+      assert.are_not.equal(escape.json_decode(one.body).client_port, two.client_port)
+      assert.are.equal("close", header(two.headers, "Connection"))
+    end)
+
+    it("opens a new connection when the server closed the kept one", function()
+      local one, two = twice({ keep_alive = true }, "/close")
+      assert.are.same({ 200, "closing" }, { one.code, one.body })
+      assert.are.equal("GET", two.method)
+      -- A server that closes right after each answer, without saying so.
+      local count = 0
+      local port, stop = S.raw_server(function(fd)
+        count = count + 1
+        S.raw.send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" .. count)
+        S.raw.close(fd)
+      end)
+      S.finally(stop)
+      local bodies = {}
+      in_loop(function(done)
+        local client = async.HTTPClient()
+        for i = 1, 3 do
+          local res = coroutine.yield(client:fetch("http://127.0.0.1:" .. port .. "/", { keep_alive = true }))
+          bodies[i] = res.body or res.error.message
+        end
+        done()
+      end)
+      assert.are.same({ "1", "2", "3" }, bodies)
     end)
   end)
 

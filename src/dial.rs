@@ -77,6 +77,11 @@ impl Target {
         Ok(Target { host, port, tls, path: raw_path(raw), url, family })
     }
 
+    /// What identifies the server: TLS or not, host (lower case) and port.
+    pub(crate) fn origin(&self) -> (bool, String, u16) {
+        (self.tls, self.host.to_ascii_lowercase(), self.port)
+    }
+
     /// The Host header: the port only when it is not the scheme's default.
     pub(crate) fn host_header(&self) -> String {
         let default = if self.tls { 443 } else { 80 };

@@ -1,6 +1,6 @@
-//! The HTTP/1.1 client: one request with hyper over the connection that
-//! dial.rs opens (DNS, TCP, TLS), redirects followed under redirect.rs's
-//! rules, the whole response handed to Lua.
+//! The HTTP/1.1 client: one request with hyper over a connection that
+//! http_session.rs opens (or keeps from an earlier request), redirects
+//! followed under redirect.rs's rules, the whole response handed to Lua.
 //!
 //! `turbo_ws.core.http_request(url, options, on_done)` returns at once;
 //! later the loop calls `on_done(response)` or
@@ -8,13 +8,13 @@
 //! only network and protocol faults are errors.
 
 use std::io::Read;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use mlua::{Function, Lua, RegistryKey, Table, Value};
 
 use crate::answer::Answer;
@@ -23,6 +23,7 @@ use crate::callback;
 use crate::config::Opts;
 use crate::dial::{self, Dial, Family, Target};
 use crate::error::{Error, Kind};
+use crate::http_session::{self, Conn, Session};
 use crate::ioloop::{self, KeepAlive, Loop};
 use crate::redirect::{self, Trail};
 
@@ -30,8 +31,6 @@ const F: &str = "turbo_ws.http_request";
 
 /// Largest response body kept by default (after decompression).
 const DEFAULT_MAX_BODY: usize = 64 << 20;
-/// Largest response head.
-const MAX_HEAD: usize = 64 << 10;
 /// Request headers that describe the body: the body given decides them,
 /// and they go when a redirect turns the request into a GET.
 const BODY_HEADERS: [&str; 4] = ["content-length", "transfer-encoding", "content-type", "content-encoding"];
@@ -48,6 +47,8 @@ struct Params {
     max_redirects: u32,
     max_body_size: usize,
     decompress: bool,
+    /// Keeps connections open between requests.
+    session: Option<Rc<Session>>,
 }
 
 /// One request as it goes out: what a redirect may change.
@@ -104,6 +105,7 @@ fn read_params(target: Target, opts: &Opts) -> mlua::Result<Params> {
         max_redirects: opts.integer("max_redirects", 0, 100)?.unwrap_or(0) as u32,
         max_body_size: opts.integer("max_body_size", 0, 1 << 40)?.map_or(DEFAULT_MAX_BODY, |v| v as usize),
         decompress: opts.bool("decompress")?.unwrap_or(false),
+        session: http_session::from_option(F, opts.value("session")?)?,
     })
 }
 
@@ -223,30 +225,46 @@ fn redirected(mut out: Outgoing, status: u16, trail: &mut Trail, location: &str)
     Ok(out)
 }
 
-/// One request and its whole response, on a connection of its own.
+/// One request and its whole response: on the session's idle connection to
+/// that origin if there is one, else on a new connection (kept in the
+/// session afterwards, else closed).
 async fn exchange(out: &Outgoing, p: &Params) -> Result<Answer, Error> {
-    let request = build_request(out, p)?;
-    let stream = dial::open_stream(&out.target, &p.dial).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .title_case_headers(true)
-        .max_buf_size(MAX_HEAD.max(8192))
-        .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| hyper_error(&e, Stage::Handshake))?;
-    // The connection is driven on its own; aborting it closes the socket.
-    let driver = tokio::task::spawn_local(conn);
-    let result = async {
-        let response = sender.send_request(request).await.map_err(|e| hyper_error(&e, Stage::Request))?;
-        read_answer(response, &out.target.url, p).await
+    if let Some(session) = &p.session {
+        if let Some(mut conn) = session.take(&out.target).await {
+            match send(&mut conn, out, p).await {
+                Ok(answer) => {
+                    session.put(conn);
+                    return Ok(answer);
+                }
+                // The server may close a kept connection just as it is
+                // reused; then nothing was answered and a new one is tried.
+                Err((e, Stage::Request)) if matches!(e.kind, Kind::NoResponse | Kind::Io) => {}
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
-    .await;
-    driver.abort();
-    result
+    let mut conn = Conn::open(&out.target, &p.dial).await?;
+    let answer = send(&mut conn, out, p).await.map_err(|(e, _)| e)?;
+    if let Some(session) = &p.session {
+        session.put(conn);
+    }
+    Ok(answer)
 }
 
-/// The request as hyper sends it: Host (unless the program gave one) and
-/// `Connection: close` (each request has its own connection), then the
-/// program's headers.
+/// Sends the request on `conn` and reads the whole answer; a failure says
+/// at which stage it happened.
+async fn send(conn: &mut Conn, out: &Outgoing, p: &Params) -> Result<Answer, (Error, Stage)> {
+    let request = build_request(out, p).map_err(|e| (e, Stage::Handshake))?;
+    let response = conn
+        .sender
+        .send_request(request)
+        .await
+        .map_err(|e| (hyper_error(&e, Stage::Request), Stage::Request))?;
+    read_answer(response, &out.target.url, p).await.map_err(|e| (e, Stage::Body))
+}
+
+/// The request as hyper sends it: Host (unless the program gave one) and,
+/// outside a session, `Connection: close`; then the program's headers.
 fn build_request(out: &Outgoing, p: &Params) -> Result<Request<Full<Bytes>>, Error> {
     let path = if out.target.path.is_empty() { "/" } else { out.target.path.as_str() };
     let uri: http::Uri =
@@ -256,7 +274,7 @@ fn build_request(out: &Outgoing, p: &Params) -> Result<Request<Full<Bytes>>, Err
     if !given("host") {
         req = req.header(http::header::HOST, out.target.host_header());
     }
-    if !given("connection") {
+    if p.session.is_none() && !given("connection") {
         req = req.header(http::header::CONNECTION, "close");
     }
     if p.decompress && !given("accept-encoding") {
@@ -354,8 +372,8 @@ fn decode(encoding: &str, data: Vec<u8>, limit: usize) -> Result<Vec<u8>, Error>
 }
 
 /// Where a hyper failure happened.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stage {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Stage {
     Handshake,
     /// Sending the request and reading the response head.
     Request,
@@ -374,7 +392,7 @@ impl Stage {
 
 /// A hyper failure as an error kind: the server closed before answering,
 /// an answer that is not HTTP, TLS, or another I/O fault.
-fn hyper_error(e: &hyper::Error, stage: Stage) -> Error {
+pub(crate) fn hyper_error(e: &hyper::Error, stage: Stage) -> Error {
     let during = stage.describe();
     if e.is_parse_too_large() {
         return Error::new(Kind::TooBig, format!("the response head is too large ({e})"));

@@ -21,6 +21,7 @@ mod frame;
 pub mod fuzz_api;
 mod handshake;
 mod http_client;
+mod http_session;
 mod ioloop;
 mod pubsub;
 mod random;
@@ -63,6 +64,7 @@ fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     server::register(lua, &core)?;
     client::register(lua, &core)?;
     http_client::register(lua, &core)?;
+    http_session::register(lua, &core)?;
     pubsub::register(lua, &core)?;
     workers::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;

@@ -224,8 +224,24 @@ function HTTPClient:_request_options(kwargs, method, headers, target, body)
     max_redirects = max_redirects,
     max_body_size = self.max_buffer_size,
     decompress = kwargs.use_gzip ~= false,
+    session = self:_session(kwargs.keep_alive),
     tls = clientutil.tls_options(self.ssl_options),
   }
+end
+
+-- With keep_alive, the core session that keeps this client's connection
+-- open for its next fetch; without, any kept connection is closed (as
+-- Turbo closed its stream).
+function HTTPClient:_session(keep_alive)
+  if keep_alive then
+    self._keep = self._keep or core.http_session()
+    return self._keep
+  end
+  if self._keep then
+    self._keep:close()
+    self._keep = nil
+  end
+  return nil
 end
 
 -- The core's answer as an HTTPResponse.

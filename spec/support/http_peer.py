@@ -9,9 +9,10 @@ it hang: for connect timeouts), and writes "a=N b=N full=N" to PORT_FILE.
 
 Paths, on both origins:
     /echo...            200, JSON {method, target, headers: [[name, value]...],
-                        body, peer}; header X-Peer: a|b
+                        body, peer, client_port}; header X-Peer: a|b
     /status/NNN         status NNN, body "status NNN"
     /redirect/CODE?to=U CODE with Location U (U is percent-decoded)
+    /close              200 with Connection: close, then closes
     /loop               302 to itself
     /slow               answers after 3 s
     /gzip               "compressed hello" gzip-encoded when the request
@@ -70,6 +71,7 @@ def handler_for(peer):
                     self.send(200, json.dumps(LOG).encode())
             elif path.path.startswith("/echo"):
                 echo = {"method": self.command, "target": self.path, "body": body, "peer": peer,
+                        "client_port": self.client_address[1],
                         "headers": [[k, v] for k, v in self.headers.items()]}
                 self.send(200, json.dumps(echo).encode(), [("Content-Type", "application/json")])
             elif path.path.startswith("/status/"):
@@ -79,6 +81,9 @@ def handler_for(peer):
                 code = int(path.path.split("/")[2])
                 to = urllib.parse.parse_qs(path.query).get("to", ["/echo"])[0]
                 self.send(code, b"moved", [("Location", to)])
+            elif path.path == "/close":
+                self.send(200, b"closing", [("Connection", "close")])
+                self.close_connection = True
             elif path.path == "/loop":
                 self.send(302, b"again", [("Location", "/loop")])
             elif path.path == "/slow":
