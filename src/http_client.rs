@@ -61,7 +61,7 @@ struct Outgoing {
 }
 
 /// A failure, with the response when the server answered.
-type Failure = (Error, Option<Answer>);
+type Failure = (Error, Option<Box<Answer>>);
 
 fn read_params(target: Target, opts: &Opts) -> mlua::Result<Params> {
     let method = match opts.string("method")? {
@@ -187,11 +187,12 @@ async fn fetch(p: &Params) -> Result<Answer, Failure> {
         let location = answer.header("location").filter(|_| is_redirect(answer.status));
         match location {
             Some(loc) if redirects < p.max_redirects => {
-                out = redirected(out, answer.status, &mut trail, &loc).map_err(|e| (e, Some(answer)))?;
+                out = redirected(out, answer.status, &mut trail, &loc)
+                    .map_err(|e| (e, Some(Box::new(answer))))?;
             }
             Some(_) if p.max_redirects > 0 => {
                 let msg = format!("more than {} redirects", p.max_redirects);
-                return Err((Error::new(Kind::Redirects, msg), Some(answer)));
+                return Err((Error::new(Kind::Redirects, msg), Some(Box::new(answer))));
             }
             _ => return Ok(answer),
         }
