@@ -579,6 +579,16 @@ describe("turbo.async", function()
       assert.are.equal("turbo_ws", res.headers:get("Server"))
     end)
 
+    it("answers 500 when a handler raises after a yield", function()
+      local Broken = class("Broken", Handler)
+      function Broken:get()
+        coroutine.yield(async.HTTPClient():fetch(url_a("/echo")))
+        error("after the yield")
+      end
+      local port = listen({ { "^/broken$", Broken } })
+      assert.are.equal(500, fetch("http://127.0.0.1:" .. port .. "/broken").code)
+    end)
+
     it("reaches an https server with its CA, refuses it without", function()
       local tls = S.tls_files()
       local Hello = class("Hello", Handler)
