@@ -79,7 +79,7 @@ describe("turbo.websocket", function()
         PARSE_ERROR_HEADERS = -4, CONNECT_TIMEOUT = -5, REQUEST_TIMEOUT = -6,
         NO_HEADERS = -7, REQUIRES_BODY = -8, INVALID_BODY = -9, SOCKET_ERROR = -10,
         SSL_ERROR = -11, BUSY = -12, REDIRECT_MAX = -13, CALLBACK_ERROR = -14,
-        BAD_HTTP_STATUS = -15, WEBSOCKET_PROTOCOL_ERROR = -16,
+        BAD_HTTP_STATUS = -15, WEBSOCKET_PROTOCOL_ERROR = -16, INSECURE_REDIRECT = -17,
       }, ws.errors)
     end)
 

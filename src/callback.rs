@@ -15,7 +15,8 @@ use std::cell::RefCell;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mlua::{Function, IntoLuaMulti, LightUserData, Lua, Thread, Value};
+use mlua::thread::ThreadStatus;
+use mlua::{Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Thread, Value};
 
 /// Its address marks "the trampoline finished a call and is idle".
 static IDLE_MARK: u8 = 0;
@@ -40,6 +41,8 @@ return function() return run(yield(idle)) end
 pub struct Trampolines {
     body: RefCell<Option<Function>>,
     idle: RefCell<Option<Thread>>,
+    /// Called with a callback's coroutine and the values it yielded.
+    on_yield: RefCell<Option<Function>>,
 }
 
 impl Trampolines {
@@ -61,6 +64,24 @@ impl Trampolines {
         // Runs to the first yield, so the next resume passes the function.
         co.resume::<()>(())?;
         Ok(co)
+    }
+
+    /// Sets (or, with None, removes) the yield handler.
+    pub fn set_yield_handler(&self, handler: Option<Function>) {
+        *self.on_yield.borrow_mut() = handler;
+    }
+
+    /// Hands a coroutine that yielded values to the yield handler, if any.
+    fn yielded(&self, co: Thread, values: MultiValue) -> mlua::Result<()> {
+        let handler = self.on_yield.borrow().clone();
+        match handler {
+            Some(handler) if !values.is_empty() && co.status() == ThreadStatus::Resumable => {
+                let mut args = values;
+                args.push_front(Value::Thread(co));
+                handler.call::<()>(args)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn put_back(&self, co: Thread) {
@@ -94,13 +115,45 @@ fn resume_in_coroutine(lua: &Lua, func: &Function, args: impl IntoLuaMulti) -> m
     };
     let trampolines = lp.trampolines();
     let co = trampolines.take_idle(lua)?;
-    let result: Value = co.resume((func, args))?;
-    if let Value::LightUserData(mark) = result {
-        if mark == idle_mark() {
+    let results: MultiValue = co.resume((func, args))?;
+    after_resume(trampolines, co, results)
+}
+
+/// A coroutine stopped: back to the pool if its callback returned, else to
+/// the yield handler.
+fn after_resume(trampolines: &Trampolines, co: Thread, results: MultiValue) -> mlua::Result<()> {
+    if let Some(Value::LightUserData(mark)) = results.front() {
+        if *mark == idle_mark() {
             trampolines.put_back(co);
+            return Ok(());
         }
     }
-    Ok(())
+    trampolines.yielded(co, results)
+}
+
+/// Resumes a coroutine that yielded from a callback, the way the loop runs
+/// callbacks: when it yields values again the yield handler gets it, when
+/// its callback returns it is reused, an error is reported. False when it
+/// raised.
+pub fn resume(co: Thread, args: MultiValue) -> bool {
+    let result = catch_unwind(AssertUnwindSafe(|| -> mlua::Result<()> {
+        let results: MultiValue = co.resume(args)?;
+        match crate::ioloop::current() {
+            Some(lp) => after_resume(lp.trampolines(), co, results),
+            None => Ok(()),
+        }
+    }));
+    match result {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            report("resumed coroutine", &e.to_string());
+            false
+        }
+        Err(panic) => {
+            report("resumed coroutine", &format!("internal error (panic): {}", panic_message(&panic)));
+            false
+        }
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

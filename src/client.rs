@@ -1,105 +1,30 @@
-//! The connecting side: URL, DNS, TCP, TLS, the opening handshake and
-//! redirects, each failure reported as its own error kind.
+//! The WebSocket client: the opening handshake and redirects, over the
+//! connection that dial.rs opens (URL, DNS, TCP, TLS), each failure
+//! reported as its own error kind.
 //!
 //! `turbo_ws.core.connect(url, options, on_done)` returns at once; later the
 //! loop calls `on_done(connection, response)` or
 //! `on_done(nil, kind, message[, response])`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use mlua::{Function, Lua, RegistryKey, Table, Value};
-use tokio::net::TcpStream;
-
 use bytes::BytesMut;
+use mlua::{Function, Lua, RegistryKey, Table, Value};
 
+use crate::answer::Answer;
 use crate::args;
 use crate::callback;
 use crate::codec::Role;
 use crate::config::{Limits, Opts};
 use crate::connection::{self, Shared};
 use crate::deflate;
+use crate::dial::{self, Dial, Family, Target};
 use crate::error::{Error, Kind};
 use crate::frame;
 use crate::handshake::{self, Failure as HandshakeFailure};
 use crate::ioloop::{self, KeepAlive, Loop};
-use crate::redirect::{self, Hop, Trail};
+use crate::redirect::{self, Trail};
 use crate::stream::Stream;
-use crate::tls;
-
-/// Where to connect, from a ws:// or wss:// URL.
-#[derive(Clone, Debug)]
-pub(crate) struct Target {
-    /// Host as written in the URL (IPv6 literals keep their brackets).
-    host: String,
-    port: u16,
-    tls: bool,
-    /// Path and query exactly as written in the URL ("/" when empty).
-    path: String,
-    pub(crate) url: url::Url,
-}
-
-impl Target {
-    pub(crate) fn parse(raw: &str) -> Result<Target, Error> {
-        let url =
-            url::Url::parse(raw).map_err(|e| Error::new(Kind::BadUrl, format!("bad URL '{raw}': {e}")))?;
-        let tls = match url.scheme() {
-            "ws" => false,
-            "wss" => true,
-            other => {
-                return Err(Error::new(
-                    Kind::BadScheme,
-                    format!("unsupported scheme '{other}' (ws or wss expected)"),
-                ))
-            }
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| Error::new(Kind::BadUrl, format!("no host in URL '{raw}'")))?
-            .to_owned();
-        let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Target { host, port, tls, path: raw_path(raw), url })
-    }
-
-    /// The Host header: the port only when it is not the scheme's default.
-    pub(crate) fn host_header(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-
-    /// A Location header from a redirect, resolved against this URL and
-    /// checked by the trail's rules; `http(s)` locations map to `ws(s)`.
-    /// Also tells whether the new target is on the same origin.
-    pub(crate) fn follow(&self, trail: &mut Trail, location: &str) -> Result<(Target, bool), Error> {
-        let Hop { mut url, same_origin } = trail.follow(&self.url, location)?;
-        let scheme = match url.scheme() {
-            "http" => Some("ws"),
-            "https" => Some("wss"),
-            _ => None,
-        };
-        if let Some(s) = scheme {
-            // Setting a special scheme from another special one cannot fail.
-            let _ = url.set_scheme(s);
-        }
-        Ok((Target::parse(url.as_str())?, same_origin))
-    }
-}
-
-/// The path and query of a URL as written, without normalisation.
-fn raw_path(raw: &str) -> String {
-    let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
-    let without_fragment = after_scheme.split('#').next().unwrap_or("");
-    match without_fragment.find(['/', '?']) {
-        Some(i) if without_fragment[i..].starts_with('?') => format!("/{}", &without_fragment[i..]),
-        Some(i) => without_fragment[i..].to_owned(),
-        None => "/".to_owned(),
-    }
-}
 
 /// Everything a connect needs, read from Lua before the task starts.
 struct Params {
@@ -107,125 +32,30 @@ struct Params {
     path: Option<String>,
     headers: Vec<(String, String)>,
     protocols: Vec<String>,
-    connect_timeout: Option<Duration>,
+    dial: Dial,
     timeout: Option<Duration>,
     max_redirects: u32,
-    tls: tls::ClientOptions,
     limits: Limits,
-}
-
-/// The handshake's answer, as Lua sees it.
-struct Answer {
-    status: u16,
-    reason: String,
-    version: String,
-    headers: Vec<(String, Vec<u8>)>,
-    body: Option<Vec<u8>>,
-    url: String,
-}
-
-impl Answer {
-    fn from_response(res: handshake::Response, url: &url::Url) -> Answer {
-        Answer {
-            status: res.status,
-            reason: res.reason,
-            version: res.version.to_owned(),
-            headers: res.headers,
-            body: res.body,
-            url: url.to_string(),
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
-    fn to_lua(&self, lua: &Lua) -> mlua::Result<Table> {
-        let t = lua.create_table()?;
-        t.set("status", self.status)?;
-        t.set("reason", self.reason.as_str())?;
-        t.set("version", self.version.as_str())?;
-        let headers = lua.create_table()?;
-        for (i, (name, value)) in self.headers.iter().enumerate() {
-            let pair = lua.create_table()?;
-            pair.raw_set(1, name.as_str())?;
-            pair.raw_set(2, lua.create_string(value)?)?;
-            headers.raw_set(i + 1, pair)?;
-        }
-        t.set("headers", headers)?;
-        if let Some(body) = &self.body {
-            t.set("body", lua.create_string(body)?)?;
-        }
-        t.set("protocol", self.header("sec-websocket-protocol"))?;
-        t.set("url", self.url.as_str())?;
-        Ok(t)
-    }
 }
 
 /// A failure, with the response when the server answered.
 type Failure = (Error, Option<Answer>);
 
 fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Params> {
-    let tls_opts = opts.table("tls")?.map(|t| Opts::new(func, Some(t)));
-    let tls = match &tls_opts {
-        None => tls::ClientOptions { verify: true, ..Default::default() },
-        Some(o) => {
-            let cert = o.string("cert_file")?;
-            let key = o.string("key_file")?;
-            let identity = match (cert, key) {
-                (Some(cert), Some(key)) => Some(tls::Identity { cert, key }),
-                (None, None) => None,
-                _ => return Err(args::misuse(func, "bad option 'tls' (cert_file and key_file go together)")),
-            };
-            tls::ClientOptions {
-                verify: o.bool("verify")?.unwrap_or(true),
-                ca_file: o.string("ca_file")?,
-                ca_path: o.string("ca_path")?,
-                identity,
-            }
-        }
-    };
-    let headers = opts.headers("headers")?;
-    for (name, value) in &headers {
-        if http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(args::misuse(
-                func,
-                format!("bad option 'headers' ('{name}' is not a valid header name)"),
-            ));
-        }
-        if http::HeaderValue::from_str(value).is_err() {
-            return Err(args::misuse(func, format!("bad option 'headers' (bad value for '{name}')")));
-        }
-    }
     Ok(Params {
         target,
         path: opts.string("path")?,
-        headers,
+        headers: dial::headers_option(func, opts)?,
         protocols: opts.strings("protocols")?.unwrap_or_default(),
-        connect_timeout: timeout_or_default(opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)?,
-        timeout: timeout_or_default(opts, "timeout", DEFAULT_HANDSHAKE_TIMEOUT)?,
+        dial: Dial::from_opts(func, opts)?,
+        timeout: dial::timeout_or_default(opts, "timeout", DEFAULT_HANDSHAKE_TIMEOUT)?,
         max_redirects: opts.integer("max_redirects", 0, 100)?.unwrap_or(0) as u32,
-        tls,
         limits: Limits::from_opts(opts)?,
     })
 }
 
-/// A TCP connect that takes longer than this fails (`connect_timeout`).
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// DNS, connect, TLS and the HTTP handshake together (`timeout`).
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A timeout option: its default when absent, none when 0.
-fn timeout_or_default(opts: &Opts, key: &str, default: Duration) -> mlua::Result<Option<Duration>> {
-    Ok(match opts.seconds(key)? {
-        None => Some(default),
-        Some(d) if d.is_zero() => None,
-        Some(d) => Some(d),
-    })
-}
 
 /// `turbo_ws.core.connect(url, options, on_done)`
 fn connect(lua: &Lua, lp: &'static Loop, (url, opts, on_done): (Value, Value, Value)) -> mlua::Result<()> {
@@ -237,7 +67,7 @@ fn connect(lua: &Lua, lp: &'static Loop, (url, opts, on_done): (Value, Value, Va
     let alive = KeepAlive::new(lp);
     // A bad URL takes the error path, not a Lua error: URLs often come from
     // peers (redirects, configuration), and every face reports it as such.
-    let target = match Target::parse(&url) {
+    let target = match Target::parse(&url, Family::WebSocket) {
         Ok(t) => t,
         Err(err) => {
             lp.spawn(async move {
@@ -328,15 +158,15 @@ async fn establish(p: &Params) -> Result<(Stream, BytesMut, Option<deflate::Agre
     let mut headers = p.headers.clone();
     let mut trail = Trail::new(&target.url);
     for redirects in 0..=p.max_redirects {
-        let mut stream = open_stream(&target, p).await.map_err(|e| (e, None))?;
+        let mut stream = dial::open_stream(&target, &p.dial).await.map_err(|e| (e, None))?;
         let request = build_request(&target, &path, &headers, p).map_err(|e| (e, None))?;
         match handshake::client(&mut stream, &request).await {
             Ok((res, leftover, deflate)) => {
-                return Ok((stream, leftover, deflate, Answer::from_response(res, &target.url)))
+                return Ok((stream, leftover, deflate, Answer::from_handshake(res, &target.url)))
             }
             Err(HandshakeFailure::Status(res)) => {
                 let redirection = (300..400).contains(&res.status);
-                let answer = Answer::from_response(res, &target.url);
+                let answer = Answer::from_handshake(res, &target.url);
                 match answer.header("location") {
                     Some(loc) if redirection && redirects < p.max_redirects => {
                         let (next, same_origin) =
@@ -373,7 +203,7 @@ fn handshake_error(e: HandshakeFailure) -> Error {
     match e {
         // A TLS alert can arrive only now: with TLS 1.3 the server checks a
         // client certificate after the client's side of the handshake is done.
-        HandshakeFailure::Io(io) if is_tls_error(&io) => {
+        HandshakeFailure::Io(io) if dial::is_tls_error(&io) => {
             Error::new(Kind::Tls, format!("TLS failed during the handshake: {io}"))
         }
         HandshakeFailure::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => no_response(),
@@ -389,10 +219,6 @@ fn handshake_error(e: HandshakeFailure) -> Error {
 
 fn no_response() -> Error {
     Error::new(Kind::NoResponse, "the server closed the connection without answering")
-}
-
-fn is_tls_error(e: &std::io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
 /// The request head, exactly as it goes on the wire.
@@ -448,89 +274,9 @@ fn build_request(
     Ok(handshake::Request { head: head.into_bytes(), key, protocols, offer_deflate })
 }
 
-/// DNS, TCP connect (each address in turn) and, for wss, TLS.
-async fn open_stream(target: &Target, p: &Params) -> Result<Stream, Error> {
-    let bare_host = target.host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host, target.port))
-        .await
-        .map_err(|e| Error::new(Kind::Dns, format!("cannot resolve '{}': {e}", target.host)))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Error::new(Kind::Dns, format!("no address for '{}'", target.host)));
-    }
-    let mut last = None;
-    let mut tcp = None;
-    for addr in addrs {
-        match connect_tcp(addr, p.connect_timeout).await {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let tcp = match tcp {
-        Some(t) => t,
-        None => return Err(last.unwrap_or_else(|| Error::new(Kind::Connect, "no address to connect to"))),
-    };
-    let _ = tcp.set_nodelay(true);
-    if !target.tls {
-        return Ok(Stream::Plain(tcp));
-    }
-    let config = tls::client_config(&p.tls).map_err(|e| Error::new(Kind::Tls, e))?;
-    let name = tls::server_name(&target.host).map_err(|e| Error::new(Kind::Tls, e))?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| Error::new(Kind::Tls, format!("TLS handshake with {} failed: {e}", target.host)))?;
-    Ok(Stream::ClientTls(Box::new(tls)))
-}
-
-async fn connect_tcp(addr: SocketAddr, limit: Option<Duration>) -> Result<TcpStream, Error> {
-    let attempt = TcpStream::connect(addr);
-    let result = match limit {
-        Some(t) => tokio::time::timeout(t, attempt).await.map_err(|_| {
-            Error::new(Kind::ConnectTimeout, format!("connecting to {addr} timed out after {t:?}"))
-        })?,
-        None => attempt.await,
-    };
-    result.map_err(|e| {
-        let kind =
-            if e.kind() == std::io::ErrorKind::ConnectionRefused { Kind::Refused } else { Kind::Connect };
-        Error::new(kind, format!("cannot connect to {addr}: {e}"))
-    })
-}
-
 /// Registers `connect` in the `core` table.
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     let lp = ioloop::get(lua)?;
     core.set("connect", lua.create_function(move |lua, a: (Value, Value, Value)| connect(lua, lp, a))?)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn raw_path_keeps_what_was_written() {
-        assert_eq!(raw_path("ws://h/a/../b?x=1#frag"), "/a/../b?x=1");
-        assert_eq!(raw_path("ws://h"), "/");
-        assert_eq!(raw_path("ws://h?q"), "/?q");
-        assert_eq!(raw_path("ws://[::1]:9/p"), "/p");
-    }
-
-    #[test]
-    fn host_header_has_port_only_when_not_default() {
-        assert_eq!(Target::parse("ws://example.com/").unwrap().host_header(), "example.com");
-        assert_eq!(Target::parse("ws://example.com:8080/").unwrap().host_header(), "example.com:8080");
-        assert_eq!(Target::parse("wss://[::1]:443/").unwrap().host_header(), "[::1]");
-        assert_eq!(Target::parse("wss://[::1]:8443/").unwrap().host_header(), "[::1]:8443");
-    }
-
-    #[test]
-    fn schemes_and_bad_urls_have_their_own_kinds() {
-        assert_eq!(Target::parse("http://h/").unwrap_err().kind, Kind::BadScheme);
-        assert_eq!(Target::parse("not a url").unwrap_err().kind, Kind::BadUrl);
-    }
 }

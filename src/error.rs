@@ -21,6 +21,8 @@ pub enum Kind {
     Tls,
     /// The whole handshake did not finish within its timeout.
     HandshakeTimeout,
+    /// An HTTP request (with its redirects and body) did not finish within its timeout.
+    Timeout,
     /// The server answered the upgrade with a status other than 101.
     BadStatus,
     /// The server closed the connection without answering the upgrade.
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Connect => "connect",
             Kind::Tls => "tls",
             Kind::HandshakeTimeout => "handshake_timeout",
+            Kind::Timeout => "timeout",
             Kind::BadStatus => "bad_status",
             Kind::NoResponse => "no_response",
             Kind::BadResponse => "bad_response",

@@ -2,8 +2,8 @@
 //! that parses bytes or strings from the network or from Lua, callable
 //! without a Lua state. Not part of the Lua API.
 
-use crate::client::Target;
 use crate::config::Limits;
+use crate::dial::{Family, Target};
 
 /// The opening-handshake checks, on headers made from arbitrary bytes.
 pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
@@ -19,11 +19,14 @@ pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
     let _ = crate::server::check_handshake(&method, http::Version::HTTP_11, &map);
 }
 
-/// URL handling of `connect`, and a redirect's Location resolved against it.
+/// URL handling of `connect` and `http_request`, and a redirect's Location
+/// resolved against it.
 pub fn url(raw: &str, location: &str) {
-    if let Ok(target) = Target::parse(raw) {
-        let _ = target.host_header();
-        let _ = target.follow(&mut crate::redirect::Trail::new(&target.url), location);
+    for family in [Family::WebSocket, Family::Http] {
+        if let Ok(target) = Target::parse(raw, family) {
+            let _ = target.host_header();
+            let _ = target.follow(&mut crate::redirect::Trail::new(&target.url), location);
+        }
     }
 }
 

@@ -608,6 +608,36 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
         })?,
     )?;
 
+    // on_yield(fn | nil): fn(co, ...) gets every callback coroutine that
+    // yields values (a bare yield leaves it to whoever resumes it).
+    core.set(
+        "on_yield",
+        lua.create_function(move |_, handler: Value| {
+            let handler = args::opt_function("turbo_ws.on_yield", 1, "handler", handler)?;
+            lp.trampolines().set_yield_handler(handler);
+            Ok(())
+        })?,
+    )?;
+
+    // resume(co, ...): resumes a coroutine that yielded from a callback,
+    // as the loop runs callbacks (see callback::resume).
+    core.set(
+        "resume",
+        lua.create_function(move |_, (co, rest): (Value, mlua::MultiValue)| {
+            let co = match co {
+                Value::Thread(co) => co,
+                other => return Err(args::bad("turbo_ws.resume", 1, "co", "coroutine", &other)),
+            };
+            if co.status() != mlua::thread::ThreadStatus::Resumable {
+                return Err(args::misuse(
+                    "turbo_ws.resume",
+                    "bad argument #1 'co' (cannot resume a running or dead coroutine)",
+                ));
+            }
+            Ok(callback::resume(co, rest))
+        })?,
+    )?;
+
     core.set("gettimemonotonic", lua.create_function(|_, ()| Ok(monotonic_ms()))?)?;
     core.set("gettimeofday", lua.create_function(|_, ()| Ok(wallclock_ms()))?)?;
     Ok(())

@@ -6,6 +6,7 @@
 //! coro-websocket, evlua) are Lua files under `lua/`, embedded here and
 //! registered in `package.preload`.
 
+mod answer;
 mod args;
 mod callback;
 mod client;
@@ -13,12 +14,15 @@ mod codec;
 mod config;
 mod connection;
 mod deflate;
+mod dial;
 mod error;
 mod fd_watch;
 mod frame;
 #[doc(hidden)]
 pub mod fuzz_api;
 mod handshake;
+mod http_client;
+mod http_session;
 mod ioloop;
 mod pubsub;
 mod random;
@@ -61,6 +65,8 @@ fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     ioloop::register(lua, &core)?;
     server::register(lua, &core)?;
     client::register(lua, &core)?;
+    http_client::register(lua, &core)?;
+    http_session::register(lua, &core)?;
     pubsub::register(lua, &core)?;
     workers::register(lua, &core)?;
     toolkit::register(lua, &core)?;

@@ -264,7 +264,10 @@ local OPTION_SOURCES = {
   -- core: options read through config::Opts, the Limits, callbacks, the
   -- request `info` and connect `response` fields, the error kinds.
   { "docs/core.md", "src/server.rs", rust_options = true, patterns = { 'info%.set%("([%l_]+)"' } },
-  { "docs/core.md", "src/client.rs", rust_options = true, patterns = { 't%.set%("([%l_]+)"' } },
+  { "docs/core.md", "src/client.rs", rust_options = true },
+  { "docs/core.md", "src/answer.rs", patterns = { 't%.set%("([%l_]+)"' } },
+  { "docs/core.md", "src/dial.rs", rust_options = true },
+  { "docs/core.md", "src/http_client.rs", rust_options = true },
   { "docs/core.md", "src/config.rs", rust_options = true, patterns = { 'size%("([%l_]+)"' } },
   { "docs/core.md", "src/connection.rs", rust_options = true, patterns = { 'key%("([%l_]+)"%)' } },
   { "docs/core.md", "src/error.rs", patterns = { '=> "([%l_]+)",' } },
@@ -272,8 +275,12 @@ local OPTION_SOURCES = {
   -- listen kwargs and ssl_options.
   { "docs/api/turbo.md", "lua/turbo_ws/websocket.lua",
     patterns = { "kwargs%.([%a_][%w_]*)" },
-    blocks = { "local CALLBACKS = " }, key_blocks = { "local KWARG_TYPES = " },
-    calls = { "pick" } },
+    blocks = { "local CALLBACKS = " }, key_blocks = { "local KWARG_TYPES = " } },
+  -- ssl_options keys, read for both clients.
+  { "docs/api/turbo.md", "lua/turbo_ws/clientutil.lua", calls = { "pick" } },
+  -- HTTPClient:fetch kwargs, ssl_options.
+  { "docs/api/turbo.md", "lua/turbo_ws/async.lua",
+    patterns = { "kwargs%.([%a_][%w_]*)" }, key_blocks = { "local KWARG_TYPES = " } },
   { "docs/api/turbo.md", "lua/turbo_ws/web.lua",
     patterns = { "kwargs%.([%a_][%w_]*)", "ssl%.([%a_][%w_]*)" },
     blocks = { "local LISTEN_OPTIONS = " } },
@@ -429,7 +436,7 @@ local function inspect_turbo()
   for _, k in ipairs(sorted_keys(turbo_ws)) do
     add(TURBO, "turbo_ws." .. k, "turbo_ws." .. k)
   end
-  for _, name in ipairs({ "websocket", "web", "ioloop", "util", "escape", "httputil", "log", "class", "hash" }) do
+  for _, name in ipairs({ "websocket", "web", "ioloop", "util", "escape", "httputil", "log", "class", "hash", "async" }) do
     walk_module(TURBO, name, require("turbo_ws." .. name), "turbo_ws." .. name)
   end
   -- IOLoop's methods live in the instance's metatable.
@@ -520,7 +527,7 @@ local COVERED = {
   ["turbo_ws.websocket"] = true, ["turbo_ws.web"] = true, ["turbo_ws.ioloop"] = true,
   ["turbo_ws.util"] = true, ["turbo_ws.escape"] = true, ["turbo_ws.httputil"] = true,
   ["turbo_ws.log"] = true, ["turbo_ws.class"] = true, ["turbo_ws.hash"] = true,
-  ["turbo_ws.coro_websocket"] = true, ["turbo_ws.evlua"] = true,
+  ["turbo_ws.coro_websocket"] = true, ["turbo_ws.evlua"] = true, ["turbo_ws.async"] = true,
   ["turbo_ws.evlua.web_socket"] = true, ["turbo_ws.evlua.ws_util"] = true,
   ["turbo_ws.evlua.ws_const"] = true, ["turbo_ws.pubsub"] = true,
   -- internal: the `turbo_ws` table itself (checked as turbo_ws.*), the
@@ -529,6 +536,8 @@ local COVERED = {
   ["turbo_ws.main"] = true, ["turbo_ws.compat"] = true,
   -- documented in docs/core.md ("libuv (luv, luvit) in the same process")
   ["turbo_ws.luv"] = true,
+  -- (the Turbo clients' shared helpers; their codes are websocket.errors)
+  ["turbo_ws.clientutil"] = true,
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
   ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true,
 }

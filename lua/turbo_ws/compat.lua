@@ -14,6 +14,7 @@ local aliases = {
   ["turbo.log"] = "turbo_ws.log",
   ["turbo.util"] = "turbo_ws.util",
   ["turbo.hash"] = "turbo_ws.hash",
+  ["turbo.async"] = "turbo_ws.async",
   ["coro-websocket"] = "turbo_ws.coro_websocket",
   ["service_utils.WS.web_socket"] = "turbo_ws.evlua.web_socket",
   ["service_utils.WS.ws_util"] = "turbo_ws.evlua.ws_util",

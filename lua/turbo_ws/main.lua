@@ -36,7 +36,7 @@ end
 local PUBLIC = {
   websocket = true, web = true, ioloop = true, util = true, escape = true,
   httputil = true, log = true, hash = true, coro_websocket = true,
-  evlua = true, pubsub = true,
+  evlua = true, pubsub = true, async = true,
 }
 
 setmetatable(M, {

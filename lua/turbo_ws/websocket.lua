@@ -23,11 +23,12 @@ local httputil = require "turbo_ws.httputil"
 local escape = require "turbo_ws.escape"
 local log = require "turbo_ws.log"
 local util = require "turbo_ws.util"
+local clientutil = require "turbo_ws.clientutil"
 
-local type, tostring, tonumber, error, ipairs, pairs, xpcall, select =
-      type, tostring, tonumber, error, ipairs, pairs, xpcall, select
-local sformat, slower, sfind, smatch = string.format, string.lower, string.find, string.match
-local concat, sort = table.concat, table.sort
+local type, tostring, error, ipairs, pairs, xpcall, select =
+      type, tostring, error, ipairs, pairs, xpcall, select
+local sformat, slower, sfind = string.format, string.lower, string.find
+local concat = table.concat
 local unpack = unpack or table.unpack
 
 local websocket = {}
@@ -44,54 +45,10 @@ websocket.opcode = {
 }
 
 --- Codes passed as the first argument of the client's on_error (Turbo's
--- values). When each one happens is listed in docs/turbo-differences.md.
-websocket.errors = {
-  INVALID_URL = -1,
-  INVALID_SCHEMA = -2,
-  COULD_NOT_CONNECT = -3,
-  PARSE_ERROR_HEADERS = -4,
-  CONNECT_TIMEOUT = -5,
-  REQUEST_TIMEOUT = -6,
-  NO_HEADERS = -7,
-  REQUIRES_BODY = -8,
-  INVALID_BODY = -9,
-  SOCKET_ERROR = -10,
-  SSL_ERROR = -11,
-  BUSY = -12,
-  REDIRECT_MAX = -13,
-  CALLBACK_ERROR = -14,
-  BAD_HTTP_STATUS = -15,
-  WEBSOCKET_PROTOCOL_ERROR = -16,
-  -- turbo_ws: a redirect from wss/https to ws/http, never followed.
-  INSECURE_REDIRECT = -17,
-}
+-- values; the same table as async.errors, from turbo_ws.clientutil).
+websocket.errors = clientutil.errors
 local errors = websocket.errors
-
--- Core error kind -> Turbo error code.
-local KIND_TO_ERROR = {
-  bad_url = errors.INVALID_URL,
-  bad_scheme = errors.INVALID_SCHEMA,
-  dns = errors.COULD_NOT_CONNECT,
-  refused = errors.COULD_NOT_CONNECT,
-  connect = errors.COULD_NOT_CONNECT,
-  connect_timeout = errors.CONNECT_TIMEOUT,
-  handshake_timeout = errors.REQUEST_TIMEOUT,
-  tls = errors.SSL_ERROR,
-  no_response = errors.NO_HEADERS,
-  bad_response = errors.PARSE_ERROR_HEADERS,
-  bad_handshake = errors.WEBSOCKET_PROTOCOL_ERROR,
-  bad_status = errors.BAD_HTTP_STATUS,
-  redirects = errors.REDIRECT_MAX,
-  insecure_redirect = errors.INSECURE_REDIRECT,
-  protocol = errors.WEBSOCKET_PROTOCOL_ERROR,
-  too_big = errors.WEBSOCKET_PROTOCOL_ERROR,
-  io = errors.SOCKET_ERROR,
-  closed = errors.SOCKET_ERROR,
-}
-
-local function error_code(kind)
-  return KIND_TO_ERROR[kind] or errors.SOCKET_ERROR
-end
+local error_code = clientutil.error_code
 websocket._error_code = error_code
 
 --------------------------------------------------------------------------
@@ -447,9 +404,6 @@ local Client = websocket.WebSocketClient
 Client:include(Stream)
 
 local DEFAULT_USER_AGENT = "Turbo Client v2.1.5"
-local DEFAULT_PORTS = { ws = 80, wss = 443 }
--- Turbo connected http(s):// addresses too; they mean ws(s)://.
-local SCHEMES = { ws = "ws", wss = "wss", http = "ws", https = "wss" }
 
 -- Request headers the core writes itself. (Sec-WebSocket-Key is made
 -- here, so that modify_headers sees it as in Turbo; the core sends it and
@@ -469,60 +423,12 @@ local function websocket_key()
   return (escape.base64_encode(bytes, nil, true))
 end
 
--- "a=1&b=2" from a params table, keys sorted so the URL is predictable.
-local function encode_params(params)
-  local keys = {}
-  for k in pairs(params) do keys[#keys + 1] = tostring(k) end
-  sort(keys)
-  local parts = {}
-  for i, k in ipairs(keys) do
-    local v = params[k]
-    if v == nil then v = params[tonumber(k)] end
-    parts[i] = (escape.escape(k)) .. "=" .. (escape.escape(tostring(v)))
-  end
-  return concat(parts, "&")
-end
+-- The schemes a WebSocketClient accepts: Turbo connected http(s)://
+-- addresses too; they mean ws(s)://.
+local SCHEMES = { ws = "ws", wss = "wss", http = "ws", https = "wss" }
 
--- Appends params to the query of `rest` (path?query#fragment).
-local function add_params(rest, params)
-  if type(params) ~= "table" or next(params) == nil then return rest end
-  local before, fragment = smatch(rest, "^([^#]*)(.*)$")
-  if before == "" then before = "/" end
-  local sep = sfind(before, "?", 1, true) and "&" or "?"
-  return before .. sep .. encode_params(params) .. fragment
-end
-
--- Parses and normalises the address. Returns {url, scheme, host_header},
--- or nil, error code, message.
 local function parse_target(address, params)
-  if type(address) ~= "string" then
-    return nil, errors.INVALID_URL, "URL must be string."
-  end
-  local scheme, authority, rest = smatch(address, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
-  if not scheme then return nil, errors.INVALID_URL, "Invalid URL provided: " .. address end
-  local mapped = SCHEMES[slower(scheme)]
-  if not mapped then
-    return nil, errors.INVALID_SCHEMA, "Invalid schema used in URL parameter: " .. scheme
-  end
-  local url = mapped .. "://" .. authority .. add_params(rest, params)
-  local fields = httputil.parse_url_fields(url)
-  local host = fields and fields[httputil.UF.HOST]
-  if not host then return nil, errors.INVALID_URL, "Invalid URL provided: " .. address end
-  local port = tonumber(fields[httputil.UF.PORT])
-  local host_header = sfind(host, ":", 1, true) and ("[" .. host .. "]") or host
-  if port and port ~= DEFAULT_PORTS[mapped] then host_header = host_header .. ":" .. port end
-  return { url = url, scheme = mapped, host_header = host_header,
-           target = smatch(add_params(rest, params), "^([^#]*)") }
-end
-
-local function cookie_header(cookie)
-  if type(cookie) == "string" then return cookie end
-  local keys = {}
-  for k in pairs(cookie) do keys[#keys + 1] = k end
-  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  local parts = {}
-  for i, k in ipairs(keys) do parts[i] = tostring(k) .. "=" .. tostring(cookie[k]) end
-  return concat(parts, "; ")
+  return clientutil.parse_target(address, params, SCHEMES)
 end
 
 -- Raises on kwargs of the wrong type: misuse is an error at the call, as
@@ -592,11 +498,9 @@ function Client:_build_request_headers(target)
   if proto then
     headers:add("Sec-WebSocket-Protocol", type(proto) == "table" and concat(proto, ", ") or proto)
   end
-  if kwargs.cookie then headers:add("Cookie", cookie_header(kwargs.cookie)) end
-  if kwargs.auth_username then
-    local credentials = kwargs.auth_username .. ":" .. (kwargs.auth_password or "")
-    headers:add("Authorization", "Basic " .. escape.base64_encode(credentials, nil, true))
-  end
+  if kwargs.cookie then headers:add("Cookie", clientutil.cookie_header(kwargs.cookie)) end
+  local auth = clientutil.basic_auth(kwargs.auth_username, kwargs.auth_password)
+  if auth then headers:add("Authorization", auth) end
   return headers
 end
 
@@ -616,40 +520,6 @@ function Client:_start()
     self:_connected(conn, res, msg, response)
   end)
   if not ok then self:_failed(errors.COULD_NOT_CONNECT, tostring(err)) end
-end
-
--- Is `path` a directory? (Turbo's ca_path may name a file or a directory.)
-local function is_directory(path)
-  local f = io.open(path, "rb")
-  if not f then return false end
-  local _, _, code = f:read(1)
-  f:close()
-  return code == 21  -- EISDIR
-end
-
--- TLS options from kwargs.ssl_options, or else the same keys at top level.
-local function tls_options(kwargs)
-  local ssl = kwargs.ssl_options or {}
-  local function pick(...)
-    for i = 1, select("#", ...) do
-      local name = select(i, ...)
-      if ssl[name] ~= nil then return ssl[name] end
-    end
-    for i = 1, select("#", ...) do
-      local name = select(i, ...)
-      if kwargs[name] ~= nil then return kwargs[name] end
-    end
-  end
-  local tls = {}
-  if pick("verify_ca") == false then tls.verify = false end
-  local ca = pick("ca_path", "ca_file")
-  if ca then
-    if is_directory(ca) then tls.ca_path = ca else tls.ca_file = ca end
-  end
-  tls.cert_file = pick("cert_file", "cert_key")
-  tls.key_file = pick("priv_file", "key_file", "priv_key")
-  if next(tls) == nil then return nil end
-  return tls
 end
 
 -- Core options from the (possibly edited) request headers and kwargs.
@@ -678,7 +548,7 @@ function Client:_connect_options(headers)
     connect_timeout = kwargs.connect_timeout or 20,
     timeout = kwargs.request_timeout or 60,
     max_redirects = max_redirects,
-    tls = tls_options(kwargs),
+    tls = clientutil.tls_options(kwargs.ssl_options, kwargs),
     max_message_size = kwargs.max_buffer_size,
   }
 end
@@ -690,7 +560,7 @@ function Client:_connected(conn, res, msg, response)
     if kind == "bad_status" and response then
       msg = sformat("Expected 101, was %s, can not upgrade.", tostring(response.status))
     end
-    return self:_failed(error_code(kind, msg), msg)
+    return self:_failed(error_code(kind), msg)
   end
   self._conn = conn
   self:_wire(conn)
@@ -731,7 +601,7 @@ function Client:_wire(conn)
     end,
     on_error = function(kind, message)
       self._closed = true
-      self:_report(error_code(kind, message), message)
+      self:_report(error_code(kind), message)
     end,
     on_close = function(code, reason)
       self._closed = true

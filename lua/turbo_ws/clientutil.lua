@@ -1,0 +1,173 @@
+--- turbo_ws.clientutil -- what the Turbo face's two clients share
+-- (websocket.WebSocketClient and async.HTTPClient): Turbo's error codes
+-- and the core error kinds they stand for, the URL with `params`, the
+-- `cookie` and Basic-auth headers, and `ssl_options` as core TLS options.
+-- Internal: programs reach the codes as `websocket.errors` and
+-- `async.errors` (this same table).
+
+local escape = require "turbo_ws.escape"
+local httputil = require "turbo_ws.httputil"
+
+local type, tostring, tonumber, ipairs, pairs, next, select =
+      type, tostring, tonumber, ipairs, pairs, next, select
+local sfind, slower, smatch = string.find, string.lower, string.match
+local concat, sort = table.concat, table.sort
+
+local clientutil = {}
+
+--- Turbo's error codes (its websocket.lua and async.lua number them alike).
+-- When each one happens is listed in docs/turbo-differences.md.
+clientutil.errors = {
+  INVALID_URL = -1,
+  INVALID_SCHEMA = -2,
+  COULD_NOT_CONNECT = -3,
+  PARSE_ERROR_HEADERS = -4,
+  CONNECT_TIMEOUT = -5,
+  REQUEST_TIMEOUT = -6,
+  NO_HEADERS = -7,
+  REQUIRES_BODY = -8,
+  INVALID_BODY = -9,
+  SOCKET_ERROR = -10,
+  SSL_ERROR = -11,
+  BUSY = -12,
+  REDIRECT_MAX = -13,
+  CALLBACK_ERROR = -14,
+  BAD_HTTP_STATUS = -15,
+  WEBSOCKET_PROTOCOL_ERROR = -16,
+  -- turbo_ws: a redirect from wss/https to ws/http, never followed.
+  INSECURE_REDIRECT = -17,
+}
+local errors = clientutil.errors
+
+-- Core error kind -> Turbo error code.
+local KIND_TO_ERROR = {
+  bad_url = errors.INVALID_URL,
+  bad_scheme = errors.INVALID_SCHEMA,
+  dns = errors.COULD_NOT_CONNECT,
+  refused = errors.COULD_NOT_CONNECT,
+  connect = errors.COULD_NOT_CONNECT,
+  connect_timeout = errors.CONNECT_TIMEOUT,
+  handshake_timeout = errors.REQUEST_TIMEOUT,
+  timeout = errors.REQUEST_TIMEOUT,
+  tls = errors.SSL_ERROR,
+  no_response = errors.NO_HEADERS,
+  bad_response = errors.PARSE_ERROR_HEADERS,
+  bad_handshake = errors.WEBSOCKET_PROTOCOL_ERROR,
+  bad_status = errors.BAD_HTTP_STATUS,
+  redirects = errors.REDIRECT_MAX,
+  insecure_redirect = errors.INSECURE_REDIRECT,
+  protocol = errors.WEBSOCKET_PROTOCOL_ERROR,
+  too_big = errors.WEBSOCKET_PROTOCOL_ERROR,
+  io = errors.SOCKET_ERROR,
+  closed = errors.SOCKET_ERROR,
+}
+
+--- The Turbo code for a core error kind; `overrides` (kind -> code) first.
+function clientutil.error_code(kind, overrides)
+  return (overrides and overrides[kind]) or KIND_TO_ERROR[kind] or errors.SOCKET_ERROR
+end
+
+--- "a=1&b=2" from a params table, keys sorted so the URL is predictable.
+function clientutil.encode_params(params)
+  local keys = {}
+  for k in pairs(params) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    local v = params[k]
+    if v == nil then v = params[tonumber(k)] end
+    parts[i] = (escape.escape(k)) .. "=" .. (escape.escape(tostring(v)))
+  end
+  return concat(parts, "&")
+end
+
+-- Appends params to the query of `rest` (path?query#fragment).
+local function add_params(rest, params)
+  if type(params) ~= "table" or next(params) == nil then return rest end
+  local before, fragment = smatch(rest, "^([^#]*)(.*)$")
+  if before == "" then before = "/" end
+  local sep = sfind(before, "?", 1, true) and "&" or "?"
+  return before .. sep .. clientutil.encode_params(params) .. fragment
+end
+
+local DEFAULT_PORTS = { ws = 80, wss = 443, http = 80, https = 443 }
+
+--- Parses and normalises `address`; `schemes` maps each accepted scheme
+-- (lower case) to the one to use. `params` (a table) joins the query.
+-- Returns {url, scheme, host_header, target = path?query}, or nil, error
+-- code, message.
+function clientutil.parse_target(address, params, schemes)
+  if type(address) ~= "string" then
+    return nil, errors.INVALID_URL, "URL must be string."
+  end
+  local scheme, authority, rest = smatch(address, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  if not scheme then return nil, errors.INVALID_URL, "Invalid URL provided: " .. address end
+  local mapped = schemes[slower(scheme)]
+  if not mapped then
+    return nil, errors.INVALID_SCHEMA, "Invalid schema used in URL parameter: " .. scheme
+  end
+  local url = mapped .. "://" .. authority .. add_params(rest, params)
+  local fields = httputil.parse_url_fields(url)
+  local host = fields and fields[httputil.UF.HOST]
+  if not host then return nil, errors.INVALID_URL, "Invalid URL provided: " .. address end
+  local port = tonumber(fields[httputil.UF.PORT])
+  local host_header = sfind(host, ":", 1, true) and ("[" .. host .. "]") or host
+  if port and port ~= DEFAULT_PORTS[mapped] then host_header = host_header .. ":" .. port end
+  return { url = url, scheme = mapped, host_header = host_header,
+           target = smatch(add_params(rest, params), "^([^#]*)") }
+end
+
+--- The Cookie header for kwargs.cookie: a string as is, a table as
+-- "k=v; k2=v2" (keys sorted).
+function clientutil.cookie_header(cookie)
+  if type(cookie) == "string" then return cookie end
+  local keys = {}
+  for k in pairs(cookie) do keys[#keys + 1] = k end
+  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = tostring(k) .. "=" .. tostring(cookie[k]) end
+  return concat(parts, "; ")
+end
+
+--- The Authorization header for auth_username / auth_password, or nil.
+function clientutil.basic_auth(username, password)
+  if not username then return nil end
+  return "Basic " .. escape.base64_encode(username .. ":" .. (password or ""), nil, true)
+end
+
+-- Is `path` a directory? (Turbo's ca_path may name a file or a directory.)
+local function is_directory(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local _, _, code = f:read(1)
+  f:close()
+  return code == 21  -- EISDIR
+end
+
+--- Core `tls` options from `ssl` (Turbo's ssl_options), else the same keys
+-- in `fallback` (the WebSocketClient's top-level kwargs); nil for defaults.
+function clientutil.tls_options(ssl, fallback)
+  ssl, fallback = ssl or {}, fallback or {}
+  local function pick(...)
+    for i = 1, select("#", ...) do
+      local name = select(i, ...)
+      if ssl[name] ~= nil then return ssl[name] end
+    end
+    for i = 1, select("#", ...) do
+      local name = select(i, ...)
+      if fallback[name] ~= nil then return fallback[name] end
+    end
+  end
+  local tls = {}
+  if pick("verify_ca") == false then tls.verify = false end
+  local ca = pick("ca_path", "ca_file")
+  if ca then
+    if is_directory(ca) then tls.ca_path = ca else tls.ca_file = ca end
+  end
+  tls.cert_file = pick("cert_file", "cert_key")
+  tls.key_file = pick("priv_file", "key_file", "priv_key")
+  if next(tls) == nil then return nil end
+  return tls
+end
+
+return clientutil
