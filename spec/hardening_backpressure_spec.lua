@@ -28,14 +28,16 @@ describe("backpressure", function()
     local cws = require("turbo_ws").coro_websocket
     local results, waited, done = {}, nil, false
     coroutine.wrap(function()
-      local res, _, write = cws.connect({ host = "127.0.0.1", port = port, pathname = "/",
-                                          max_buffered = 256 * 1024 })
+      local res, read, write = cws.connect({ host = "127.0.0.1", port = port, pathname = "/",
+                                             max_buffered = 256 * 1024 })
       assert(res, "connect failed")
       local started = seconds()
       local chunk = string.rep("c", SIZE)
       for i = 1, MESSAGES do results[i] = write({ opcode = 2, payload = chunk }) end
       waited = seconds() - started
       write()
+      -- Until the closing handshake is over, so everything was sent.
+      while read() do end
       done = true
     end)()
     L.run_until(function() return done end, 15000, "the writes")
