@@ -105,6 +105,9 @@ fn raw_path(raw: &str) -> String {
 struct Params {
     target: Target,
     path: Option<String>,
+    /// Connect to this Unix domain socket instead of the URL's host and
+    /// port (which still give the Host header).
+    unix_socket: Option<String>,
     headers: Vec<(String, String)>,
     protocols: Vec<String>,
     connect_timeout: Option<Duration>,
@@ -200,9 +203,17 @@ fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Params> 
             return Err(args::misuse(func, format!("bad option 'headers' (bad value for '{name}')")));
         }
     }
+    let unix_socket = opts.string("unix_socket")?;
+    if unix_socket.is_some() && target.tls {
+        return Err(args::misuse(
+            func,
+            "bad option 'unix_socket' (TLS over a Unix socket is not supported: use ws://)",
+        ));
+    }
     Ok(Params {
         target,
         path: opts.string("path")?,
+        unix_socket,
         headers,
         protocols: opts.strings("protocols")?.unwrap_or_default(),
         connect_timeout: opts.seconds("connect_timeout")?.filter(|d| !d.is_zero()),
@@ -431,8 +442,12 @@ fn build_request(
     Ok(handshake::Request { head: head.into_bytes(), key, protocols, offer_deflate })
 }
 
-/// DNS, TCP connect (each address in turn) and, for wss, TLS.
+/// DNS, TCP connect (each address in turn) and, for wss, TLS; or the Unix
+/// socket the options name.
 async fn open_stream(target: &Target, p: &Params) -> Result<Stream, Error> {
+    if let Some(path) = &p.unix_socket {
+        return connect_unix(path, target, p.connect_timeout).await;
+    }
     let bare_host = target.host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host, target.port))
         .await
@@ -470,17 +485,34 @@ async fn open_stream(target: &Target, p: &Params) -> Result<Stream, Error> {
 }
 
 async fn connect_tcp(addr: SocketAddr, limit: Option<Duration>) -> Result<TcpStream, Error> {
-    let attempt = TcpStream::connect(addr);
+    connect_within(&addr, limit, TcpStream::connect(addr)).await
+}
+
+/// A redirect may lead to wss://, which cannot go over the socket.
+async fn connect_unix(path: &str, target: &Target, limit: Option<Duration>) -> Result<Stream, Error> {
+    if target.tls {
+        return Err(Error::new(Kind::Tls, format!("cannot use TLS over the Unix socket {path}")));
+    }
+    connect_within(&path, limit, tokio::net::UnixStream::connect(path)).await.map(Stream::Unix)
+}
+
+/// One connect attempt, bounded by `connect_timeout`; a refusal is its
+/// own kind (coro-websocket programs look for it).
+async fn connect_within<S>(
+    to: &dyn std::fmt::Display,
+    limit: Option<Duration>,
+    attempt: impl std::future::Future<Output = std::io::Result<S>>,
+) -> Result<S, Error> {
     let result = match limit {
         Some(t) => tokio::time::timeout(t, attempt).await.map_err(|_| {
-            Error::new(Kind::ConnectTimeout, format!("connecting to {addr} timed out after {t:?}"))
+            Error::new(Kind::ConnectTimeout, format!("connecting to {to} timed out after {t:?}"))
         })?,
         None => attempt.await,
     };
     result.map_err(|e| {
         let kind =
             if e.kind() == std::io::ErrorKind::ConnectionRefused { Kind::Refused } else { Kind::Connect };
-        Error::new(kind, format!("cannot connect to {addr}: {e}"))
+        Error::new(kind, format!("cannot connect to {to}: {e}"))
     })
 }
 
