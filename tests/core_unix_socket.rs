@@ -35,16 +35,16 @@ impl Drop for SocketDir {
     }
 }
 
-/// Runs `core.connect(url, {unix_socket = path})` in luajit; prints the
-/// answer's header names in order, then each event. Returns those lines.
-fn run_client(url: &str, socket: &str) -> Vec<String> {
+/// Runs `core.connect(url, {unix_socket = path, <opts>})` in luajit; prints
+/// the answer's header names in order, then each event. Returns those lines.
+fn run_client(url: &str, socket: &str, opts: &str) -> Vec<String> {
     let script = format!(
         r#"
         io.stdout:setvbuf("line")
         local turbo_ws = require "turbo_ws"
         local core = turbo_ws.core
         core.set_interval(8000, function() print("guard timeout"); core.close() end, nil, false)
-        core.connect({url:?}, {{ unix_socket = {socket:?} }}, function(conn, res, msg)
+        core.connect({url:?}, {{ unix_socket = {socket:?}, {opts} }}, function(conn, res, msg)
           if not conn then print("error " .. res .. " " .. tostring(msg)); return end
           local names = {{}}
           for i, h in ipairs(res.headers) do names[i] = h[1] end
@@ -110,7 +110,7 @@ fn connects_over_the_socket_with_the_urls_host_and_keeps_header_spelling() {
         let close = read_until_close(&mut s);
         tx.send((head, echoed, close)).unwrap();
     });
-    let lines = run_client("ws://localhost/chat?x=1", dir.path().to_str().unwrap());
+    let lines = run_client("ws://localhost/chat?x=1", dir.path().to_str().unwrap(), "");
     let (head, echoed, close) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(head.starts_with("GET /chat?x=1 HTTP/1.1\r\n"), "{head}");
     assert_eq!(header(&head, "host"), Some("localhost"));
@@ -135,12 +135,27 @@ fn a_socket_nobody_listens_on_is_refused_and_a_missing_one_is_a_connect_error() 
     let dir = SocketDir::new("refused");
     // Bound, then closed: the file stays, nobody accepts.
     drop(UnixListener::bind(dir.path()).unwrap());
-    let lines = run_client("ws://localhost/", dir.path().to_str().unwrap());
+    let lines = run_client("ws://localhost/", dir.path().to_str().unwrap(), "");
     assert!(lines[0].starts_with("error refused "), "{lines:?}");
     let missing = dir.0.join("missing.sock");
-    let lines = run_client("ws://localhost/", missing.to_str().unwrap());
+    let lines = run_client("ws://localhost/", missing.to_str().unwrap(), "");
     assert!(lines[0].starts_with("error connect "), "{lines:?}");
     assert!(lines[0].contains("missing.sock"), "{lines:?}");
+}
+
+#[test]
+fn a_redirect_to_wss_does_not_take_the_socket_into_tls() {
+    let dir = SocketDir::new("redirect");
+    let listener = UnixListener::bind(dir.path()).unwrap();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        read_request_head(&mut s);
+        let _ = s.write_all(b"HTTP/1.1 302 Found\r\nLocation: wss://localhost/\r\nContent-Length: 0\r\n\r\n");
+        thread::sleep(Duration::from_millis(200));
+    });
+    let lines = run_client("ws://localhost/", dir.path().to_str().unwrap(), "max_redirects = 1");
+    assert!(lines[0].starts_with("error tls cannot use TLS over the Unix socket"), "{lines:?}");
 }
 
 #[test]
