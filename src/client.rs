@@ -42,6 +42,12 @@ struct Params {
 type Failure = (Error, Option<Answer>);
 
 fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Params> {
+    if opts.string("unix_socket")?.is_some() && target.tls {
+        return Err(args::misuse(
+            func,
+            "bad option 'unix_socket' (TLS over a Unix socket is not supported: use ws://)",
+        ));
+    }
     Ok(Params {
         target,
         path: opts.string("path")?,

@@ -136,11 +136,15 @@ pub(crate) fn timeout_or_default(opts: &Opts, key: &str, default: Duration) -> m
     })
 }
 
-/// How to reach the server: read from the `connect_timeout` and `tls` options.
+/// How to reach the server: read from the `connect_timeout`, `tls` and
+/// `unix_socket` options.
 pub(crate) struct Dial {
     /// Limit for the TCP connect to each address.
     pub connect_timeout: Option<Duration>,
     pub tls: tls::ClientOptions,
+    /// Connect to this Unix domain socket instead of the URL's host and
+    /// port (which still give the Host header).
+    pub unix_socket: Option<String>,
 }
 
 impl Dial {
@@ -148,6 +152,7 @@ impl Dial {
         Ok(Dial {
             connect_timeout: timeout_or_default(opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)?,
             tls: tls_options(func, opts)?,
+            unix_socket: opts.string("unix_socket")?,
         })
     }
 }
@@ -188,8 +193,12 @@ pub(crate) fn headers_option(func: &str, opts: &Opts) -> mlua::Result<Vec<(Strin
     Ok(headers)
 }
 
-/// DNS, TCP connect (each address in turn) and, for a secure scheme, TLS.
+/// DNS, TCP connect (each address in turn) and, for a secure scheme, TLS;
+/// or the Unix socket the options name.
 pub(crate) async fn open_stream(target: &Target, dial: &Dial) -> Result<Stream, Error> {
+    if let Some(path) = &dial.unix_socket {
+        return connect_unix(path, target, dial.connect_timeout).await;
+    }
     let bare_host = target.host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host, target.port))
         .await
@@ -227,17 +236,34 @@ pub(crate) async fn open_stream(target: &Target, dial: &Dial) -> Result<Stream, 
 }
 
 async fn connect_tcp(addr: SocketAddr, limit: Option<Duration>) -> Result<TcpStream, Error> {
-    let attempt = TcpStream::connect(addr);
+    connect_within(&addr, limit, TcpStream::connect(addr)).await
+}
+
+/// A redirect may lead to a secure scheme, which cannot go over the socket.
+async fn connect_unix(path: &str, target: &Target, limit: Option<Duration>) -> Result<Stream, Error> {
+    if target.tls {
+        return Err(Error::new(Kind::Tls, format!("cannot use TLS over the Unix socket {path}")));
+    }
+    connect_within(&path, limit, tokio::net::UnixStream::connect(path)).await.map(Stream::Unix)
+}
+
+/// One connect attempt, bounded by `connect_timeout`; a refusal is its
+/// own kind (coro-websocket programs look for it).
+async fn connect_within<S>(
+    to: &dyn std::fmt::Display,
+    limit: Option<Duration>,
+    attempt: impl std::future::Future<Output = std::io::Result<S>>,
+) -> Result<S, Error> {
     let result = match limit {
         Some(t) => tokio::time::timeout(t, attempt).await.map_err(|_| {
-            Error::new(Kind::ConnectTimeout, format!("connecting to {addr} timed out after {t:?}"))
+            Error::new(Kind::ConnectTimeout, format!("connecting to {to} timed out after {t:?}"))
         })?,
         None => attempt.await,
     };
     result.map_err(|e| {
         let kind =
             if e.kind() == std::io::ErrorKind::ConnectionRefused { Kind::Refused } else { Kind::Connect };
-        Error::new(kind, format!("cannot connect to {addr}: {e}"))
+        Error::new(kind, format!("cannot connect to {to}: {e}"))
     })
 }
 

@@ -23,6 +23,8 @@ pub struct Response {
     pub status: u16,
     pub reason: String,
     pub version: &'static str,
+    /// In the server's order and spelling (`Upgrade`, not `upgrade`): the
+    /// faces show them as sent. Look names up with `header`, which ignores case.
     pub headers: Vec<(String, Vec<u8>)>,
     /// The body of an answer other than 101, when it has one.
     pub body: Option<Vec<u8>>,
@@ -107,7 +109,7 @@ fn parse(buf: &[u8]) -> Result<Option<(Response, usize)>, Failure> {
         status: res.code.unwrap_or(0),
         reason: res.reason.unwrap_or("").to_owned(),
         version: if res.version == Some(0) { "HTTP/1.0" } else { "HTTP/1.1" },
-        headers: res.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect(),
+        headers: res.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
         body: None,
     };
     Ok(Some((response, head_len)))
@@ -176,4 +178,34 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed
         None => {}
     }
     Ok(deflate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &str) -> Response {
+        match parse(head.as_bytes()) {
+            Ok(Some((res, len))) => {
+                assert_eq!(len, head.len());
+                res
+            }
+            _ => panic!("not a complete head: {head:?}"),
+        }
+    }
+
+    #[test]
+    fn header_names_keep_the_servers_spelling_and_order() {
+        let res = parsed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nCONNECTION: Upgrade\r\nx-Mixed-CASE: 1\r\nx-mixed-case: 2\r\n\r\n");
+        let names: Vec<&str> = res.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Upgrade", "CONNECTION", "x-Mixed-CASE", "x-mixed-case"]);
+    }
+
+    #[test]
+    fn header_lookups_ignore_case() {
+        let res = parsed("HTTP/1.1 101 OK\r\nUPGRADE: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n");
+        assert_eq!(res.header("upgrade"), Some(&b"WebSocket"[..]));
+        assert!(res.header_has_token("connection", "upgrade"));
+        assert_eq!(res.header("sec-websocket-accept"), None);
+    }
 }

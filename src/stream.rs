@@ -1,5 +1,6 @@
-//! The byte stream under a connection: plain TCP or TLS over TCP, as one
-//! type, so that HTTP, the handshake and framing are written once.
+//! The byte stream under a connection: plain TCP, TLS over TCP or (for
+//! clients) a Unix domain socket, as one type, so that HTTP, the handshake
+//! and framing are written once.
 
 use std::io;
 use std::pin::Pin;
@@ -12,19 +13,22 @@ pub enum Stream {
     Plain(TcpStream),
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A client connected to a Unix domain socket (coro-net's pipes).
+    Unix(tokio::net::UnixStream),
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::ServerTls(s) => s.get_ref().0,
-            Stream::ClientTls(s) => s.get_ref().0,
-        }
-    }
-
+    /// The peer's IP address and port; an error for a Unix socket, which
+    /// has none.
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.tcp().peer_addr()
+        match self {
+            Stream::Plain(s) => s.peer_addr(),
+            Stream::ServerTls(s) => s.get_ref().0.peer_addr(),
+            Stream::ClientTls(s) => s.get_ref().0.peer_addr(),
+            Stream::Unix(_) => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, "a Unix socket has no IP peer"))
+            }
+        }
     }
 }
 
@@ -34,6 +38,7 @@ macro_rules! each {
             Stream::Plain($s) => $e,
             Stream::ServerTls($s) => $e,
             Stream::ClientTls($s) => $e,
+            Stream::Unix($s) => $e,
         }
     };
 }
@@ -62,6 +67,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::ServerTls(s) => s.is_write_vectored(),
             Stream::ClientTls(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
         }
     }
 

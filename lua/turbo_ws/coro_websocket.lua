@@ -1,12 +1,12 @@
 -- turbo_ws.coro_websocket: luvit's `coro-websocket` API ({connect, wrapIo,
 -- parseUrl}) so that programs written for it run unchanged.
 --
--- connect() rides on turbo_ws.core: Rust does the sockets, TLS, handshake,
--- framing and RFC 6455 checks; this file only turns the core's callbacks into
--- coroutine-style read()/write(). wrapIo() works over functions the program
--- supplies, so it cannot use the core: it frames and checks in Lua, with the
--- same rules as the core. Deliberate differences from the original are listed
--- in docs/coro-websocket.md.
+-- connect() rides on turbo_ws.core: Rust does the sockets (TCP or a Unix
+-- socket), TLS, handshake, framing and RFC 6455 checks; this file only turns
+-- the core's callbacks into coroutine-style read()/write(). wrapIo() works
+-- over functions the program supplies, with the original's semantics: the
+-- frames are the program's decoder's, so it hands them on unchecked.
+-- Deliberate differences from the original are listed in docs/coro-websocket.md.
 local core = require("turbo_ws").core
 
 local byte, char, sub, find, lower = string.byte, string.char, string.sub, string.find, string.lower
@@ -16,9 +16,6 @@ local unpack = rawget(table, "unpack") or unpack
 
 local M = {}
 
--- Largest incoming message/frame wrapIo accepts (the core's defaults).
-local MAX_MESSAGE_SIZE = 64 * 1024 * 1024
-local MAX_FRAME_SIZE = 16 * 1024 * 1024
 -- The original's handshake timeout, which it never applied (ms).
 local DEFAULT_TIMEOUT = 10000
 local SHUTDOWN = "already shutdown" -- the original's text for writes after close
@@ -76,282 +73,21 @@ local function resume(co, ...)
 end
 
 ---------------------------------------------------------------------------
--- Bytes: XOR (LuaJIT `bit`, 5.1 `bit32`/`bit`, 5.3+ operator), UTF-8, masks.
+-- Message tables
 ---------------------------------------------------------------------------
-
--- XOR of two bytes with plain arithmetic, for PUC Lua 5.1 (no bit library).
-local function xor_byte(a, b)
-  local r, p = 0, 1
-  for _ = 1, 8 do
-    local x, y = a % 2, b % 2
-    if x ~= y then r = r + p end
-    a, b, p = (a - x) / 2, (b - y) / 2, p * 2
-  end
-  return r
-end
-
-local bxor
-do
-  local ok, bit = pcall(require, "bit")
-  if not ok then ok, bit = pcall(require, "bit32") end
-  if ok and type(bit) == "table" and bit.bxor then
-    bxor = bit.bxor
-  else
-    -- Lua 5.3+ has the operator, but it does not parse under 5.1: compile late.
-    local op = (loadstring or load)("return function(a, b) return a ~ b end")
-    bxor = op and op() or xor_byte
-  end
-end
-
--- Checks that s is UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF).
--- With `partial`, a character cut off at the end is allowed (the next
--- fragment completes it). Returns ok, index where the unfinished tail starts.
-local function utf8_scan(s, partial)
-  local n = #s
-  local i = find(s, "[\128-\255]")
-  while i do
-    local c = byte(s, i)
-    local need, lo, hi
-    if c >= 0xC2 and c <= 0xDF then need, lo, hi = 1, 0x80, 0xBF
-    elseif c == 0xE0 then need, lo, hi = 2, 0xA0, 0xBF
-    elseif (c >= 0xE1 and c <= 0xEC) or c == 0xEE or c == 0xEF then need, lo, hi = 2, 0x80, 0xBF
-    elseif c == 0xED then need, lo, hi = 2, 0x80, 0x9F
-    elseif c == 0xF0 then need, lo, hi = 3, 0x90, 0xBF
-    elseif c >= 0xF1 and c <= 0xF3 then need, lo, hi = 3, 0x80, 0xBF
-    elseif c == 0xF4 then need, lo, hi = 3, 0x80, 0x8F
-    else return false end
-    for k = 1, need do
-      local d = byte(s, i + k)
-      if d == nil then
-        if partial then return true, i end
-        return false
-      end
-      if k == 1 and (d < lo or d > hi) then return false end
-      if k > 1 and (d < 0x80 or d > 0xBF) then return false end
-    end
-    i = find(s, "[\128-\255]", i + need + 1)
-  end
-  return true, n + 1
-end
-
--- XORs data with the 4-byte key, in slices small enough for unpack().
-local function apply_mask(data, key)
-  local k = { byte(key, 1, 4) }
-  local out, n = {}, #data
-  for start = 1, n, 4096 do
-    local bytes = { byte(data, start, start + 4095 < n and start + 4095 or n) }
-    for i = 1, #bytes do
-      bytes[i] = bxor(bytes[i], k[(i - 1) % 4 + 1])
-    end
-    out[#out + 1] = char(unpack(bytes))
-  end
-  return concat(out)
-end
-
--- Masking keys must be unpredictable (RFC 6455 §5.3): take them from the
--- kernel; fall back to math.random only where /dev/urandom is missing.
-local urandom = io.open("/dev/urandom", "rb")
-local function mask_key()
-  local key = urandom and urandom:read(4)
-  if key and #key == 4 then return key end
-  return char(math.random(0, 255), math.random(0, 255), math.random(0, 255), math.random(0, 255))
-end
 
 local function be16(n) return char(floor(n / 256) % 256, n % 256) end
-
----------------------------------------------------------------------------
--- RFC 6455 frames in Lua (for wrapIo). A frame is the table the original's
--- websocket-codec uses: {fin, rsv1, rsv2, rsv3, opcode, mask, len, payload}.
----------------------------------------------------------------------------
 
 local function is_control(opcode) return opcode >= 8 end
 local function is_known(opcode) return opcode <= 2 or (opcode >= 8 and opcode <= 10) end
 
--- Close codes a peer may send: the core's rule (RFC 6455 §7.4 and IANA).
-local valid_close_code = core.valid_close_code
-
--- nil if a close payload is valid, else the code and reason to fail with.
-local function check_close_payload(payload)
-  if #payload == 0 then return nil end
-  if #payload == 1 then return 1002, "close frame with a 1-byte payload" end
-  local code = byte(payload, 1) * 256 + byte(payload, 2)
-  if not valid_close_code(code) then return 1002, "invalid close code " .. code end
-  if not utf8_scan(sub(payload, 3)) then return 1007, "close reason is not valid UTF-8" end
-  return nil
-end
-
--- Frame table -> wire bytes (minimal length encoding; masked with a fresh key).
-function M.encode(frame)
-  local payload = frame.payload
-  local len = #payload
-  local b1 = (frame.fin and 128 or 0) + (frame.rsv1 and 64 or 0) + (frame.rsv2 and 32 or 0)
-    + (frame.rsv3 and 16 or 0) + frame.opcode
-  local m = frame.mask and 128 or 0
-  local head
-  if len < 126 then
-    head = char(b1, m + len)
-  elseif len < 65536 then
-    head = char(b1, m + 126) .. be16(len)
-  else
-    local hi, lo = floor(len / 4294967296), len % 4294967296
-    head = char(b1, m + 127) .. be16(floor(hi / 65536)) .. be16(hi % 65536)
-      .. be16(floor(lo / 65536)) .. be16(lo % 65536)
-  end
-  if frame.mask then
-    local key = mask_key()
-    return head .. key .. apply_mask(payload, key)
-  end
-  return head .. payload
-end
-
--- A reader of frames from a byte stream: `pull()` returns the next chunk
--- (string) or nil at the end. Returns next_frame() -> frame | nil (end of
--- stream, also mid-frame) | false, code, reason (a frame we must refuse).
--- Bytes are kept as one string + position, so many small frames in one big
--- chunk and one big frame over many chunks both cost O(n).
-local function frame_reader(pull, max_frame_size)
-  local buf, pos = "", 1
-
-  local function fill(n)
-    local have = #buf - pos + 1
-    if have >= n then return true end
-    local parts = { sub(buf, pos) }
-    while have < n do
-      local chunk = pull()
-      if chunk == nil then
-        buf, pos = concat(parts), 1
-        return false
-      end
-      if type(chunk) ~= "string" then
-        error("turbo_ws.coro_websocket.wrapIo: rawRead returned a " .. type(chunk)
-          .. " in the middle of a byte stream", 0)
-      end
-      parts[#parts + 1] = chunk
-      have = have + #chunk
-    end
-    buf, pos = concat(parts), 1
-    return true
-  end
-
-  local function header_length(b2)
-    local len, size = b2 % 128, 2
-    if len == 126 then size = 4 elseif len == 127 then size = 10 end
-    if b2 >= 128 then size = size + 4 end
-    return size
-  end
-
-  local function payload_length(b2)
-    local len = b2 % 128
-    if len == 126 then return byte(buf, pos + 2) * 256 + byte(buf, pos + 3) end
-    if len < 126 then return len end
-    if byte(buf, pos + 2) >= 128 then return nil end -- RFC 6455: the top bit must be 0
-    len = 0
-    for k = 2, 9 do len = len * 256 + byte(buf, pos + k) end
-    return len
-  end
-
-  return function()
-    if not fill(2) then return nil end
-    local b1, b2 = byte(buf, pos, pos + 1)
-    local size = header_length(b2)
-    if not fill(size) then return nil end
-    local len = payload_length(b2)
-    if not len then return false, 1002, "64-bit frame length with the top bit set" end
-    if len > max_frame_size then return false, 1009, "frame of " .. len .. " bytes is too big" end
-    local masked = b2 >= 128
-    local key = masked and sub(buf, pos + size - 4, pos + size - 1)
-    pos = pos + size
-    if not fill(len) then return nil end
-    local payload = sub(buf, pos, pos + len - 1)
-    pos = pos + len
-    if masked then payload = apply_mask(payload, key) end
-    return {
-      fin = b1 >= 128, rsv1 = b1 % 128 >= 64, rsv2 = b1 % 64 >= 32, rsv3 = b1 % 32 >= 16,
-      opcode = b1 % 16, mask = masked, len = len, payload = payload,
-    }
-  end
-end
-
--- Decodes one frame from the start of `chunk` (websocket-codec's decode
--- signature): frame, rest | nil (incomplete) | false, code, reason.
-function M.decode(chunk)
-  local done = false
-  local next_frame = frame_reader(function()
-    if done then return nil end
-    done = true
-    return chunk
-  end, MAX_FRAME_SIZE)
-  local frame, code, reason = next_frame()
-  if frame == false then return false, code, reason end
-  if not frame then return nil end
-  -- Header size from the header itself: senders may use a longer length
-  -- form than needed (the original's codec does for 16..125 bytes).
-  local len7 = byte(chunk, 2) % 128
-  local used = 2 + (len7 == 127 and 8 or len7 == 126 and 2 or 0)
-    + (frame.mask and 4 or 0) + frame.len
-  return frame, sub(chunk, used + 1)
-end
-
--- The message table the program reads.
-local function message(opcode, payload, fin, masked)
+-- The message table the program reads (websocket-codec's shape; servers
+-- do not mask, and the core hands over whole messages).
+local function message(opcode, payload)
   return {
-    fin = fin ~= false, rsv1 = false, rsv2 = false, rsv3 = false,
-    opcode = opcode, mask = masked or false, len = #payload, payload = payload,
+    fin = true, rsv1 = false, rsv2 = false, rsv3 = false,
+    opcode = opcode, mask = false, len = #payload, payload = payload,
   }
-end
-
--- Checks incoming frames in order and joins fragments, with the core's rules.
--- `expect_masked`: true on the server side (clients must mask), false on the
--- client side, nil to not check. feed(frame) returns
---   "message", msg | "control", frame | "more" | "fail", code, reason.
-local function assembler(expect_masked, max_message_size)
-  local frag -- the message being reassembled: {opcode, parts, size, tail}
-
-  local function check_frame(f)
-    if f.rsv1 or f.rsv2 or f.rsv3 then return 1002, "RSV bits set without an extension" end
-    if not is_known(f.opcode) then return 1002, "reserved opcode " .. f.opcode end
-    if expect_masked ~= nil and type(f.mask) == "boolean" and f.mask ~= expect_masked then
-      return 1002, expect_masked and "unmasked frame from a client" or "masked frame from a server"
-    end
-    if is_control(f.opcode) then
-      if not f.fin then return 1002, "fragmented control frame" end
-      if #f.payload > 125 then return 1002, "control frame over 125 bytes" end
-      if f.opcode == 8 then return check_close_payload(f.payload) end
-    elseif f.opcode == 0 and not frag then
-      return 1002, "continuation frame without a message to continue"
-    elseif f.opcode ~= 0 and frag then
-      return 1002, "new message inside a fragmented one"
-    end
-    return nil
-  end
-
-  -- Adds a data frame's payload; checks size and (text) UTF-8 so far.
-  local function add(f)
-    local m = frag
-    m.size = m.size + #f.payload
-    if m.size > max_message_size then return 1009, "message over " .. max_message_size .. " bytes" end
-    m.parts[#m.parts + 1] = f.payload
-    if m.opcode == 1 then
-      local text = m.tail .. f.payload
-      local ok, tail_at = utf8_scan(text, not f.fin)
-      if not ok then return 1007, "invalid UTF-8 in a text message" end
-      m.tail = sub(text, tail_at)
-    end
-    return nil
-  end
-
-  return function(f)
-    local code, reason = check_frame(f)
-    if code then return "fail", code, reason end
-    if is_control(f.opcode) then return "control", f end
-    if f.opcode ~= 0 then frag = { opcode = f.opcode, parts = {}, size = 0, tail = "", mask = f.mask } end
-    code, reason = add(f)
-    if code then return "fail", code, reason end
-    if not f.fin then return "more" end
-    local m = frag
-    frag = nil
-    return "message", message(m.opcode, concat(m.parts), true, m.mask)
-  end
 end
 
 ---------------------------------------------------------------------------
@@ -394,7 +130,7 @@ function M.parseUrl(url)
 end
 
 ---------------------------------------------------------------------------
--- Outgoing message tables (shared by wrapIo and connect)
+-- Outgoing message tables (connect)
 ---------------------------------------------------------------------------
 
 -- Checks a message given to write() and fills in the original's defaults
@@ -425,7 +161,7 @@ local function outgoing(message, level)
 end
 
 ---------------------------------------------------------------------------
--- wrapIo
+-- Heartbeat (connect and wrapIo)
 ---------------------------------------------------------------------------
 
 -- Starts the heartbeat: an empty unsolicited pong every `ms`, as the
@@ -448,138 +184,71 @@ local function start_heartbeat(ms, beat)
   return stop
 end
 
--- A frame table from rawRead, checked and with websocket-codec's defaults
--- (fin true, no RSV bits); the program's table is not changed.
-local function table_frame(f)
-  if f == nil then return nil end
-  if type(f) ~= "table" or type(f.opcode) ~= "number" or type(f.payload) ~= "string" then
-    error("turbo_ws.coro_websocket.wrapIo: rawRead must return frame tables"
-      .. " {opcode = number, payload = string, ...} or byte strings, got " .. type(f), 0)
-  end
-  return {
-    fin = f.fin ~= false, rsv1 = f.rsv1 and true or false, rsv2 = f.rsv2 and true or false,
-    rsv3 = f.rsv3 and true or false, opcode = f.opcode, mask = f.mask,
-    len = #f.payload, payload = f.payload,
-  }
-end
+---------------------------------------------------------------------------
+-- wrapIo
+---------------------------------------------------------------------------
 
--- wrapIo(rawRead, rawWrite, options) -> read, write
--- rawRead() returns decoded frame tables (the original's contract: a
--- websocket-codec decoder over a coro-channel) or byte strings, decoded here;
--- nil at the end. rawWrite(frame) gets frame tables, or bytes with
--- options.raw; rawWrite() ends the stream. options: mask (we are the client:
--- mask what we send, expect unmasked frames), heartbeat (ms), raw,
--- max_message_size, max_frame_size.
+-- wrapIo(rawRead, rawWrite [, options]) -> read, write, with the original's
+-- semantics. rawRead() returns frame tables from the program's own decoder
+-- (nil or false at the end); they are handed on as they are, unchecked: the
+-- wire is the program's, and so are RFC 6455's rules on it. rawWrite(frame)
+-- gets the frames we send, with `mask = options.mask`; rawWrite() ends the
+-- stream. options: mask, heartbeat (ms).
 function M.wrapIo(rawRead, rawWrite, options)
   check_type("wrapIo", "argument #1 'rawRead'", rawRead, "function", 2)
   check_type("wrapIo", "argument #2 'rawWrite'", rawWrite, "function", 2)
   check_type("wrapIo", "argument #3 'options'", options, "table", 2, true)
   options = options or {}
   check_ms("wrapIo", "heartbeat", options.heartbeat, 2)
-  local masking = options.mask and true or false
-  local raw = options.raw and true or false
-  local max_message_size = options.max_message_size or MAX_MESSAGE_SIZE
-  check_type("wrapIo", "option 'max_message_size'", max_message_size, "number", 2)
-  local max_frame_size = options.max_frame_size or math.min(MAX_FRAME_SIZE, max_message_size)
-  check_type("wrapIo", "option 'max_frame_size'", max_frame_size, "number", 2)
 
-  local close_sent, shut, ended, failure = false, false, false, nil
+  local close_sent, ended = false, false
   local stop_heartbeat = function() end
-  local feed = assembler(not masking, max_message_size)
 
-  -- Frames come as tables, or as bytes we decode (decided per stream by
-  -- what rawRead returns first).
-  local next_frame
-  local function first_frame()
-    local item = rawRead()
-    if type(item) == "string" then
-      local pending = item
-      next_frame = frame_reader(function()
-        if pending then local p = pending; pending = nil; return p end
-        return rawRead()
-      end, max_frame_size)
-      return next_frame()
-    end
-    next_frame = function() return table_frame(rawRead()) end
-    return table_frame(item)
-  end
-  next_frame = first_frame
-
-  local function send(frame)
-    frame.mask = masking
-    frame.len = #frame.payload
-    return rawWrite(raw and M.encode(frame) or frame)
-  end
-
-  -- Sends a close frame, then ends our side of the stream, as the original.
-  local function send_close(payload)
-    close_sent = true
-    stop_heartbeat()
-    send({ fin = true, opcode = 8, payload = payload })
-    shut = true
-    return rawWrite()
-  end
-
-  -- The stream is over: every later read() returns nil at once.
-  local function finish()
-    ended = true
-    stop_heartbeat()
-    return nil, failure
-  end
-
-  -- The peer broke the protocol: tell it why (if we still may), end.
-  local function fail(code, reason)
-    failure = "protocol: " .. reason
-    if not close_sent then send_close(be16(code)) end
-    return finish()
-  end
-
+  -- The program's table goes to rawWrite itself, its `mask` overwritten,
+  -- as the original. A close also ends our side of the stream.
   local function write(msg)
     if msg == nil then
-      if close_sent then return false, SHUTDOWN end
-      return send_close("")
+      if not close_sent then return write({ opcode = 8, payload = "" }) end
+      return rawWrite()
     end
-    local frame = outgoing(msg, 2)
-    if shut then return false, SHUTDOWN end
-    if frame.opcode == 8 then
-      if close_sent then return false, SHUTDOWN end
-      local code = check_close_payload(frame.payload)
-      if code then error("turbo_ws.coro_websocket.write: invalid close code or reason", 2) end
-      return send_close(frame.payload)
+    if type(msg) ~= "table" then
+      fail_arg("write", "argument #1 'message'", "table or nil", type(msg), 2)
     end
-    return send(frame)
+    msg.mask = options.mask
+    if msg.opcode == 8 then
+      close_sent = true
+      rawWrite(msg)
+      stop_heartbeat()
+      return rawWrite()
+    end
+    return rawWrite(msg)
   end
 
-  -- A control frame: answer it as the original does, and say whether the
-  -- program sees it. Control frames after our close are not shown.
-  local function control(frame)
-    if frame.opcode == 8 then
-      if close_sent then -- the reply to our close: the stream is over
-        finish()
-        return false
-      end
-      send_close(frame.payload)
-      ended = true
-      return true
-    end
-    if close_sent then return false end
-    if frame.opcode == 9 then send({ fin = true, opcode = 10, payload = frame.payload }) end
-    return true
-  end
-
+  -- Data frames (opcode < 8) are returned as rawRead gives them. A control
+  -- frame before our close is answered (close: echoed, which ends our side;
+  -- ping: a pong) and returned; after our close control frames are not
+  -- shown, while data frames still are, until rawRead ends.
   local function read()
-    if ended then return nil, failure end
+    if ended then return nil end
     while true do
-      local frame, code, reason = next_frame()
-      if frame == false then return fail(code, reason) end
-      if frame == nil then return finish() end
-      local kind, a, b = feed(frame)
-      if kind == "fail" then return fail(a, b) end
-      if kind == "message" then return a end
-      if kind == "control" then
-        local shown = control(a)
-        if shown then return message(a.opcode, a.payload, true, a.mask) end
-        if ended then return nil, failure end
+      local frame = rawRead()
+      if not frame then
+        ended = true
+        stop_heartbeat()
+        return nil
+      end
+      if type(frame) ~= "table" or type(frame.opcode) ~= "number" then
+        error("turbo_ws.coro_websocket.read: rawRead must return frame tables"
+          .. " ({opcode = number, payload = string, ...}) or nil, got " .. type(frame), 2)
+      end
+      if frame.opcode < 8 then return frame end
+      if not close_sent then
+        if frame.opcode == 8 then
+          write({ opcode = 8, payload = frame.payload })
+        elseif frame.opcode == 9 then
+          write({ opcode = 10, payload = frame.payload })
+        end
+        return frame
       end
     end
   end
@@ -596,16 +265,35 @@ end
 -- connect: option checks
 ---------------------------------------------------------------------------
 
--- host, port from the options, as coro-net: host defaults to 127.0.0.1 when
--- only a port is given. Returns nil, message for what we cannot do (pipes).
+-- ws(s)://host:port with IPv6 literals bracketed.
+local function base_url(host, port, tls)
+  if find(host, ":", 1, true) and sub(host, 1, 1) ~= "[" then host = "[" .. host .. "]" end
+  return (tls and "wss://" or "ws://") .. host .. ":" .. port
+end
+
+-- A pipe, as coro-net: options.path when neither host nor port is given.
+-- Returns the core's URL (it only names the request) and the socket path.
+local function pipe_target(options)
+  local path = options.path
+  if path == nil then
+    error("turbo_ws.coro_websocket.connect: must set either options.path or options.port", 4)
+  end
+  if type(path) ~= "string" or path == "" then
+    fail_arg("connect", "option 'path'", "non-empty string", path == "" and "an empty one" or type(path), 4)
+  end
+  if options.tls then
+    error("turbo_ws.coro_websocket.connect: option 'tls' cannot be used with option 'path'"
+      .. " (turbo_ws has no TLS over a Unix socket)", 4)
+  end
+  return "ws://localhost", path
+end
+
+-- Where to connect, as coro-net decides: TCP when host or port is given
+-- (host defaults to 127.0.0.1 when only a port is), else the Unix socket
+-- at options.path. Returns the core's URL and the socket path (pipes only).
 local function target(options)
   local host, port = options.host, options.port
-  if host == nil and port == nil then
-    if options.path ~= nil then
-      return nil, "unix pipe connections (options.path) are not supported by turbo_ws"
-    end
-    error("turbo_ws.coro_websocket.connect: must set either options.path or options.port", 3)
-  end
+  if host == nil and port == nil then return pipe_target(options) end
   host = host or "127.0.0.1"
   if type(host) ~= "string" or host == "" then
     fail_arg("connect", "option 'host'", "non-empty string", type(host), 3)
@@ -617,13 +305,16 @@ local function target(options)
   if not n or n % 1 ~= 0 or n < 1 or n > 65535 then
     fail_arg("connect", "option 'port'", "whole number from 1 to 65535", tostring(port), 3)
   end
-  return host, n
+  return base_url(host, n, options.tls)
 end
 
--- ws(s)://host:port with IPv6 literals bracketed.
-local function base_url(host, port, tls)
-  if find(host, ":", 1, true) and sub(host, 1, 1) ~= "[" then host = "[" .. host .. "]" end
-  return (tls and "wss://" or "ws://") .. host .. ":" .. port
+-- The value of header `name` (lower-case) in a {{name, value}, ...} list,
+-- whatever its spelling there.
+local function header_value(list, name)
+  for _, h in ipairs(list or {}) do
+    if lower(h[1]) == name then return h[2] end
+  end
+  return nil
 end
 
 -- The request target: sent as given; "" means "/"; a target that does not
@@ -671,8 +362,8 @@ local function tls_options(tls)
   return out
 end
 
--- The core's options for one connect.
-local function core_options(options)
+-- The core's options for one connect (socket_path: a pipe's).
+local function core_options(options, socket_path)
   local timeout = options.timeout or DEFAULT_TIMEOUT
   check_type("connect", "option 'subprotocol'", options.subprotocol, "string", 3, true)
   local opts = {
@@ -686,22 +377,20 @@ local function core_options(options)
   for _, k in ipairs({ "max_message_size", "max_frame_size", "max_buffered", "permessage_deflate" }) do
     opts[k] = options[k]
   end
+  if socket_path then
+    opts.unix_socket = socket_path
+    -- The original sends no Host to a pipe, which has no host name; HTTP/1.1
+    -- wants one, empty when the target has no authority (RFC 9112 3.2).
+    if not header_value(opts.headers, "host") then
+      opts.headers = opts.headers or {}
+      opts.headers[#opts.headers + 1] = { "Host", "" }
+    end
+  end
   return opts
 end
 
--- The core's failure -> the message the original would give where it had
--- one (programs compare against "ECONNREFUSED" and "timeout").
-local function failure_message(kind, msg, response)
-  if kind == "refused" then return "ECONNREFUSED" end
-  if kind == "connect_timeout" or kind == "handshake_timeout" then return "timeout" end
-  if kind == "bad_status" and response then
-    return ("response must be code 101 (got %s %s)"):format(response.status, response.reason or "")
-  end
-  return tostring(kind) .. ": " .. tostring(msg)
-end
-
 -- The original's Response: {code, reason, version, keepAlive, [i] = {name,
--- value}}; header names come lower-cased from the core.
+-- value}}, headers in the server's order and spelling (as from the core).
 local function response_table(response)
   local version = tonumber((response.version or ""):match("(%d+%.%d+)")) or 1.1
   local res = { code = response.status, reason = response.reason, version = version, keepAlive = version > 1.0 }
@@ -710,6 +399,46 @@ local function response_table(response)
     if lower(h[1]) == "connection" then res.keepAlive = lower(h[2]) == "keep-alive" end
   end
   return res
+end
+
+-- What follows "Invalid request: " for a 400, as the original reads it
+-- (http-codec): the body; "" for a body known to be empty; the reason
+-- phrase when the body runs to the end of the stream and none came.
+local function refusal_text(response)
+  local body = response.body or ""
+  if body ~= "" then return body end
+  local headers = response.headers
+  if header_value(headers, "content-length") or header_value(headers, "transfer-encoding")
+    or response_table(response).keepAlive then
+    return ""
+  end
+  return response.reason or ""
+end
+
+-- The core's failure -> the original's message for it (programs compare
+-- against them), else "<kind>: <core message>". luv names a refusal by
+-- its error name alone, as it does for every callback error.
+local function failure_message(kind, msg, response)
+  if kind == "refused" then return "ECONNREFUSED" end
+  if kind == "connect_timeout" or kind == "handshake_timeout" then return "timeout" end
+  if kind == "no_response" then return "Missing server response" end
+  if kind == "bad_status" and response then
+    if response.status == 400 then return "Invalid request: " .. refusal_text(response) end
+    return "response must be code 101"
+  end
+  return tostring(kind) .. ": " .. tostring(msg)
+end
+
+-- Why the last connect() of each coroutine failed: {kind, message, response}.
+local failures = setmetatable({}, { __mode = "k" })
+
+--- turbo_ws extension: why the calling coroutine's last connect() failed:
+-- the core's error kind, its message and the server's response table (when
+-- it answered); nil if that connect succeeded or none was made.
+function M.last_error()
+  local failure = failures[coroutine.running() or false]
+  if not failure then return nil end
+  return failure.kind, failure.message, failure.response
 end
 
 -- Yields until core.connect reports; returns what on_done got.
@@ -732,7 +461,7 @@ end
 ---------------------------------------------------------------------------
 
 -- State of one connection and the read/write/socket the program gets.
-local function open_link(conn, heartbeat)
+local function open_link(conn, heartbeat, socket_path)
   local inbox, head, tail = {}, 1, 0 -- messages not read yet (a queue)
   local readers = {}              -- coroutines waiting in read(), FIFO
   local done = false              -- no more messages will come
@@ -903,8 +632,10 @@ local function open_link(conn, heartbeat)
   -- turbo_ws extension: bytes queued for sending, not yet on the socket.
   function socket.buffered_amount() return conn:buffered_amount() end
   -- The peer's address; nil until the core has it (from the first loop
-  -- turn after connect returned).
+  -- turn after connect returned). For a pipe, its path (as luv's
+  -- pipe:getpeername()).
   function socket.getpeername()
+    if socket_path then return socket_path end
     local ip, port = conn:remote_address()
     if not ip then return nil end
     return { ip = ip, port = port, family = find(ip, ":", 1, true) and "inet6" or "inet" }
@@ -923,22 +654,25 @@ end
 -- connect
 ---------------------------------------------------------------------------
 
--- connect(options) -> res, read, write | nil, message, kind
--- Must run in a coroutine; yields until the handshake is done.
+-- connect(options) -> res, read, write | nil, message (the original's
+-- two values; M.last_error() tells the kind). Must run in a coroutine;
+-- yields until the handshake is done.
 function M.connect(options)
   check_type("connect", "argument #1 'options'", options, "table", 2)
   check_ms("connect", "timeout", options.timeout, 2)
   check_ms("connect", "heartbeat", options.heartbeat, 2)
-  local host, port = target(options)
-  if not host then return nil, port end
-  local url = base_url(host, port, options.tls)
-  local opts = core_options(options)
+  local url, socket_path = target(options)
+  local opts = core_options(options, socket_path)
   local co = need_coroutine("connect", 2)
 
+  failures[co] = nil
   local conn, kind, msg, response = await_connect(co, url, opts)
-  if not conn then return nil, failure_message(kind, msg, response), kind end
+  if not conn then
+    failures[co] = { kind = kind, message = msg, response = response }
+    return nil, failure_message(kind, msg, response)
+  end
   local res = response_table(kind)
-  local read, write, socket = open_link(conn, options.heartbeat)
+  local read, write, socket = open_link(conn, options.heartbeat, socket_path)
   res.socket = socket
   -- Return at once, inside on_done: frames that came with the 101 are then
   -- handed to the program (which may answer them) in order, before the core

@@ -36,6 +36,30 @@ function M.run_until(done, ms, what)
   assert.truthy(done(), "timed out waiting for " .. (what or "a condition"))
 end
 
+--- Runs body in a coroutine, as a luvit program does, then the loop until
+-- nothing is pending. An error in body fails the spec with its traceback; so
+-- does a body that has not finished, or a loop still busy, after `ms` (5000).
+function M.co_run(body, ms)
+  local err, finished
+  local co = coroutine.create(function()
+    local ok, e = xpcall(body, debug.traceback)
+    if not ok then err = e end
+    finished = true
+  end)
+  local ok, e = coroutine.resume(co)
+  if not ok then err = e end
+  local timed_out = false
+  local guard = core.set_interval(ms or 5000, function()
+    timed_out = true
+    core.close()
+  end, nil, false)
+  core.run()
+  core.clear_interval(guard)
+  if err then error(err, 0) end
+  assert.is_true(finished, "the coroutine did not finish in time")
+  assert.is_false(timed_out, "the loop did not become idle in time")
+end
+
 --- A free TCP port on 127.0.0.1 (bound, then released).
 function M.free_port()
   local s = core.listen({ host = "127.0.0.1", port = 0 }, function() end)

@@ -171,7 +171,7 @@ impl Frame {
 }
 
 /// Reads one frame; None when the connection ends first.
-pub fn read_frame(s: &mut TcpStream) -> Option<Frame> {
+pub fn read_frame(s: &mut impl Read) -> Option<Frame> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).ok()?;
     let masked = h[1] & 0x80 != 0;
@@ -200,7 +200,7 @@ pub fn read_frame(s: &mut TcpStream) -> Option<Frame> {
 }
 
 /// Reads frames until a close frame; returns its code (None: no close frame).
-pub fn read_until_close(s: &mut TcpStream) -> Option<u16> {
+pub fn read_until_close(s: &mut impl Read) -> Option<u16> {
     while let Some(f) = read_frame(s) {
         if f.opcode == 8 {
             return Some(f.close_code().unwrap_or(1005));
