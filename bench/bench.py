@@ -208,14 +208,16 @@ def client_runs(seconds):
         for conns, inflight in ((1, 16), (100, 8)):
             r = loadgen(["echo", server.url(), conns, inflight, 32, "text", seconds, 1], server.proc.pid)
             results.append(("pure Rust client (loadgen)", conns, inflight, r["rate"], r["gen_cpu_us_per_msg"]))
-            for script, label in (("turbo_client.lua", "turbo_ws client, Turbo face callbacks"),
-                                  ("coro_client.lua", "turbo_ws client, coro face coroutines")):
+            for script, extra, label in (
+                    ("turbo_client.lua", [], "turbo_ws client, Turbo face callbacks"),
+                    ("coro_client.lua", [], "turbo_ws client, coro face coroutines"),
+                    ("coro_client.lua", ["luv"], "turbo_ws client, coro face under luv's uv.run()")):
                 path = os.path.join(HERE, "clients", script)
                 if not os.path.exists(path):
                     continue
                 env = dict(os.environ, **LUA_ENV)
                 p = subprocess.run(["taskset", "-c", "1", "luajit", path, server.url(), str(conns), str(inflight),
-                                    str(seconds)], env=env, capture_output=True, text=True, timeout=120)
+                                    str(seconds)] + extra, env=env, capture_output=True, text=True, timeout=120)
                 line = next((l for l in p.stdout.splitlines() if l.startswith("{")), None)
                 if line is None:
                     results.append((label + " (failed: " + p.stderr.strip()[-200:] + ")", conns, inflight, 0, 0))

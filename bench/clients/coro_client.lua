@@ -1,6 +1,9 @@
 -- Client bench: coro-websocket connections, one coroutine each, keeping W
 -- messages in flight; prints {"rate":..., "cpu_us_per_msg":...}.
--- Usage: luajit coro_client.lua URL CONNS INFLIGHT SECONDS
+-- Usage: luajit coro_client.lua URL CONNS INFLIGHT SECONDS [luv]
+-- With "luv", the program is luvit-style: luv is loaded and uv.run() is
+-- its loop (turbo_ws then runs inside it, see turbo_ws.luv).
+local uv = arg[5] == "luv" and require "luv" or nil
 local turbo_ws = require "turbo_ws"
 local websocket = turbo_ws.coro_websocket
 local core = turbo_ws.core
@@ -34,4 +37,4 @@ core.add_timeout(now() + 1000, function()
     os.exit(0)
   end)
 end)
-turbo_ws.run()
+if uv then uv.run() else turbo_ws.run() end
