@@ -1048,7 +1048,7 @@ describe("turbo_ws.coro_websocket", function()
     it("fails with a message, never raising, on a bad handshake, a 400 or no answer", function()
       local p = need_peer()
       co_run(function()
-        local expected = { ["/badaccept"] = "bad_handshake: ", ["/status/400"] = "Invalid request: bad",
+        local expected = { ["/badaccept"] = "challenge key missing or mismatched", ["/status/400"] = "Invalid request: bad",
           ["/eof"] = "Missing server response" }
         for path, text in pairs(expected) do
           local ok, res, err = pcall(cws.connect, { host = "127.0.0.1", port = p.raw, pathname = path })

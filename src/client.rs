@@ -148,7 +148,8 @@ fn report_failure(on_done: &RegistryKey, (err, answer): Failure) {
             Some(a) => Value::Table(a.to_lua(&lua)?),
             None => Value::Nil,
         };
-        callback::call(&lua, "connect callback", &func, (Value::Nil, err.kind.name(), err.message, answer));
+        let args = (Value::Nil, err.kind.name(), err.message, answer, err.detail);
+        callback::call(&lua, "connect callback", &func, args);
         Ok(())
     };
     if let Err(e) = call() {
@@ -216,7 +217,7 @@ fn handshake_error(e: HandshakeFailure) -> Error {
         HandshakeFailure::Io(io) => Error::new(Kind::Io, format!("during the handshake: {io}")),
         HandshakeFailure::NoResponse => no_response(),
         HandshakeFailure::BadResponse(m) => Error::new(Kind::BadResponse, m),
-        HandshakeFailure::BadHandshake(m) => Error::new(Kind::BadHandshake, m),
+        HandshakeFailure::BadHandshake(check, m) => Error::new(Kind::BadHandshake, m).with_detail(check.name()),
         HandshakeFailure::Status(res) => {
             Error::new(Kind::BadStatus, format!("the server answered {}", res.status))
         }

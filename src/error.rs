@@ -71,16 +71,24 @@ impl Kind {
     }
 }
 
-/// A failure: its kind and a message for people.
+/// A failure: its kind, a message for people and, where a program may
+/// want to tell cases apart, a stable machine-readable detail.
 #[derive(Debug, Clone)]
 pub struct Error {
     pub kind: Kind,
     pub message: String,
+    /// For `BadHandshake`: which check failed (`handshake::Check::name`).
+    pub detail: Option<&'static str>,
 }
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), detail: None }
+    }
+
+    pub fn with_detail(mut self, detail: &'static str) -> Self {
+        self.detail = Some(detail);
+        self
     }
 }
 

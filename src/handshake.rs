@@ -54,8 +54,31 @@ pub enum Failure {
     BadResponse(String),
     /// An HTTP answer other than 101.
     Status(Response),
-    /// A 101 that breaks §4.1's rules.
-    BadHandshake(String),
+    /// A 101 that breaks §4.1's rules: which check, and why.
+    BadHandshake(Check, String),
+}
+
+/// The checks of a 101 answer (§4.1), each with a stable name that faces
+/// use to tell them apart (`on_done`'s `detail`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    Upgrade,
+    Connection,
+    Accept,
+    Extension,
+    Protocol,
+}
+
+impl Check {
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Upgrade => "upgrade",
+            Check::Connection => "connection",
+            Check::Accept => "accept",
+            Check::Extension => "extension",
+            Check::Protocol => "protocol",
+        }
+    }
 }
 
 /// What to send: the request head, with the key it carries.
@@ -144,22 +167,34 @@ async fn read_body(stream: &mut Stream, response: &Response, mut body: BytesMut)
 /// subprotocol.
 fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed>, Failure> {
     if !res.header_has_token("upgrade", "websocket") {
-        return Err(Failure::BadHandshake("the answer has no 'Upgrade: websocket' header".into()));
+        return Err(Failure::BadHandshake(Check::Upgrade, "the answer has no 'Upgrade: websocket' header".into()));
     }
     if !res.header_has_token("connection", "upgrade") {
-        return Err(Failure::BadHandshake("the answer has no 'Connection: Upgrade' header".into()));
+        return Err(Failure::BadHandshake(
+            Check::Connection,
+            "the answer has no 'Connection: Upgrade' header".into(),
+        ));
     }
     let expected = frame::derive_accept_key(req.key.as_bytes());
     if res.header("sec-websocket-accept") != Some(expected.as_bytes()) {
-        return Err(Failure::BadHandshake("the answer's Sec-WebSocket-Accept does not match the key".into()));
+        return Err(Failure::BadHandshake(
+            Check::Accept,
+            "the answer's Sec-WebSocket-Accept does not match the key".into(),
+        ));
     }
     let deflate = match res.header("sec-websocket-extensions") {
         None => None,
         Some(_) if !req.offer_deflate => {
-            return Err(Failure::BadHandshake("the server chose an extension that was not offered".into()))
+            return Err(Failure::BadHandshake(
+                Check::Extension,
+                "the server chose an extension that was not offered".into(),
+            ))
         }
         Some(answer) => {
-            Some(deflate::read_answer(&String::from_utf8_lossy(answer)).map_err(Failure::BadHandshake)?)
+            Some(
+                deflate::read_answer(&String::from_utf8_lossy(answer))
+                    .map_err(|m| Failure::BadHandshake(Check::Extension, m))?,
+            )
         }
     };
     // A client that offered subprotocols needs the server to pick one of them.
@@ -167,13 +202,17 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed
         Some(chosen) => {
             let chosen = String::from_utf8_lossy(chosen);
             if !req.protocols.iter().any(|p| *p == chosen) {
-                return Err(Failure::BadHandshake(format!(
-                    "the server chose subprotocol '{chosen}', which was not offered"
-                )));
+                return Err(Failure::BadHandshake(
+                    Check::Protocol,
+                    format!("the server chose subprotocol '{chosen}', which was not offered"),
+                ));
             }
         }
         None if !req.protocols.is_empty() => {
-            return Err(Failure::BadHandshake("the server chose none of the offered subprotocols".into()));
+            return Err(Failure::BadHandshake(
+                Check::Protocol,
+                "the server chose none of the offered subprotocols".into(),
+            ));
         }
         None => {}
     }
