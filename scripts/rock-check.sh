@@ -12,8 +12,7 @@
 #                           interpreter loads that version.
 # The install builds the crate from the unpacked rock with CARGO_TARGET_DIR
 # set to ./target (which `make build`/`make build54` filled), so only the
-# crate itself is compiled, not its dependencies. (Cargo then relinks the
-# checkout's own build on its next run: both write target/*/libturbo_ws.so.)
+# crate itself is compiled, not its dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -30,6 +29,17 @@ check_make() {
 # The `build = {...}` part of a rockspec: both rockspecs must build alike.
 build_part() { sed -n '/^build = {/,$p' "$1"; }
 
+# The crate's own artifacts have no hash in their names (it is a cdylib),
+# so the rock's build wrote over the checkout's. Removing them makes the
+# next cargo build in the checkout relink from the checkout's sources
+# instead of taking the rock's files as up to date.
+forget_rock_build() {
+  local dir
+  for dir in "$root/target/release" "$root/target/lua54/release"; do
+    rm -f "$dir"/libturbo_ws.so "$dir"/libturbo_ws.rlib "$dir"/deps/libturbo_ws.so "$dir"/deps/libturbo_ws.rlib
+  done
+}
+
 check_install() {
   local version work
   version=$(sed -n 's/^version = "\([^"]*\)"$/\1/p' Cargo.toml | head -1)
@@ -43,7 +53,7 @@ check_install() {
   fi
 
   work=$(mktemp -d)
-  trap "rm -rf '$work'" EXIT
+  trap "rm -rf '$work'; forget_rock_build" EXIT
   ROCK_DIR="$work/rocks" bash scripts/make-rock.sh
   local rock=turbo_ws-$version-1.src.rock
   export CARGO_TARGET_DIR=$root/target
