@@ -66,6 +66,15 @@ describe("Turbo face fidelity (issue 18)", function()
       assert.equal("a\tb\27c", raw_header(res, "X-Other"))
     end)
 
+    it("sends them in a WebSocketHandler's 101 too (headers set in prepare)", function()
+      local WS = class("WS", websocket.WebSocketHandler)
+      function WS:prepare() self:add_header("X-Powered-By", "Turbo\8") end
+      local port = serve({ { "^/ws$", WS } })
+      local res = fetch(port, S.handshake("/ws"))
+      assert.equal(101, res.status)
+      assert.equal("Turbo\8", raw_header(res, "X-Powered-By"))
+    end)
+
     it("refuses CR, LF and NUL in add_header/set_header at the call", function()
       local h = turbo.httputil.HTTPHeaders()
       for _, bad in ipairs({ "a\rb", "a\nb", "a\0b" }) do
