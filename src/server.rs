@@ -5,7 +5,9 @@
 //!
 //! Lua sees `on_request(req, info)`: `info` is a plain table describing the
 //! request, `req` the handle to answer it with (`respond` or `upgrade`).
-//! A request Lua drops without answering gets a 500.
+//! No request waits forever: when answering fails (`respond` or `upgrade`
+//! raises), or `on_request` raises, the client gets a 500 at once; a
+//! request Lua drops without answering gets a 500 when it is collected.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
