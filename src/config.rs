@@ -107,16 +107,29 @@ impl<'a> Opts<'a> {
 
     /// Headers as a map `{name = value}` or a list `{{name, value}, ...}`.
     pub fn headers(&self, key: &str) -> mlua::Result<Vec<(String, String)>> {
+        Ok(self
+            .header_fields(key)?
+            .into_iter()
+            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+            .collect())
+    }
+
+    /// The same, values kept as the bytes Lua gave (a server sends them as given).
+    pub fn header_fields(&self, key: &str) -> mlua::Result<HeaderFields> {
         match self.value(key)? {
             Value::Nil => Ok(Vec::new()),
-            Value::Table(t) => headers_from_table(self.func, key, &t),
+            Value::Table(t) => header_fields_from_table(self.func, key, &t),
             other => Err(self.bad(key, "table of headers", &other)),
         }
     }
 }
 
-/// Reads `{name = value}` and/or `{{name, value}, ...}` into pairs.
-pub fn headers_from_table(func: &str, what: &str, t: &Table) -> mlua::Result<Vec<(String, String)>> {
+/// Header fields as Lua gave them: names, and values as bytes.
+pub type HeaderFields = Vec<(String, Vec<u8>)>;
+
+/// Reads `{name = value}` and/or `{{name, value}, ...}` into pairs; values
+/// are the bytes of the Lua string (numbers as their text).
+pub fn header_fields_from_table(func: &str, what: &str, t: &Table) -> mlua::Result<HeaderFields> {
     let bad = || {
         mlua::Error::runtime(format!(
             "{func}: bad {what} (expected {{name = value}} or {{{{name, value}}, ...}})"
@@ -129,10 +142,11 @@ pub fn headers_from_table(func: &str, what: &str, t: &Table) -> mlua::Result<Vec
             (Value::Integer(_), Value::Table(p)) => {
                 let name: Value = p.get(1)?;
                 let value: Value = p.get(2)?;
-                out.push((lua_text(&name).ok_or_else(bad)?, lua_text(&value).ok_or_else(bad)?));
+                let name = String::from_utf8_lossy(&lua_bytes(&name).ok_or_else(bad)?).into_owned();
+                out.push((name, lua_bytes(&value).ok_or_else(bad)?));
             }
             (Value::String(name), value) => {
-                out.push((name.to_str()?.to_owned(), lua_text(&value).ok_or_else(bad)?));
+                out.push((name.to_str()?.to_owned(), lua_bytes(&value).ok_or_else(bad)?));
             }
             _ => return Err(bad()),
         }
@@ -140,12 +154,12 @@ pub fn headers_from_table(func: &str, what: &str, t: &Table) -> mlua::Result<Vec
     Ok(out)
 }
 
-/// A string or number as text.
-fn lua_text(v: &Value) -> Option<String> {
+/// A string's bytes, or a number's text.
+fn lua_bytes(v: &Value) -> Option<Vec<u8>> {
     match v {
-        Value::String(s) => Some(s.to_string_lossy()),
-        Value::Integer(i) => Some(i.to_string()),
-        Value::Number(x) => Some(x.to_string()),
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(i) => Some(i.to_string().into_bytes()),
+        Value::Number(x) => Some(x.to_string().into_bytes()),
         _ => None,
     }
 }

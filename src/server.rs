@@ -5,7 +5,9 @@
 //!
 //! Lua sees `on_request(req, info)`: `info` is a plain table describing the
 //! request, `req` the handle to answer it with (`respond` or `upgrade`).
-//! A request Lua drops without answering gets a 500.
+//! No request waits forever: when answering fails (`respond` or `upgrade`
+//! raises), or `on_request` raises, the client gets a 500 at once; a
+//! request Lua drops without answering gets a 500 when it is collected.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -25,7 +27,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::args;
 use crate::callback;
 use crate::codec::Role;
-use crate::config::{self, Limits, Opts};
+use crate::config::{self, HeaderFields, Limits, Opts};
 use crate::connection::{self, Shared};
 use crate::deflate;
 use crate::error::{Error, Kind};
@@ -317,7 +319,7 @@ async fn handle(
     };
     if let Err(e) = call_on_request(&lua, &shared, request, peer, body) {
         callback::report("on_request", &e.to_string());
-        return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+        return Ok(internal_error());
     }
     drop(lua);
     Ok(rx.await.unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "the request was not answered")))
@@ -338,7 +340,7 @@ fn call_on_request(
         // not when the request object is garbage-collected.
         let request = handle.borrow::<Request>()?;
         if request.reply.borrow().is_some() {
-            request.answer("on_request", plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+            request.answer("on_request", internal_error())?;
         }
     }
     Ok(())
@@ -382,7 +384,38 @@ struct Request {
     slot: RefCell<Option<Rc<Slot>>>,
 }
 
+/// The 500 a request gets when answering it failed.
+fn internal_error() -> Response<Body> {
+    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+/// `upgrade`'s options: the chosen protocol and extra headers.
+fn upgrade_options(func: &str, opts: Value) -> mlua::Result<(Option<String>, HeaderFields)> {
+    let opts = Opts::new(func, args::opt_table(func, 1, "options", opts)?);
+    Ok((opts.string("protocol")?, opts.header_fields("headers")?))
+}
+
 impl Request {
+    fn unanswered(&self, func: &str) -> mlua::Result<()> {
+        if self.reply.borrow().is_none() {
+            return Err(args::misuse(func, "the request was already answered"));
+        }
+        Ok(())
+    }
+
+    /// Sends `res`; when it could not be made, a 500 goes out at once (a
+    /// client must never wait for an answer that will not come) and the
+    /// error is raised.
+    fn answer_or_fail(&self, func: &str, res: mlua::Result<Response<Body>>) -> mlua::Result<()> {
+        match res {
+            Ok(res) => self.answer(func, res),
+            Err(e) => {
+                self.answer(func, internal_error())?;
+                Err(e)
+            }
+        }
+    }
+
     fn answer(&self, func: &str, res: Response<Body>) -> mlua::Result<()> {
         let tx = self
             .reply
@@ -399,7 +432,7 @@ impl Request {
 fn build_response(
     func: &str,
     status: u16,
-    headers: &[(String, String)],
+    headers: &[(String, Vec<u8>)],
     body: Bytes,
 ) -> mlua::Result<Response<Body>> {
     let mut res = Response::new(Full::new(body));
@@ -409,19 +442,53 @@ fn build_response(
     for (name, value) in headers {
         let name = http::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| args::misuse(func, format!("bad header name '{name}'")))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| args::misuse(func, format!("bad value for header '{name}'")))?;
+        let value = header_value(value)
+            .ok_or_else(|| args::misuse(func, format!("bad value for header '{name}' (CR, LF or NUL)")))?;
         res.headers_mut().append(name, value);
     }
     Ok(res)
 }
 
-fn header_list(func: &str, v: Value) -> mlua::Result<Vec<(String, String)>> {
+/// A response header value as Turbo sent it: any bytes but CR, LF and NUL
+/// (those would end or corrupt the header line). `http` refuses other
+/// control bytes too, which Turbo programs do send (e.g. 0x08).
+fn header_value(bytes: &[u8]) -> Option<HeaderValue> {
+    if let Ok(value) = HeaderValue::from_bytes(bytes) {
+        return Some(value);
+    }
+    if bytes.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        return None;
+    }
+    // SAFETY: not memory safety but header framing: hyper writes the bytes
+    // as they are, and the line-breaking bytes were refused just above.
+    // (In debug builds `http` re-checks and panics; Cargo.toml turns its
+    // debug assertions off for that reason.)
+    Some(unsafe { HeaderValue::from_maybe_shared_unchecked(Bytes::copy_from_slice(bytes)) })
+}
+
+fn header_list(func: &str, v: Value) -> mlua::Result<HeaderFields> {
     match v {
         Value::Nil => Ok(Vec::new()),
-        Value::Table(t) => config::headers_from_table(func, "headers", &t),
+        Value::Table(t) => config::header_fields_from_table(func, "headers", &t),
         other => Err(args::bad(func, 2, "headers", "table", &other)),
     }
+}
+
+/// The response `respond(status, headers, body)` asks for.
+fn response_from_args(
+    func: &str,
+    status: Value,
+    headers: Value,
+    body: Value,
+) -> mlua::Result<Response<Body>> {
+    let status = args::count(func, 1, "status", status, 999)? as u16;
+    let headers = header_list(func, headers)?;
+    let body = match body {
+        Value::Nil => Bytes::new(),
+        Value::String(s) => Bytes::copy_from_slice(&s.as_bytes()),
+        other => return Err(args::bad(func, 3, "body", "string", &other)),
+    };
+    build_response(func, status, &headers, body)
 }
 
 impl UserData for Request {
@@ -429,24 +496,21 @@ impl UserData for Request {
         // respond(status [, headers [, body]])
         methods.add_method("respond", |_, this, (status, headers, body): (Value, Value, Value)| {
             const F: &str = "turbo_ws request:respond";
-            let status = args::count(F, 1, "status", status, 999)? as u16;
-            let headers = header_list(F, headers)?;
-            let body = match body {
-                Value::Nil => Bytes::new(),
-                Value::String(s) => Bytes::copy_from_slice(&s.as_bytes()),
-                other => return Err(args::bad(F, 3, "body", "string", &other)),
-            };
-            let res = build_response(F, status, &headers, body)?;
-            this.answer(F, res)
+            this.unanswered(F)?;
+            let res = response_from_args(F, status, headers, body);
+            this.answer_or_fail(F, res)
         });
         methods.add_method("answered", |_, this, ()| Ok(this.reply.borrow().is_none()));
         // upgrade([{protocol=, headers=}]) -> connection | nil, status, message
         methods.add_method("upgrade", |lua, this, opts: Value| {
             const F: &str = "turbo_ws request:upgrade";
-            let opts = Opts::new(F, args::opt_table(F, 1, "options", opts)?);
-            let protocol = opts.string("protocol")?;
-            let extra = opts.headers("headers")?;
-            upgrade(lua, this, protocol, &extra)
+            this.unanswered(F)?;
+            let result =
+                upgrade_options(F, opts).and_then(|(protocol, extra)| upgrade(lua, this, protocol, &extra));
+            if result.is_err() && this.reply.borrow().is_some() {
+                this.answer(F, internal_error())?;
+            }
+            result
         });
     }
 }
@@ -474,16 +538,15 @@ fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|p| !p.is_empty())
 }
 
+/// Answers with 101 and starts the connection, or answers the handshake's
+/// error. The caller answers 500 when this fails without answering.
 fn upgrade(
     lua: &Lua,
     req: &Request,
     protocol: Option<String>,
-    extra: &[(String, String)],
+    extra: &[(String, Vec<u8>)],
 ) -> mlua::Result<(Option<AnyUserData>, Option<u16>, Option<String>)> {
     const F: &str = "turbo_ws request:upgrade";
-    if req.reply.borrow().is_none() {
-        return Err(args::misuse(F, "the request was already answered"));
-    }
     let key = match check_handshake(&req.parts.method, req.parts.version, &req.parts.headers) {
         Ok(key) => key,
         Err(rejection) => {
@@ -503,16 +566,16 @@ fn upgrade(
         return Err(args::misuse(F, "the request cannot be upgraded"));
     };
     let mut headers = vec![
-        ("Upgrade".to_owned(), "websocket".to_owned()),
-        ("Connection".to_owned(), "Upgrade".to_owned()),
-        ("Sec-WebSocket-Accept".to_owned(), frame::derive_accept_key(key.as_bytes())),
+        ("Upgrade".to_owned(), b"websocket".to_vec()),
+        ("Connection".to_owned(), b"Upgrade".to_vec()),
+        ("Sec-WebSocket-Accept".to_owned(), frame::derive_accept_key(key.as_bytes()).into_bytes()),
     ];
     if let Some(p) = &protocol {
-        headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
+        headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone().into_bytes()));
     }
     let deflate = negotiate_deflate(&req.parts.headers, &req.limits);
     if let Some((_, answer)) = &deflate {
-        headers.push(("Sec-WebSocket-Extensions".to_owned(), answer.clone()));
+        headers.push(("Sec-WebSocket-Extensions".to_owned(), answer.clone().into_bytes()));
     }
     // The handshake's own headers are ours to set; extra copies would break
     // it, and an extension we do not speak must not be claimed.
@@ -561,4 +624,19 @@ pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     let lp = ioloop::get(lua)?;
     core.set("listen", lua.create_function(move |lua, a: (Value, Value)| listen(lua, lp, a))?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_value;
+
+    #[test]
+    fn header_values_keep_every_byte_but_cr_lf_nul() {
+        for value in [&b"Turbo\x08"[..], b"\x01\x1f\x7f", b"\xff\x80 tab\there", b""] {
+            assert_eq!(header_value(value).expect("accepted").as_bytes(), value);
+        }
+        for value in [&b"a\rb"[..], b"a\nb", b"a\0b", b"\x08\r\n"] {
+            assert!(header_value(value).is_none(), "{value:?} refused");
+        }
+    }
 }
