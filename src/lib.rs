@@ -6,33 +6,10 @@
 //! coro-websocket, evlua) are Lua files under `lua/`, embedded here and
 //! registered in `package.preload`.
 
-mod answer;
-mod args;
-mod callback;
-mod client;
-mod codec;
-mod config;
-mod connection;
-mod deflate;
-mod dial;
-mod error;
-mod fd_watch;
-mod frame;
+pub(crate) mod binding;
+pub(crate) mod engine;
 #[doc(hidden)]
 pub mod fuzz_api;
-mod handshake;
-mod http_client;
-mod http_session;
-mod ioloop;
-mod pubsub;
-mod random;
-mod redirect;
-mod registry;
-mod server;
-mod stream;
-mod tls;
-mod toolkit;
-mod workers;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_lua.rs"));
@@ -62,15 +39,15 @@ fn register_embedded(lua: &Lua) -> mlua::Result<()> {
 #[mlua::lua_module]
 fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     let core = lua.create_table()?;
-    ioloop::register(lua, &core)?;
-    server::register(lua, &core)?;
-    client::register(lua, &core)?;
-    http_client::register(lua, &core)?;
-    http_session::register(lua, &core)?;
-    pubsub::register(lua, &core)?;
-    workers::register(lua, &core)?;
-    toolkit::register(lua, &core)?;
-    fd_watch::register(lua, &core)?;
+    binding::ioloop::register(lua, &core)?;
+    binding::server::register(lua, &core)?;
+    binding::client::register(lua, &core)?;
+    binding::http_client::register(lua, &core)?;
+    binding::http_session::register(lua, &core)?;
+    binding::pubsub::register(lua, &core)?;
+    binding::workers::register(lua, &core)?;
+    binding::toolkit::register(lua, &core)?;
+    binding::fd_watch::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
 
     register_embedded(lua)?;

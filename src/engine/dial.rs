@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::args;
-use crate::config::Opts;
-use crate::error::{Error, Kind};
-use crate::redirect::{Hop, Trail};
-use crate::stream::Stream;
-use crate::tls;
+use crate::engine::error::{Error, Kind};
+use crate::engine::redirect::{Hop, Trail};
+use crate::engine::stream::Stream;
+use crate::engine::tls;
 
 /// Which URL schemes a client speaks: each family has a plain and a secure one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,18 +122,6 @@ fn raw_path(raw: &str) -> String {
     }
 }
 
-/// A TCP connect that takes longer than this fails (`connect_timeout`).
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A timeout option: its default when absent, none when 0.
-pub(crate) fn timeout_or_default(opts: &Opts, key: &str, default: Duration) -> mlua::Result<Option<Duration>> {
-    Ok(match opts.seconds(key)? {
-        None => Some(default),
-        Some(d) if d.is_zero() => None,
-        Some(d) => Some(d),
-    })
-}
-
 /// How to reach the server: read from the `connect_timeout`, `tls` and
 /// `unix_socket` options.
 pub(crate) struct Dial {
@@ -145,52 +131,6 @@ pub(crate) struct Dial {
     /// Connect to this Unix domain socket instead of the URL's host and
     /// port (which still give the Host header).
     pub unix_socket: Option<String>,
-}
-
-impl Dial {
-    pub(crate) fn from_opts(func: &str, opts: &Opts) -> mlua::Result<Dial> {
-        Ok(Dial {
-            connect_timeout: timeout_or_default(opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)?,
-            tls: tls_options(func, opts)?,
-            unix_socket: opts.string("unix_socket")?,
-        })
-    }
-}
-
-/// The `tls` option: `{verify, ca_file, ca_path, cert_file, key_file}`.
-fn tls_options(func: &str, opts: &Opts) -> mlua::Result<tls::ClientOptions> {
-    let Some(table) = opts.table("tls")? else {
-        return Ok(tls::ClientOptions { verify: true, ..Default::default() });
-    };
-    let o = Opts::new(func, Some(table));
-    let identity = match (o.string("cert_file")?, o.string("key_file")?) {
-        (Some(cert), Some(key)) => Some(tls::Identity { cert, key }),
-        (None, None) => None,
-        _ => return Err(args::misuse(func, "bad option 'tls' (cert_file and key_file go together)")),
-    };
-    Ok(tls::ClientOptions {
-        verify: o.bool("verify")?.unwrap_or(true),
-        ca_file: o.string("ca_file")?,
-        ca_path: o.string("ca_path")?,
-        identity,
-    })
-}
-
-/// The `headers` option, each name and value checked as HTTP allows.
-pub(crate) fn headers_option(func: &str, opts: &Opts) -> mlua::Result<Vec<(String, String)>> {
-    let headers = opts.headers("headers")?;
-    for (name, value) in &headers {
-        if http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(args::misuse(
-                func,
-                format!("bad option 'headers' ('{name}' is not a valid header name)"),
-            ));
-        }
-        if http::HeaderValue::from_str(value).is_err() {
-            return Err(args::misuse(func, format!("bad option 'headers' (bad value for '{name}')")));
-        }
-    }
-    Ok(headers)
 }
 
 /// DNS, TCP connect (each address in turn) and, for a secure scheme, TLS;

@@ -24,9 +24,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 use tokio::sync::Notify;
 
-use crate::args;
-use crate::callback;
-use crate::ioloop::{self, KeepAlive, Loop};
+use crate::binding::args;
+use crate::binding::callback;
+use crate::binding::ioloop::{self, KeepAlive, Loop};
 
 pub const READ: u32 = 0x001;
 pub const WRITE: u32 = 0x004;
@@ -139,7 +139,9 @@ fn events_arg(func: &str, n: usize, v: Value) -> mlua::Result<u32> {
     if events & !(READ | WRITE | ERROR | 0x002) != 0 {
         return Err(args::misuse(
             func,
-            format!("bad argument #{n} 'events' ({events:#x} has bits other than READ, WRITE, PRI and ERROR)"),
+            format!(
+                "bad argument #{n} 'events' ({events:#x} has bits other than READ, WRITE, PRI and ERROR)"
+            ),
         ));
     }
     Ok(events)
@@ -163,9 +165,8 @@ fn watch_fd(
     // so update() never has to register again.
     // SAFETY: `own` is our open descriptor and stays open (and the same)
     // for as long as the AsyncFd owns it.
-    let registered = lp.enter(|| unsafe {
-        AsyncFd::register_with_interest(own, Interest::READABLE | Interest::WRITABLE)
-    });
+    let registered =
+        lp.enter(|| unsafe { AsyncFd::register_with_interest(own, Interest::READABLE | Interest::WRITABLE) });
     let fd = match registered.map_err(|e| args::misuse(F, e))? {
         Ok(registered) => registered,
         Err(e) => return Ok((None, Some(format!("cannot watch fd {fd}: {e}")))),

@@ -1,10 +1,14 @@
-//! Options read from Lua tables, and the per-connection limits with their
-//! documented defaults. Every option is checked the same way:
+//! Options read from Lua tables, every one checked the same way:
 //! `turbo_ws.listen: bad option 'port' (number expected, got string)`.
 
 use std::time::Duration;
 
 use mlua::{Table, Value};
+
+use crate::binding::args;
+use crate::engine::dial::Dial;
+use crate::engine::limits::Limits;
+use crate::engine::tls;
 
 /// Reads named fields of an optional options table, checking their types.
 pub struct Opts<'a> {
@@ -21,7 +25,7 @@ impl<'a> Opts<'a> {
         mlua::Error::runtime(format!(
             "{}: bad option '{key}' ({expected} expected, got {})",
             self.func,
-            crate::args::type_name(got)
+            crate::binding::args::type_name(got)
         ))
     }
 
@@ -164,88 +168,91 @@ fn lua_bytes(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
-/// Limits of one connection. Defaults are documented in docs/core.md.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Largest incoming message (after reassembly); larger closes with 1009.
-    pub max_message_size: usize,
-    /// Largest incoming frame payload; larger closes with 1009.
-    pub max_frame_size: usize,
-    /// Bytes queued for sending above which `send` refuses more (a message
-    /// into an empty queue is always taken, whatever its size).
-    pub max_buffered: usize,
-    /// Close with 1008 a connection whose peer does not read, the moment a
-    /// send is refused for `max_buffered`, instead of only refusing it.
-    pub close_slow_readers: bool,
-    /// Bytes asked of the socket per read (more while a large frame is
-    /// pending); held only while input is arriving.
-    pub read_buffer_size: usize,
-    /// How long `close()` waits for the peer's close frame / TCP close.
-    pub close_timeout: Duration,
-    /// Server: time to receive a complete request head (and TLS handshake).
-    pub handshake_timeout: Duration,
-    /// Server: largest plain-HTTP request body accepted.
-    pub max_body_size: usize,
-    /// Server: largest request head in bytes.
-    pub max_header_size: usize,
-    /// Server: most request headers.
-    pub max_headers: usize,
-    /// Send a ping after this long without hearing from the peer.
-    pub ping_interval: Option<Duration>,
-    /// Close with 1001 after this long without hearing from the peer.
-    pub idle_timeout: Option<Duration>,
-    /// Offer (client) or accept (server) permessage-deflate.
-    pub permessage_deflate: bool,
+/// The limits: the defaults, overridden by the options present in `opts`.
+pub fn limits(opts: &Opts) -> mlua::Result<Limits> {
+    let d = Limits::default();
+    const MAX: u64 = 1 << 40;
+    let size = |key: &str, default: usize| -> mlua::Result<usize> {
+        Ok(opts.integer(key, 1, MAX)?.map_or(default, |v| v as usize))
+    };
+    Ok(Limits {
+        max_message_size: size("max_message_size", d.max_message_size)?,
+        max_frame_size: size("max_frame_size", d.max_frame_size)?,
+        max_buffered: size("max_buffered", d.max_buffered)?,
+        close_slow_readers: opts.bool("close_slow_readers")?.unwrap_or(d.close_slow_readers),
+        read_buffer_size: opts
+            .integer("read_buffer_size", 256, 16 << 20)?
+            .map_or(d.read_buffer_size, |v| v as usize),
+        close_timeout: opts.seconds("close_timeout")?.unwrap_or(d.close_timeout),
+        handshake_timeout: opts.seconds("handshake_timeout")?.unwrap_or(d.handshake_timeout),
+        max_body_size: opts.integer("max_body_size", 0, MAX)?.map_or(d.max_body_size, |v| v as usize),
+        max_header_size: opts
+            .integer("max_header_size", 8192, 16 << 20)?
+            .map_or(d.max_header_size, |v| v as usize),
+        max_headers: opts.integer("max_headers", 1, 10_000)?.map_or(d.max_headers, |v| v as usize),
+        ping_interval: opts.seconds("ping_interval")?.filter(|d| !d.is_zero()),
+        idle_timeout: opts.seconds("idle_timeout")?.filter(|d| !d.is_zero()),
+        permessage_deflate: opts.bool("permessage_deflate")?.unwrap_or(d.permessage_deflate),
+    })
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_message_size: 64 << 20,
-            max_frame_size: 16 << 20,
-            // Per connection, so a thousand peers that never read cost 1 GiB
-            // at most, not 64; see docs/core.md.
-            max_buffered: 1 << 20,
-            close_slow_readers: false,
-            read_buffer_size: 64 << 10,
-            close_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(10),
-            max_body_size: 8 << 20,
-            max_header_size: 64 << 10,
-            max_headers: 100,
-            ping_interval: None,
-            idle_timeout: None,
-            permessage_deflate: true,
+/// A TCP connect that takes longer than this fails (`connect_timeout`).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A timeout option: its default when absent, none when 0.
+pub(crate) fn timeout_or_default(
+    opts: &Opts,
+    key: &str,
+    default: Duration,
+) -> mlua::Result<Option<Duration>> {
+    Ok(match opts.seconds(key)? {
+        None => Some(default),
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+    })
+}
+
+/// How to reach the server: the `connect_timeout`, `tls` and `unix_socket` options.
+pub(crate) fn dial(func: &str, opts: &Opts) -> mlua::Result<Dial> {
+    Ok(Dial {
+        connect_timeout: timeout_or_default(opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)?,
+        tls: tls_options(func, opts)?,
+        unix_socket: opts.string("unix_socket")?,
+    })
+}
+
+/// The `tls` option: `{verify, ca_file, ca_path, cert_file, key_file}`.
+fn tls_options(func: &str, opts: &Opts) -> mlua::Result<tls::ClientOptions> {
+    let Some(table) = opts.table("tls")? else {
+        return Ok(tls::ClientOptions { verify: true, ..Default::default() });
+    };
+    let o = Opts::new(func, Some(table));
+    let identity = match (o.string("cert_file")?, o.string("key_file")?) {
+        (Some(cert), Some(key)) => Some(tls::Identity { cert, key }),
+        (None, None) => None,
+        _ => return Err(args::misuse(func, "bad option 'tls' (cert_file and key_file go together)")),
+    };
+    Ok(tls::ClientOptions {
+        verify: o.bool("verify")?.unwrap_or(true),
+        ca_file: o.string("ca_file")?,
+        ca_path: o.string("ca_path")?,
+        identity,
+    })
+}
+
+/// The `headers` option, each name and value checked as HTTP allows.
+pub(crate) fn headers_option(func: &str, opts: &Opts) -> mlua::Result<Vec<(String, String)>> {
+    let headers = opts.headers("headers")?;
+    for (name, value) in &headers {
+        if http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(args::misuse(
+                func,
+                format!("bad option 'headers' ('{name}' is not a valid header name)"),
+            ));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(args::misuse(func, format!("bad option 'headers' (bad value for '{name}')")));
         }
     }
-}
-
-impl Limits {
-    /// The defaults, overridden by the options present in `opts`.
-    pub fn from_opts(opts: &Opts) -> mlua::Result<Self> {
-        let d = Limits::default();
-        const MAX: u64 = 1 << 40;
-        let size = |key: &str, default: usize| -> mlua::Result<usize> {
-            Ok(opts.integer(key, 1, MAX)?.map_or(default, |v| v as usize))
-        };
-        Ok(Limits {
-            max_message_size: size("max_message_size", d.max_message_size)?,
-            max_frame_size: size("max_frame_size", d.max_frame_size)?,
-            max_buffered: size("max_buffered", d.max_buffered)?,
-            close_slow_readers: opts.bool("close_slow_readers")?.unwrap_or(d.close_slow_readers),
-            read_buffer_size: opts
-                .integer("read_buffer_size", 256, 16 << 20)?
-                .map_or(d.read_buffer_size, |v| v as usize),
-            close_timeout: opts.seconds("close_timeout")?.unwrap_or(d.close_timeout),
-            handshake_timeout: opts.seconds("handshake_timeout")?.unwrap_or(d.handshake_timeout),
-            max_body_size: opts.integer("max_body_size", 0, MAX)?.map_or(d.max_body_size, |v| v as usize),
-            max_header_size: opts
-                .integer("max_header_size", 8192, 16 << 20)?
-                .map_or(d.max_header_size, |v| v as usize),
-            max_headers: opts.integer("max_headers", 1, 10_000)?.map_or(d.max_headers, |v| v as usize),
-            ping_interval: opts.seconds("ping_interval")?.filter(|d| !d.is_zero()),
-            idle_timeout: opts.seconds("idle_timeout")?.filter(|d| !d.is_zero()),
-            permessage_deflate: opts.bool("permessage_deflate")?.unwrap_or(d.permessage_deflate),
-        })
-    }
+    Ok(headers)
 }

@@ -25,10 +25,10 @@ use mlua::{Function, IntoLuaMulti, Lua, MultiValue, RegistryKey, Table, UserData
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::args;
-use crate::callback;
-use crate::config::Opts;
-use crate::ioloop::{self, KeepAlive, Loop};
+use crate::binding::args;
+use crate::binding::callback;
+use crate::binding::ioloop::{self, KeepAlive, Loop};
+use crate::binding::opts::Opts;
 
 /// Most messages (and bytes) sent to Redis in one pipelined batch.
 const BATCH_MESSAGES: usize = 1024;

@@ -1,15 +1,13 @@
 //! What is open — listeners and connections — so that a graceful shutdown
 //! can reach them all: stop accepting, send close 1001 to every connection,
-//! wait for them up to a timeout, then drop the rest.
+//! wait for them up to a timeout, then drop the rest (the loop does the
+//! waiting: `binding::ioloop::shutdown`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
 
 use tokio::sync::Notify;
-
-use crate::ioloop::{Loop, LuaCall};
 
 /// A connection as the registry sees it.
 pub trait Closable {
@@ -67,33 +65,30 @@ impl Registry {
     fn live_connections(&self) -> Vec<Rc<dyn Closable>> {
         self.connections.borrow().values().filter_map(Weak::upgrade).collect()
     }
-}
 
-/// Stops every listener, closes every connection with 1001, waits for them
-/// up to `timeout`, aborts the rest, then calls `on_done`.
-pub fn shutdown(lp: &'static Loop, timeout: Duration, on_done: Option<LuaCall>) {
-    let registry = lp.registry();
-    let listeners: Vec<Rc<Notify>> = registry.listeners.borrow_mut().drain().map(|(_, n)| n).collect();
-    for stop in listeners {
-        stop.notify_one();
-    }
-    for conn in registry.live_connections() {
-        conn.going_away();
-    }
-    lp.spawn(async move {
-        let registry = lp.registry();
-        let wait = async {
-            while registry.open_connections() > 0 {
-                registry.drained.notified().await;
-            }
-        };
-        if tokio::time::timeout(timeout, wait).await.is_err() {
-            for conn in registry.live_connections() {
-                conn.abort();
-            }
+    /// The first step of a graceful shutdown: stops every listener and
+    /// sends close 1001 on every connection.
+    pub fn stop_all(&self) {
+        let listeners: Vec<Rc<Notify>> = self.listeners.borrow_mut().drain().map(|(_, n)| n).collect();
+        for stop in listeners {
+            stop.notify_one();
         }
-        if let (Some(call), Some(lua)) = (on_done, lp.lua()) {
-            call.invoke(&lua, "shutdown callback");
+        for conn in self.live_connections() {
+            conn.going_away();
         }
-    });
+    }
+
+    /// Waits until no connection is left.
+    pub async fn drained(&self) {
+        while self.open_connections() > 0 {
+            self.drained.notified().await;
+        }
+    }
+
+    /// Drops every connection still open.
+    pub fn abort_all(&self) {
+        for conn in self.live_connections() {
+            conn.abort();
+        }
+    }
 }

@@ -13,7 +13,9 @@ fn valid_close_code(v: &Value) -> bool {
         Value::Number(x) => *x,
         _ => return false,
     };
-    code.fract() == 0.0 && (0.0..=65535.0).contains(&code) && crate::frame::check_close_code(code as u16)
+    code.fract() == 0.0
+        && (0.0..=65535.0).contains(&code)
+        && crate::engine::frame::check_close_code(code as u16)
 }
 
 /// Registers the shared rules in the `core` table.

@@ -24,18 +24,20 @@ use mlua::{AnyUserData, Function, Lua, RegistryKey, Table, UserData, UserDataMet
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
 
-use crate::args;
-use crate::callback;
-use crate::codec::Role;
-use crate::config::{self, HeaderFields, Limits, Opts};
-use crate::connection::{self, Shared};
-use crate::deflate;
-use crate::error::{Error, Kind};
-use crate::frame;
-use crate::handshake;
-use crate::ioloop::{self, KeepAlive, Loop};
-use crate::stream::Stream;
-use crate::tls;
+use crate::binding::args;
+use crate::binding::callback;
+use crate::binding::connection;
+use crate::binding::ioloop::{self, KeepAlive, Loop};
+use crate::binding::opts::{self, HeaderFields, Opts};
+use crate::engine;
+use crate::engine::codec::Role;
+use crate::engine::deflate;
+use crate::engine::error::{Error, Kind};
+use crate::engine::frame;
+use crate::engine::handshake;
+use crate::engine::limits::Limits;
+use crate::engine::stream::Stream;
+use crate::engine::tls;
 
 type Body = Full<Bytes>;
 
@@ -94,7 +96,7 @@ fn listen(lua: &Lua, lp: &'static Loop, (opts, on_request): (Value, Value)) -> m
     let on_request = args::function(F, 2, "on_request", on_request)?;
     let host = opts.string("host")?.unwrap_or_else(|| "0.0.0.0".into());
     let port = opts.integer("port", 0, 65535)?.unwrap_or(0) as u16;
-    let limits = Limits::from_opts(&opts)?;
+    let limits = opts::limits(&opts)?;
     let tls = match opts.table("tls")? {
         Some(t) => Some(server_tls(F, &t)?),
         None => None,
@@ -469,7 +471,7 @@ fn header_value(bytes: &[u8]) -> Option<HeaderValue> {
 fn header_list(func: &str, v: Value) -> mlua::Result<HeaderFields> {
     match v {
         Value::Nil => Ok(Vec::new()),
-        Value::Table(t) => config::header_fields_from_table(func, "headers", &t),
+        Value::Table(t) => opts::header_fields_from_table(func, "headers", &t),
         other => Err(args::bad(func, 2, "headers", "table", &other)),
     }
 }
@@ -589,19 +591,20 @@ fn upgrade(
     headers.extend(extra.iter().filter(|(n, _)| !OURS.iter().any(|o| n.eq_ignore_ascii_case(o))).cloned());
     let response = build_response(F, 101, &headers, Bytes::new())?;
 
-    let shared = Shared::new(req.limits.clone(), Role::Server, deflate.map(|(agreed, _)| agreed));
+    let conn = connection::new(req.limits.clone(), Role::Server, deflate.map(|(agreed, _)| agreed));
+    let shared = conn.shared.clone();
     shared.set_protocol(protocol);
-    let conn = connection::userdata(lua, shared.clone())?;
+    let conn = connection::userdata(lua, conn)?;
     let lp = ioloop::get(lua)?;
     let alive = KeepAlive::new(lp);
     let slot = req.slot.borrow_mut().take();
     lp.spawn(async move {
-        let _slot = slot;
+        let (_slot, _alive) = (slot, alive);
         match on_upgrade.await.map(|u| u.downcast::<TokioIo<Stream>>()) {
             Ok(Ok(parts)) => {
                 let stream = parts.io.into_inner();
                 shared.opened(&stream);
-                connection::run(shared, stream, BytesMut::from(&parts.read_buf[..]), alive).await;
+                engine::connection::run(shared, stream, BytesMut::from(&parts.read_buf[..])).await;
             }
             Ok(Err(_)) => shared.finish(
                 Some(Error::new(Kind::Io, "upgrade on an unexpected stream type")),

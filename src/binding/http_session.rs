@@ -12,10 +12,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use mlua::{Lua, Table, UserData, UserDataMethods, Value};
 
-use crate::args;
-use crate::dial::{self, Dial, Target};
-use crate::error::Error;
-use crate::http_client::{hyper_error, Stage};
+use crate::binding::args;
+use crate::binding::http_client::{hyper_error, Stage};
+use crate::engine::dial::{self, Dial, Target};
+use crate::engine::error::Error;
 
 /// Largest response head.
 const MAX_HEAD: usize = 64 << 10;

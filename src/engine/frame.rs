@@ -160,7 +160,7 @@ pub fn derive_accept_key(key: &[u8]) -> String {
 /// A fresh Sec-WebSocket-Key: 16 random bytes, base64.
 pub fn generate_key() -> String {
     let mut nonce = [0u8; 16];
-    crate::random::fill(&mut nonce);
+    crate::engine::random::fill(&mut nonce);
     data_encoding::BASE64.encode(&nonce)
 }
 

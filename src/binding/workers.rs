@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use mlua::{Function, Lua, RegistryKey, Table, Value};
 
-use crate::args;
-use crate::callback;
-use crate::config::Opts;
-use crate::ioloop::{self, Loop, LuaCall};
+use crate::binding::args;
+use crate::binding::callback;
+use crate::binding::ioloop::{self, Loop, LuaCall};
+use crate::binding::opts::Opts;
 
 /// The signals `on_signal` accepts and the supervisor forwards.
 const SIGNALS: &[(&str, libc::c_int)] = &[
@@ -141,7 +141,7 @@ fn graceful_stop(lua: &Lua, lp: &'static Loop) {
         return;
     }
     let done = lua.create_function(move |_, ()| {
-        crate::pubsub::close_all();
+        crate::binding::pubsub::close_all();
         lp.close();
         Ok(())
     });
@@ -149,7 +149,7 @@ fn graceful_stop(lua: &Lua, lp: &'static Loop) {
         Ok(call) => call,
         Err(e) => return callback::report("worker shutdown", &e.to_string()),
     };
-    crate::registry::shutdown(lp, st.grace.get(), Some(call));
+    crate::binding::ioloop::shutdown(lp, st.grace.get(), Some(call));
 }
 
 /// `on_signal(name, fn | nil)`
@@ -271,9 +271,11 @@ fn become_worker(lp: &'static Loop, sup: &Supervisor, index: u32) -> mlua::Resul
     // arrived since the fork is then handled, not fatal.
     let result = listen_for(lp, libc::SIGINT).and_then(|()| listen_for(lp, libc::SIGTERM));
     // SAFETY: restores the mask the program had before workers().
-    let restored = os_result(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &sup.old_mask, std::ptr::null_mut()) });
+    let restored =
+        os_result(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &sup.old_mask, std::ptr::null_mut()) });
     result.map_err(|e| args::misuse(F, e))?;
-    restored.map_err(|e| args::misuse(F, format!("cannot restore the signal mask in worker {index}: {e}")))?;
+    restored
+        .map_err(|e| args::misuse(F, format!("cannot restore the signal mask in worker {index}: {e}")))?;
     Ok(index)
 }
 

@@ -17,15 +17,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use mlua::{Function, Lua, RegistryKey, Table, Value};
 
-use crate::answer::Answer;
-use crate::args;
-use crate::callback;
-use crate::config::Opts;
-use crate::dial::{self, Dial, Family, Target};
-use crate::error::{Error, Kind};
-use crate::http_session::{self, Conn, Session};
-use crate::ioloop::{self, KeepAlive, Loop};
-use crate::redirect::{self, Trail};
+use crate::binding::answer;
+use crate::binding::args;
+use crate::binding::callback;
+use crate::binding::http_session::{self, Conn, Session};
+use crate::binding::ioloop::{self, KeepAlive, Loop};
+use crate::binding::opts::{self, Opts};
+use crate::engine::answer::Answer;
+use crate::engine::dial::{self, Dial, Family, Target};
+use crate::engine::error::{Error, Kind};
+use crate::engine::redirect::{self, Trail};
 
 const F: &str = "turbo_ws.http_request";
 
@@ -89,7 +90,7 @@ fn read_params(target: Target, opts: &Opts) -> mlua::Result<Params> {
             ))
         }
     };
-    let mut headers = dial::headers_option(F, opts)?;
+    let mut headers = opts::headers_option(F, opts)?;
     // The body given decides how it is framed.
     headers.retain(|(n, _)| {
         !n.eq_ignore_ascii_case("content-length") && !n.eq_ignore_ascii_case("transfer-encoding")
@@ -100,7 +101,7 @@ fn read_params(target: Target, opts: &Opts) -> mlua::Result<Params> {
         version,
         headers,
         body,
-        dial: Dial::from_opts(F, opts)?,
+        dial: opts::dial(F, opts)?,
         timeout: opts.seconds("timeout")?.filter(|d| !d.is_zero()),
         max_redirects: opts.integer("max_redirects", 0, 100)?.unwrap_or(0) as u32,
         max_body_size: opts.integer("max_body_size", 0, 1 << 40)?.map_or(DEFAULT_MAX_BODY, |v| v as usize),
@@ -152,10 +153,12 @@ fn report(on_done: &RegistryKey, outcome: Result<Answer, Failure>) {
     let call = || -> mlua::Result<()> {
         let func: Function = lua.registry_value(on_done)?;
         match outcome {
-            Ok(answer) => callback::call(&lua, "http_request callback", &func, answer.to_lua(&lua)?),
+            Ok(answer) => {
+                callback::call(&lua, "http_request callback", &func, answer::to_lua(&lua, &answer)?)
+            }
             Err((err, answer)) => {
                 let answer = match answer {
-                    Some(a) => Value::Table(a.to_lua(&lua)?),
+                    Some(a) => Value::Table(answer::to_lua(&lua, a.as_ref())?),
                     None => Value::Nil,
                 };
                 callback::call(

@@ -110,7 +110,7 @@ pub fn call(lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) -> 
 }
 
 fn resume_in_coroutine(lua: &Lua, func: &Function, args: impl IntoLuaMulti) -> mlua::Result<()> {
-    let Some(lp) = crate::ioloop::current() else {
+    let Some(lp) = crate::binding::ioloop::current() else {
         return func.call::<()>(args);
     };
     let trampolines = lp.trampolines();
@@ -138,7 +138,7 @@ fn after_resume(trampolines: &Trampolines, co: Thread, results: MultiValue) -> m
 pub fn resume(co: Thread, args: MultiValue) -> bool {
     let result = catch_unwind(AssertUnwindSafe(|| -> mlua::Result<()> {
         let results: MultiValue = co.resume(args)?;
-        match crate::ioloop::current() {
+        match crate::binding::ioloop::current() {
             Some(lp) => after_resume(lp.trampolines(), co, results),
             None => Ok(()),
         }

@@ -12,7 +12,7 @@
 
 use url::Url;
 
-use crate::error::{Error, Kind};
+use crate::engine::error::{Error, Kind};
 
 /// Request headers that carry credentials, dropped on a cross-origin hop.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];

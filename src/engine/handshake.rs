@@ -6,9 +6,9 @@
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::deflate;
-use crate::frame;
-use crate::stream::Stream;
+use crate::engine::deflate;
+use crate::engine::frame;
+use crate::engine::stream::Stream;
 
 /// A response head larger than this is refused.
 const MAX_HEAD: usize = 64 << 10;
@@ -167,7 +167,10 @@ async fn read_body(stream: &mut Stream, response: &Response, mut body: BytesMut)
 /// subprotocol.
 fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed>, Failure> {
     if !res.header_has_token("upgrade", "websocket") {
-        return Err(Failure::BadHandshake(Check::Upgrade, "the answer has no 'Upgrade: websocket' header".into()));
+        return Err(Failure::BadHandshake(
+            Check::Upgrade,
+            "the answer has no 'Upgrade: websocket' header".into(),
+        ));
     }
     if !res.header_has_token("connection", "upgrade") {
         return Err(Failure::BadHandshake(
@@ -190,12 +193,10 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed
                 "the server chose an extension that was not offered".into(),
             ))
         }
-        Some(answer) => {
-            Some(
-                deflate::read_answer(&String::from_utf8_lossy(answer))
-                    .map_err(|m| Failure::BadHandshake(Check::Extension, m))?,
-            )
-        }
+        Some(answer) => Some(
+            deflate::read_answer(&String::from_utf8_lossy(answer))
+                .map_err(|m| Failure::BadHandshake(Check::Extension, m))?,
+        ),
     };
     // A client that offered subprotocols needs the server to pick one of them.
     match res.header("sec-websocket-protocol") {

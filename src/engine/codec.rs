@@ -8,9 +8,9 @@
 
 use bytes::{Buf, BytesMut};
 
-use crate::deflate::{Deflater, InflateError, Inflater};
-use crate::error::Kind;
-use crate::frame::{self, BadClose, Header};
+use crate::engine::deflate::{Deflater, InflateError, Inflater};
+use crate::engine::error::Kind;
+use crate::engine::frame::{self, BadClose, Header};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -300,7 +300,7 @@ impl Outbox {
     /// client masks it.
     fn push_frame(&mut self, opcode: u8, fin: bool, rsv1: bool, payload: &[u8], original: usize) {
         let mask = match self.role {
-            Role::Client => Some(crate::random::mask_key()),
+            Role::Client => Some(crate::engine::random::mask_key()),
             Role::Server => None,
         };
         self.buf.reserve(frame::MAX_HEADER + payload.len());

@@ -1,18 +1,16 @@
-//! One open WebSocket connection, server or client side: the userdata Lua
-//! holds, and the task that moves its bytes.
+//! One open WebSocket connection, server or client side: its state
+//! (`Shared`, which the program's handle and the task share) and the task
+//! that moves its bytes (`run`). What happens is reported through
+//! `Events`; the binding layer turns that into Lua callbacks.
 //!
-//! Lua never blocks: `send`, `ping`, `pong` and `close` encode a frame into
-//! the connection's outbox and wake the task. The task reads, hands each
-//! message to the Lua callbacks as it is parsed, and writes the outbox
-//! once per few messages or when input runs dry, so a burst of requests is
-//! answered with one write.
+//! Sending never blocks: `send`, `ping`, `pong` and `close` encode a frame
+//! into the connection's outbox and wake the task. The task reads, reports
+//! each message as it is parsed, and writes the outbox once per few
+//! messages or when input runs dry, so a burst of requests is answered
+//! with one write.
 //!
 //! Memory: the input buffer and the outbox are given back whenever they
 //! run empty, so an idle connection holds no buffers.
-//!
-//! Ownership: the Lua side holds the userdata; the callbacks are kept as
-//! registry keys and dropped when the connection ends, so a handler that
-//! refers to its own connection is not kept alive past the close.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -24,20 +22,16 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{sleep, Sleep};
 
-use crate::args;
-use crate::callback;
-use crate::codec::{Event, Outbox, Reader, Role, Step, Violation};
-use crate::config::{Limits, Opts};
-use crate::deflate::{Agreed, Deflater, Inflater};
-use crate::error::{Error, Kind};
-use crate::frame;
-use crate::ioloop::{self, KeepAlive};
-use crate::registry::Closable;
-use crate::stream::Stream;
+use crate::engine::codec::{Event, Outbox, Reader, Role, Step, Violation};
+use crate::engine::deflate::{Agreed, Deflater, Inflater};
+use crate::engine::error::{Error, Kind};
+use crate::engine::frame;
+use crate::engine::limits::Limits;
+use crate::engine::registry::Closable;
+use crate::engine::stream::Stream;
 
 /// How long a failing connection may take to send its close frame.
 const FAIL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -60,7 +54,7 @@ const PONG_BACKLOG: usize = 64 << 10;
 const MAX_READ: usize = 1 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
+pub enum State {
     /// Accepted by Lua, handshake not finished: writes queue up.
     Connecting,
     Open,
@@ -70,7 +64,7 @@ enum State {
 }
 
 impl State {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             State::Connecting => "connecting",
             State::Open => "open",
@@ -80,18 +74,25 @@ impl State {
     }
 }
 
-/// The Lua functions events go to.
-#[derive(Default)]
-struct Callbacks {
-    on_message: Option<RegistryKey>,
-    on_ping: Option<RegistryKey>,
-    on_pong: Option<RegistryKey>,
-    on_close: Option<RegistryKey>,
-    on_error: Option<RegistryKey>,
-    on_drain: Option<RegistryKey>,
+/// What a connection reports to whoever runs it. Each call happens on the
+/// connection's task; sends made from inside one are written after it.
+pub trait Events {
+    /// A whole message (fragments reassembled, inflated, UTF-8 checked).
+    fn message(&self, data: &[u8], binary: bool);
+    /// A ping, already answered.
+    fn ping(&self, data: &[u8]);
+    fn pong(&self, data: &[u8]);
+    /// A send was refused for `max_buffered`, and the queue has room again.
+    fn drained(&self);
+    /// The connection ended: called once, last. `error` says why when it
+    /// failed (or when queued data could not be sent); `code` is the peer's
+    /// close code, the one we failed with, or 1006.
+    fn finished(&self, error: Option<Error>, code: u16, reason: String);
+    /// Whether the receiver is still there; the task stops when it is not.
+    fn attached(&self) -> bool;
 }
 
-/// State shared by the userdata and the task.
+/// State shared by the program's handle and the task.
 pub struct Shared {
     state: Cell<State>,
     out: RefCell<Outbox>,
@@ -100,16 +101,16 @@ pub struct Shared {
     /// The pong for the latest ping, while the outbox is too full for it.
     pending_pong: RefCell<Option<Vec<u8>>>,
     waker: RefCell<Option<Waker>>,
-    /// The task is inside a Lua callback: no need to wake it.
+    /// The task is reporting an event: no need to wake it.
     delivering: Cell<bool>,
-    /// Lua asked to drop the connection without a closing handshake.
+    /// The program asked to drop the connection without a closing handshake.
     aborted: Cell<bool>,
     /// A send was refused for `max_buffered`: `on_drain` fires once the
     /// queue is down to a quarter of it.
     blocked: Cell<bool>,
     /// Closed for not reading (`close_slow_readers`): reported in on_error.
     slow_reader: Cell<bool>,
-    callbacks: RefCell<Callbacks>,
+    events: Rc<dyn Events>,
     limits: Limits,
     role: Role,
     /// permessage-deflate, when the handshake agreed on it.
@@ -118,8 +119,6 @@ pub struct Shared {
     protocol: RefCell<Option<String>>,
     /// The close code and reason received from the peer.
     peer_close: RefCell<Option<(u16, String)>>,
-    /// Its entry in the loop's registry (for graceful shutdown).
-    registry_id: Cell<u64>,
 }
 
 impl Closable for Shared {
@@ -133,8 +132,8 @@ impl Closable for Shared {
 }
 
 impl Shared {
-    pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>) -> Rc<Self> {
-        let shared = Rc::new(Shared {
+    pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>, events: Rc<dyn Events>) -> Rc<Self> {
+        Rc::new(Shared {
             state: Cell::new(State::Connecting),
             out: RefCell::new(Outbox::new(role, deflate.map(Deflater::new))),
             close_sent: Cell::new(false),
@@ -144,23 +143,18 @@ impl Shared {
             aborted: Cell::new(false),
             blocked: Cell::new(false),
             slow_reader: Cell::new(false),
-            callbacks: RefCell::new(Callbacks::default()),
+            events,
             limits,
             role,
             deflate,
             peer: Cell::new(None),
             protocol: RefCell::new(None),
             peer_close: RefCell::new(None),
-            registry_id: Cell::new(0),
-        });
-        if let Some(lp) = ioloop::current() {
-            let weak: std::rc::Weak<dyn Closable> = Rc::downgrade(&shared) as std::rc::Weak<dyn Closable>;
-            shared.registry_id.set(lp.registry().add_connection(weak));
-        }
-        shared
+        })
     }
 
-    /// The handshake is done: the connection is open (unless Lua already closed it).
+    /// The handshake is done: the connection is open (unless the program
+    /// already closed it).
     pub fn opened(&self, stream: &Stream) {
         self.peer.set(stream.peer_addr().ok());
         if self.state.get() == State::Connecting {
@@ -170,6 +164,32 @@ impl Shared {
 
     pub fn set_protocol(&self, protocol: Option<String>) {
         *self.protocol.borrow_mut() = protocol;
+    }
+
+    pub fn state(&self) -> State {
+        self.state.get()
+    }
+
+    /// The subprotocol agreed on, if any.
+    pub fn protocol(&self) -> Option<String> {
+        self.protocol.borrow().clone()
+    }
+
+    /// The peer's address, once open.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer.get()
+    }
+
+    /// Payload bytes queued and not yet handed to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.out.borrow().queued()
+    }
+
+    /// Calls the receiver of events, marking the task as busy meanwhile.
+    fn report(&self, f: impl FnOnce(&dyn Events)) {
+        self.delivering.set(true);
+        f(&*self.events);
+        self.delivering.set(false);
     }
 
     fn wake(&self) {
@@ -188,12 +208,12 @@ impl Shared {
         }
     }
 
-    /// Queues what Lua sends: `push` encodes `payload` into the outbox.
+    /// Queues what the program sends: `push` encodes `payload` into the outbox.
     /// Text must be valid UTF-8 (checked by the caller). Past `max_buffered`
     /// the send is refused (or, with `close_slow_readers`, the connection
     /// closed with 1008); a message into an empty queue is always taken, so
     /// any single message can be sent.
-    fn send(&self, payload: &[u8], push: impl FnOnce(&mut Outbox, &[u8])) -> Result<(), Error> {
+    pub fn send(&self, payload: &[u8], push: impl FnOnce(&mut Outbox, &[u8])) -> Result<(), Error> {
         self.can_send()?;
         let queued = self.out.borrow().queued();
         if queued > 0 && queued + payload.len() > self.limits.max_buffered {
@@ -212,24 +232,26 @@ impl Shared {
             self.close(Some(1008), "not reading");
             return Error::new(
                 Kind::TooBig,
-                format!("closed with 1008: the peer did not read ({queued} bytes queued, max_buffered = {limit})"),
+                format!(
+                    "closed with 1008: the peer did not read ({queued} bytes queued, max_buffered = {limit})"
+                ),
             );
         }
         self.blocked.set(true);
-        Error::new(Kind::TooBig, format!("send buffer full ({queued} bytes queued, limit max_buffered = {limit})"))
+        Error::new(
+            Kind::TooBig,
+            format!("send buffer full ({queued} bytes queued, limit max_buffered = {limit})"),
+        )
     }
 
-    /// After a write: tells a blocked sender (`on_drain`) that the queue
-    /// has room again. Returns whether the callback queued more.
+    /// After a write: tells a blocked sender (`drained`) that the queue
+    /// has room again. Returns whether that queued more.
     fn notify_drained(&self) -> bool {
         if !self.blocked.get() || self.out.borrow().queued() > self.limits.max_buffered / 4 {
             return false;
         }
         self.blocked.set(false);
-        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else {
-            return false;
-        };
-        self.emit(&lua, |c| &c.on_drain, "on_drain", ());
+        self.report(|e| e.drained());
         !self.out.borrow().is_empty()
     }
 
@@ -241,14 +263,16 @@ impl Shared {
         }
     }
 
-    fn close(&self, code: Option<u16>, reason: &str) {
+    /// Starts the closing handshake (no code: a close frame without one).
+    pub fn close(&self, code: Option<u16>, reason: &str) {
         if matches!(self.state.get(), State::Connecting | State::Open) {
             self.state.set(State::Closing);
             self.queue_close(code, reason);
         }
     }
 
-    fn abort(&self) {
+    /// Drops the connection without a closing handshake.
+    pub fn abort(&self) {
         if self.state.get() != State::Closed {
             // Nothing more may be sent from now on.
             self.state.set(State::Closing);
@@ -257,38 +281,11 @@ impl Shared {
         }
     }
 
-    /// Calls the callback chosen by `which`, if set.
-    fn emit(
-        &self,
-        lua: &Lua,
-        which: fn(&Callbacks) -> &Option<RegistryKey>,
-        what: &str,
-        a: impl IntoLuaMulti,
-    ) {
-        let func = {
-            let callbacks = self.callbacks.borrow();
-            match which(&callbacks) {
-                Some(key) => lua.registry_value::<Function>(key),
-                None => return,
-            }
-        };
-        match func {
-            Ok(func) => {
-                self.delivering.set(true);
-                callback::call(lua, what, &func, a);
-                self.delivering.set(false);
-            }
-            Err(e) => callback::report(what, &e.to_string()),
-        }
-    }
-
-    /// Hands one received event to Lua; pings are answered and a close is
-    /// answered in kind (§5.5.1), both before Lua hears of them.
-    fn deliver(&self, lua: &Lua, event: Event<'_>) {
-        let result = match event {
-            Event::Message { data, binary } => {
-                lua.create_string(data).map(|s| self.emit(lua, |c| &c.on_message, "on_message", (s, binary)))
-            }
+    /// Reports one received event; pings are answered and a close is
+    /// answered in kind (§5.5.1), both before the program hears of them.
+    fn deliver(&self, event: Event<'_>) {
+        match event {
+            Event::Message { data, binary } => self.report(|e| e.message(data, binary)),
             Event::Ping(p) => {
                 if !self.close_sent.get() {
                     let mut out = self.out.borrow_mut();
@@ -298,27 +295,22 @@ impl Shared {
                         *self.pending_pong.borrow_mut() = Some(p.to_vec());
                     }
                 }
-                lua.create_string(p).map(|s| self.emit(lua, |c| &c.on_ping, "on_ping", s))
+                self.report(|e| e.ping(p));
             }
-            Event::Pong(p) => lua.create_string(p).map(|s| self.emit(lua, |c| &c.on_pong, "on_pong", s)),
+            Event::Pong(p) => self.report(|e| e.pong(p)),
             Event::Close { code, reason } => {
-                // on_close fires once TCP is closed.
+                // `finished` reports it once TCP is closed.
                 self.state.set(State::Closing);
                 self.queue_close((code != 1005).then_some(code), &reason);
                 *self.peer_close.borrow_mut() = Some((code, reason));
-                Ok(())
             }
-        };
-        if let Err(e) = result {
-            callback::report("message delivery", &e.to_string());
         }
     }
 
-    /// Reports the end of the connection once, then drops the callbacks.
+    /// Reports the end of the connection, once.
     pub fn finish(&self, error: Option<Error>, code: u16, reason: String) {
-        self.state.set(State::Closed);
-        if let Some(lp) = ioloop::current() {
-            lp.registry().remove_connection(self.registry_id.get());
+        if self.state.replace(State::Closed) == State::Closed {
+            return;
         }
         // Data accepted by send() but never written is reported, not lost silently.
         let unsent = self.out.borrow_mut().discard();
@@ -338,20 +330,7 @@ impl Shared {
                 )
             })
         });
-        if let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) {
-            if let Some(err) = error {
-                self.emit(&lua, |c| &c.on_error, "on_error", (err.kind.name(), err.message));
-            }
-            self.emit(&lua, |c| &c.on_close, "on_close", (code, reason));
-        }
-        // Taken out before dropping: dropping a key must not run under a borrow.
-        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
-        drop(callbacks);
-        // mlua only queues dropped keys; free their slots now so the closed
-        // handler's objects can be collected without waiting for reuse.
-        if let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) {
-            lua.expire_registry_values();
-        }
+        self.report(|e| e.finished(error, code, reason));
         self.waker.borrow_mut().take();
     }
 }
@@ -367,7 +346,8 @@ enum End {
     WriteFailed(io::Error),
     CloseTimeout,
     Aborted,
-    LuaGone,
+    /// Nobody receives the events any more (the Lua state is gone).
+    Detached,
 }
 
 /// Pings a quiet peer and closes one that stays quiet. Checked once per
@@ -427,7 +407,7 @@ impl Keepalive {
     }
 }
 
-/// Moves bytes between the socket, the reader, Lua and the outbox.
+/// Moves bytes between the socket, the reader, the events and the outbox.
 struct Driver {
     stream: Stream,
     reader: Reader,
@@ -478,9 +458,9 @@ impl Driver {
                 *waker = Some(cx.waker().clone());
             }
         }
-        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else {
-            return Poll::Ready(End::LuaGone);
-        };
+        if !sh.events.attached() {
+            return Poll::Ready(End::Detached);
+        }
         let mut delivered = 0u32;
         loop {
             if sh.aborted.get() {
@@ -515,7 +495,7 @@ impl Driver {
                 Ok(Step::Event(event, used)) => {
                     // After the peer's close nothing it sends matters.
                     if sh.peer_close.borrow().is_none() {
-                        sh.deliver(&lua, event);
+                        sh.deliver(event);
                     }
                     self.input.advance(used);
                     self.reader.delivered();
@@ -679,13 +659,12 @@ impl Driver {
 
 /// Runs an established connection until it is closed; `leftover` holds
 /// bytes read past the handshake.
-pub async fn run(shared: Rc<Shared>, stream: Stream, leftover: BytesMut, alive: KeepAlive) {
+pub async fn run(shared: Rc<Shared>, stream: Stream, leftover: BytesMut) {
     let mut driver = Driver::new(stream, leftover, &shared);
     let end = poll_fn(|cx| driver.poll(&shared, cx)).await;
     let (error, code, reason) = end_of(&shared, &mut driver, end).await;
     drop(driver);
     shared.finish(error, code, reason);
-    drop(alive);
 }
 
 /// Works out how the connection ended and closes the socket accordingly.
@@ -722,167 +701,6 @@ async fn end_of(shared: &Shared, driver: &mut Driver, end: End) -> (Option<Error
             (None, 1006, "the closing handshake timed out".into())
         }
         End::Aborted => (None, 1006, "aborted".into()),
-        End::LuaGone => (None, 1001, "the Lua state is gone".into()),
+        End::Detached => (None, 1001, "the Lua state is gone".into()),
     }
-}
-
-/// The Lua handle of a connection.
-pub struct Connection(pub Rc<Shared>);
-
-const SEND: &str = "turbo_ws connection:send";
-
-/// A payload argument: a string, or nil for an empty one.
-fn payload_arg(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<mlua::LuaString>> {
-    match v {
-        Value::Nil => Ok(None),
-        Value::String(s) => Ok(Some(s)),
-        other => Err(args::bad(func, n, name, "string", &other)),
-    }
-}
-
-/// Queues a ping or pong from Lua.
-fn send_control(this: &Connection, func: &str, opcode: u8, v: Value) -> mlua::Result<Outcome> {
-    let data = payload_arg(func, 1, "data", v)?;
-    let bytes = data.as_ref().map(|s| s.as_bytes());
-    let payload: &[u8] = bytes.as_deref().unwrap_or(b"");
-    if payload.len() > frame::MAX_CONTROL_PAYLOAD {
-        return Err(args::misuse(
-            func,
-            format!(
-                "bad argument #1 'data' (control frame payload is {} bytes, at most 125 allowed)",
-                payload.len()
-            ),
-        ));
-    }
-    Ok(outcome(this.0.send(payload, |out, p| out.push(opcode, true, p))))
-}
-
-type Outcome = (Value, Option<&'static str>, Option<String>);
-
-/// `true`, or `nil, kind, message` for Lua.
-fn outcome(result: Result<(), Error>) -> Outcome {
-    match result {
-        Ok(()) => (Value::Boolean(true), None, None),
-        Err(e) => (Value::Nil, Some(e.kind.name()), Some(e.message)),
-    }
-}
-
-impl UserData for Connection {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // send(data [, binary]) -> true | nil, kind, message
-        methods.add_method("send", |_, this, (data, binary): (Value, Value)| {
-            let binary = args::opt_bool(SEND, 2, "binary", binary)?.unwrap_or(false);
-            let Value::String(data) = data else {
-                return Err(args::bad(SEND, 1, "data", "string", &data));
-            };
-            let bytes = data.as_bytes();
-            if !binary && std::str::from_utf8(&bytes).is_err() {
-                return Err(args::misuse(
-                    SEND,
-                    "bad argument #1 'data' (a text message must be valid UTF-8; send it as binary)",
-                ));
-            }
-            let opcode = if binary { frame::BINARY } else { frame::TEXT };
-            Ok(outcome(this.0.send(&bytes, |out, p| out.push_message(opcode, p))))
-        });
-        methods.add_method("ping", |_, this, data: Value| {
-            send_control(this, "turbo_ws connection:ping", frame::PING, data)
-        });
-        methods.add_method("pong", |_, this, data: Value| {
-            send_control(this, "turbo_ws connection:pong", frame::PONG, data)
-        });
-        // close([code [, reason]]): starts the closing handshake; code defaults to
-        // 1000, and `false` sends a close frame without a status code.
-        methods.add_method("close", |_, this, (code, reason): (Value, Value)| {
-            const F: &str = "turbo_ws connection:close";
-            let code = match code {
-                Value::Boolean(false) => None,
-                Value::Nil => Some(1000),
-                other => Some(args::count(F, 1, "code", other, 65535)? as u16),
-            };
-            let reason = args::opt_string(F, 2, "reason", reason)?.unwrap_or_default();
-            if let Some(c) = code {
-                if !frame::check_close_code(c) {
-                    return Err(args::misuse(
-                        F,
-                        format!("bad argument #1 'code' ({c} is not a close code an endpoint may send)"),
-                    ));
-                }
-            }
-            if reason.len() > 123 {
-                return Err(args::misuse(F, "bad argument #2 'reason' (at most 123 bytes)"));
-            }
-            if !reason.is_empty() && code.is_none() {
-                return Err(args::misuse(F, "bad argument #2 'reason' (a reason needs a code)"));
-            }
-            this.0.close(code, &reason);
-            Ok(())
-        });
-        // send_frame(opcode, data, fin): one data frame, for programs that
-        // fragment messages themselves (opcode 1 or 2 starts, 0 continues).
-        methods.add_method("send_frame", |_, this, (opcode, data, fin): (Value, Value, Value)| {
-            const F: &str = "turbo_ws connection:send_frame";
-            let opcode = args::count(F, 1, "opcode", opcode, 15)? as u8;
-            let data = payload_arg(F, 2, "data", data)?;
-            let fin = args::opt_bool(F, 3, "fin", fin)?.unwrap_or(true);
-            if opcode > frame::BINARY {
-                return Err(args::misuse(F, format!("bad argument #1 'opcode' ({opcode} is not 0, 1 or 2)")));
-            }
-            let bytes = data.as_ref().map(|s| s.as_bytes());
-            Ok(outcome(this.0.send(bytes.as_deref().unwrap_or(b""), |out, p| out.push(opcode, fin, p))))
-        });
-        methods.add_method("abort", |_, this, ()| {
-            this.0.abort();
-            Ok(())
-        });
-        methods.add_method("closed", |_, this, ()| Ok(this.0.state.get() == State::Closed));
-        methods.add_method("state", |_, this, ()| Ok(this.0.state.get().name()));
-        methods.add_method("buffered_amount", |_, this, ()| Ok(this.0.out.borrow().queued()));
-        methods.add_method("protocol", |_, this, ()| Ok(this.0.protocol.borrow().clone()));
-        methods.add_method("remote_address", |_, this, ()| {
-            Ok(match this.0.peer.get() {
-                Some(addr) => (Some(addr.ip().to_string()), Some(addr.port())),
-                None => (None, None),
-            })
-        });
-        // set_callbacks{on_message=, on_ping=, on_pong=, on_close=, on_error=}
-        methods.add_method("set_callbacks", |lua, this, t: Value| {
-            const F: &str = "turbo_ws connection:set_callbacks";
-            let t = args::opt_table(F, 1, "callbacks", t)?
-                .ok_or_else(|| args::bad(F, 1, "callbacks", "table", &Value::Nil))?;
-            let callbacks = read_callbacks(lua, F, &t)?;
-            if this.0.state.get() != State::Closed {
-                let old = std::mem::replace(&mut *this.0.callbacks.borrow_mut(), callbacks);
-                drop(old);
-            }
-            Ok(())
-        });
-    }
-}
-
-fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
-    let opts = Opts::new(func, Some(t.clone()));
-    let key = |name: &str| -> mlua::Result<Option<RegistryKey>> {
-        match opts.value(name)? {
-            Value::Nil => Ok(None),
-            Value::Function(f) => Ok(Some(lua.create_registry_value(f)?)),
-            other => Err(mlua::Error::runtime(format!(
-                "{func}: bad option '{name}' (function expected, got {})",
-                args::type_name(&other)
-            ))),
-        }
-    };
-    Ok(Callbacks {
-        on_message: key("on_message")?,
-        on_ping: key("on_ping")?,
-        on_pong: key("on_pong")?,
-        on_close: key("on_close")?,
-        on_error: key("on_error")?,
-        on_drain: key("on_drain")?,
-    })
-}
-
-/// A new connection userdata over `shared`.
-pub fn userdata(lua: &Lua, shared: Rc<Shared>) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(Connection(shared))
 }

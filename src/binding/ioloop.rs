@@ -23,7 +23,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 use tokio::task::LocalSet;
 
-use crate::callback;
+use crate::binding::callback;
 
 /// What `start()`/`run()` wait for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,7 @@ pub struct Loop {
     timer_driver_started: Cell<bool>,
     next_id: Cell<u64>,
     trampolines: callback::Trampolines,
-    registry: crate::registry::Registry,
+    registry: crate::engine::registry::Registry,
     /// Another event loop brought into this one (`set_foreign_loop`).
     foreign: RefCell<Option<Foreign>>,
     /// A foreign hook is running: a nested park or idle check skips it.
@@ -150,7 +150,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         timer_driver_started: Cell::new(false),
         next_id: Cell::new(1),
         trampolines: callback::Trampolines::default(),
-        registry: crate::registry::Registry::default(),
+        registry: crate::engine::registry::Registry::default(),
         foreign: RefCell::new(None),
         in_foreign_hook: Cell::new(false),
         foreign_was_alive: Cell::new(false),
@@ -188,7 +188,7 @@ impl Loop {
         self.lua.try_upgrade()
     }
 
-    pub fn registry(&self) -> &crate::registry::Registry {
+    pub fn registry(&self) -> &crate::engine::registry::Registry {
         &self.registry
     }
 
@@ -297,7 +297,8 @@ impl Loop {
     }
 
     fn foreign_alive(&self) -> bool {
-        self.foreign.borrow().is_some() && self.call_foreign(|f| &f.alive, "foreign loop alive()") == Some(true)
+        self.foreign.borrow().is_some()
+            && self.call_foreign(|f| &f.alive, "foreign loop alive()") == Some(true)
     }
 
     /// The runtime is about to wait for events (tokio's park hook). When
@@ -493,9 +494,24 @@ fn instant_at(ms: f64) -> Instant {
     }
 }
 
+/// Stops every listener, closes every connection with 1001, waits for them
+/// up to `timeout`, aborts the rest, then calls `on_done`.
+pub fn shutdown(lp: &'static Loop, timeout: Duration, on_done: Option<LuaCall>) {
+    lp.registry().stop_all();
+    lp.spawn(async move {
+        let registry = lp.registry();
+        if tokio::time::timeout(timeout, registry.drained()).await.is_err() {
+            registry.abort_all();
+        }
+        if let (Some(call), Some(lua)) = (on_done, lp.lua()) {
+            call.invoke(&lua, "shutdown callback");
+        }
+    });
+}
+
 /// Registers the loop's functions in the `core` table.
 pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
-    use crate::args;
+    use crate::binding::args;
     let lp = get(lua)?;
 
     core.set(
@@ -578,7 +594,7 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
                 Some(f) => Some(LuaCall::new(lua, f, Value::Nil)?),
                 None => None,
             };
-            crate::registry::shutdown(lp, timeout, on_done);
+            shutdown(lp, timeout, on_done);
             Ok(())
         })?,
     )?;
