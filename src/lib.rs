@@ -53,7 +53,11 @@ fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
     register_embedded(lua)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("turbo_ws.core", &core)?;
-    lua.globals().get::<Function>("require")?.call("turbo_ws.main")
+    let turbo_ws: Value = lua.globals().get::<Function>("require")?.call("turbo_ws.main")?;
+    // luvit's require loads a C module found by path into its own cache,
+    // not package.loaded; the faces' `require "turbo_ws"` must find it.
+    loaded.set("turbo_ws", &turbo_ws)?;
+    Ok(turbo_ws)
 }
 
 /// `require "turbo_ws.compat"` before `turbo_ws` itself is loaded: Lua's

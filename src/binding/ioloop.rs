@@ -297,8 +297,11 @@ impl Loop {
     }
 
     fn foreign_alive(&self) -> bool {
-        self.foreign.borrow().is_some()
-            && self.call_foreign(|f| &f.alive, "foreign loop alive()") == Some(true)
+        let alive = self.foreign.borrow().is_some()
+            && self.call_foreign(|f| &f.alive, "foreign loop alive()") == Some(true);
+        // before_block wakes run() on a change from what run() last saw here.
+        self.foreign_was_alive.set(alive);
+        alive
     }
 
     /// The runtime is about to wait for events (tokio's park hook). When

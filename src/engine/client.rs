@@ -239,10 +239,7 @@ mod tests {
             head.push(s.read_u8().await.expect("request head"));
         }
         let head = String::from_utf8(head).expect("ASCII head");
-        let key = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .expect("a key");
+        let key = head.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).expect("a key");
         let answer = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: {}\r\n\r\n",
@@ -276,10 +273,7 @@ mod tests {
         let (head, sent) = peer.await.expect("peer");
         assert!(head.starts_with("GET /chat?x=1 HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("\r\nX-Test: 1\r\n"), "{head}");
-        assert_eq!(
-            *events.0.borrow(),
-            ["message hello false", "ping hi", "finished 1012 bye error=none"]
-        );
+        assert_eq!(*events.0.borrow(), ["message hello false", "ping hi", "finished 1012 bye error=none"]);
         // Our pong, then the close echoed with 1012: both masked (client frames).
         assert_eq!(sent[0], 0x8A);
         assert_eq!(sent[1], 0x80 | 2);
