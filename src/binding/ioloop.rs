@@ -128,9 +128,18 @@ thread_local! {
     static CURRENT: Cell<Option<&'static Loop>> = const { Cell::new(None) };
 }
 
-/// The loop of this thread, created on first use.
+/// The loop of this thread, created on first use. One Lua state per
+/// thread: the loop calls into the state that created it, so another state
+/// loading the module on the same thread gets an error, not a loop that
+/// would call into the wrong state.
 pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
     if let Some(lp) = CURRENT.with(|c| c.get()) {
+        let same = lp.lua().is_some_and(|own| own.globals().to_pointer() == lua.globals().to_pointer());
+        if !same {
+            return Err(mlua::Error::runtime(
+                "turbo_ws: another Lua state already uses turbo_ws on this thread (one Lua state per thread)",
+            ));
+        }
         return Ok(lp);
     }
     let lp: &'static Loop = Box::leak(Box::new(Loop {

@@ -242,7 +242,8 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
     has_token(headers, http::header::UPGRADE, "websocket")
 }
 
-/// A rejected handshake: status, message, and whether to advertise version 13.
+/// A rejected handshake: the status to answer with and why (a 426 also
+/// advertises `Sec-WebSocket-Version: 13`).
 pub(crate) struct Rejection(StatusCode, &'static str);
 
 /// Checks an upgrade request per RFC 6455 §4.2.1; returns Sec-WebSocket-Key.

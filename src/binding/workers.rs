@@ -297,7 +297,7 @@ fn restore_signals(sup_mask: &libc::sigset_t, sup_sigchld: &libc::sigaction) -> 
     }
 }
 
-/// fork(); Ok(None) in the parent with the child's pid in `pid`.
+/// fork(): `Ok(0)` in the child, `Ok(pid)` of the child in the parent.
 fn fork_one() -> std::io::Result<libc::pid_t> {
     // SAFETY: the process is single-threaded (checked), so the child may go on
     // running arbitrary code; stdio buffers were flushed before the first fork.
@@ -323,7 +323,7 @@ fn describe_status(status: libc::c_int) -> String {
 }
 
 /// `workers([n [, options]]) -> index` (in each worker; never returns in the parent).
-fn workers(lua: &Lua, lp: &'static Loop, (n, options): (Value, Value)) -> mlua::Result<u32> {
+fn workers(lp: &'static Loop, (n, options): (Value, Value)) -> mlua::Result<u32> {
     const F: &str = "turbo_ws.workers";
     let n = match n {
         Value::Nil => std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1),
@@ -345,7 +345,6 @@ fn workers(lua: &Lua, lp: &'static Loop, (n, options): (Value, Value)) -> mlua::
     if let Some(why) = fork_hazard(lp) {
         return Err(args::misuse(F, why));
     }
-    let _ = lua;
 
     let waited =
         sigset(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGCHLD]);
@@ -536,7 +535,7 @@ fn worker_index() -> Option<u32> {
 /// Registers `core.workers`, `core.worker_index` and `core.on_signal`.
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     let lp = ioloop::get(lua)?;
-    core.set("workers", lua.create_function(move |lua, a: (Value, Value)| workers(lua, lp, a))?)?;
+    core.set("workers", lua.create_function(move |_, a: (Value, Value)| workers(lp, a))?)?;
     core.set("worker_index", lua.create_function(|_, ()| Ok(worker_index()))?)?;
     core.set("on_signal", lua.create_function(move |lua, a: (Value, Value)| on_signal(lua, lp, a))?)?;
     Ok(())

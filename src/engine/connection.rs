@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Sleep};
 
 use crate::engine::codec::{Event, Outbox, Reader, Role, Step, Violation};
@@ -580,16 +580,8 @@ impl Driver {
     fn read_more(&mut self, cx: &mut Context<'_>, need: usize) -> Poll<io::Result<usize>> {
         let want = need.saturating_sub(self.input.len()).clamp(self.read_size, MAX_READ.max(self.read_size));
         self.input.reserve(want);
-        let spare = self.input.spare_capacity_mut();
-        let mut buf = ReadBuf::uninit(spare);
-        match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len();
-                // SAFETY: poll_read initialised the first `n` spare bytes.
-                unsafe { self.input.set_len(self.input.len() + n) };
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.input) {
+            Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => {
                 if self.input.is_empty() {
                     self.input = BytesMut::new();
