@@ -7,7 +7,7 @@
 -- over functions the program supplies, with the original's semantics: the
 -- frames are the program's decoder's, so it hands them on unchecked.
 -- Deliberate differences from the original are listed in docs/coro-websocket.md.
-local core = require("turbo_ws").core
+local core = require "turbo_ws.core"
 
 local byte, char, sub, find, lower = string.byte, string.char, string.sub, string.find, string.lower
 local concat = table.concat
