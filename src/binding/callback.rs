@@ -20,19 +20,38 @@ use mlua::{Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Thread, Value
 
 /// Its address marks "the trampoline finished a call and is idle".
 static IDLE_MARK: u8 = 0;
+/// Its address marks a call whose first argument is bytes to make a string of.
+static BYTES_MARK: u8 = 0;
 
 fn idle_mark() -> LightUserData {
     LightUserData(&IDLE_MARK as *const u8 as *mut c_void)
 }
 
+fn bytes_mark() -> LightUserData {
+    LightUserData(&BYTES_MARK as *const u8 as *mut c_void)
+}
+
+/// Resumed with (f, args...) it calls f(args...); resumed with (bytes, f,
+/// pointer, length, flag) it calls f(string, flag), the string made here,
+/// inside the coroutine, with LuaJIT's ffi.string: an allocation failure is
+/// then an ordinary error of the call, so no protected call around the
+/// string is needed on the Rust side (the most expensive part of handing a
+/// message to Lua). Also returns whether that is available (not under PUC Lua).
 const TRAMPOLINE: &str = r#"
-local idle = ...
+local idle, bytes = ...
+local ok, ffi = pcall(require, "ffi")
+local tostr = ok and ffi.string or nil
 local yield = coroutine.yield
 local function run(f, ...)
-  f(...)
+  if f == bytes then
+    local g, p, n, flag = ...
+    g(tostr(p, n), flag)
+  else
+    f(...)
+  end
   return run(yield(idle))
 end
-return function() return run(yield(idle)) end
+return function() return run(yield(idle)) end, tostr ~= nil
 "#;
 
 /// The trampoline body and one idle coroutine running it. Owned by the
@@ -40,6 +59,8 @@ return function() return run(yield(idle)) end
 #[derive(Default)]
 pub struct Trampolines {
     body: RefCell<Option<Function>>,
+    /// The trampoline can make strings from bytes (LuaJIT's ffi).
+    makes_strings: std::cell::Cell<bool>,
     idle: RefCell<Option<Thread>>,
     /// Called with a callback's coroutine and the values it yielded.
     on_yield: RefCell<Option<Function>>,
@@ -54,9 +75,12 @@ impl Trampolines {
         let body = match body {
             Some(body) => body,
             None => {
-                let body: Function =
-                    lua.load(TRAMPOLINE).set_name("=turbo_ws.trampoline").call(idle_mark())?;
+                let (body, makes_strings): (Function, bool) = lua
+                    .load(TRAMPOLINE)
+                    .set_name("=turbo_ws.trampoline")
+                    .call((idle_mark(), bytes_mark()))?;
                 *self.body.borrow_mut() = Some(body.clone());
+                self.makes_strings.set(makes_strings);
                 body
             }
         };
@@ -95,8 +119,13 @@ impl Trampolines {
 /// Calls `func(args...)` in a coroutine; errors and panics are reported.
 /// Returns false when the call failed (the caller may clean up after it).
 pub fn call(lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) -> bool {
-    let result = catch_unwind(AssertUnwindSafe(|| resume_in_coroutine(lua, func, args)));
-    match result {
+    guarded(what, || resume_in_coroutine(lua, func, args))
+}
+
+/// Runs `f`, reporting its error or panic (none crosses into the loop);
+/// false when it failed.
+fn guarded(what: &str, f: impl FnOnce() -> mlua::Result<()>) -> bool {
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             report(what, &e.to_string());
@@ -107,6 +136,27 @@ pub fn call(lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) -> 
             false
         }
     }
+}
+
+/// Calls `func(data as a string, flag)` like [`call`], the hot path of every
+/// message: where it can, the string is made inside the coroutine.
+pub fn call_with_bytes(lua: &Lua, what: &str, func: &Function, data: &[u8], flag: bool) -> bool {
+    guarded(what, || {
+        let Some(lp) = crate::binding::ioloop::current() else {
+            return func.call::<()>((lua.create_string(data)?, flag));
+        };
+        let trampolines = lp.trampolines();
+        let co = trampolines.take_idle(lua)?;
+        if !trampolines.makes_strings.get() {
+            let results: MultiValue = co.resume((func, lua.create_string(data)?, flag))?;
+            return after_resume(trampolines, co, results);
+        }
+        // The pointer is read at once by the trampoline, before anything
+        // could yield, while `data` is still borrowed here.
+        let ptr = LightUserData(data.as_ptr() as *mut c_void);
+        let results: MultiValue = co.resume((bytes_mark(), func, ptr, data.len(), flag))?;
+        after_resume(trampolines, co, results)
+    })
 }
 
 fn resume_in_coroutine(lua: &Lua, func: &Function, args: impl IntoLuaMulti) -> mlua::Result<()> {
@@ -136,24 +186,13 @@ fn after_resume(trampolines: &Trampolines, co: Thread, results: MultiValue) -> m
 /// its callback returns it is reused, an error is reported. False when it
 /// raised.
 pub fn resume(co: Thread, args: MultiValue) -> bool {
-    let result = catch_unwind(AssertUnwindSafe(|| -> mlua::Result<()> {
+    guarded("resumed coroutine", || {
         let results: MultiValue = co.resume(args)?;
         match crate::binding::ioloop::current() {
             Some(lp) => after_resume(lp.trampolines(), co, results),
             None => Ok(()),
         }
-    }));
-    match result {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            report("resumed coroutine", &e.to_string());
-            false
-        }
-        Err(panic) => {
-            report("resumed coroutine", &format!("internal error (panic): {}", panic_message(&panic)));
-            false
-        }
-    }
+    })
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

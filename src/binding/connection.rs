@@ -23,7 +23,9 @@ use crate::engine::frame;
 use crate::engine::limits::Limits;
 use crate::engine::registry::Closable;
 
-/// The Lua functions events go to.
+/// The Lua functions events go to, as registry keys: function handles
+/// would live on mlua's reference stack, which tens of thousands of
+/// connections would overflow.
 #[derive(Default)]
 struct Callbacks {
     on_message: Option<RegistryKey>,
@@ -43,6 +45,20 @@ struct LuaEvents {
 }
 
 impl LuaEvents {
+    /// The callback chosen by `which`, if set (a handle of its own, so the
+    /// callback may replace the callbacks while it runs).
+    fn callback(&self, lua: &Lua, which: fn(&Callbacks) -> &Option<RegistryKey>) -> Option<Function> {
+        let callbacks = self.callbacks.borrow();
+        let key = which(&callbacks).as_ref()?;
+        match lua.registry_value::<Function>(key) {
+            Ok(func) => Some(func),
+            Err(e) => {
+                callback::report("callback lookup", &e.to_string());
+                None
+            }
+        }
+    }
+
     /// Calls the callback chosen by `which`, if set; `args` makes its
     /// arguments only when there is one to call.
     fn emit<A: IntoLuaMulti>(
@@ -52,15 +68,9 @@ impl LuaEvents {
         args: impl FnOnce(&Lua) -> mlua::Result<A>,
     ) {
         let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else { return };
-        let func = {
-            let callbacks = self.callbacks.borrow();
-            match which(&callbacks) {
-                Some(key) => lua.registry_value::<Function>(key),
-                None => return,
-            }
-        };
-        match func.and_then(|f| Ok((f, args(&lua)?))) {
-            Ok((func, a)) => {
+        let Some(func) = self.callback(&lua, which) else { return };
+        match args(&lua) {
+            Ok(a) => {
                 callback::call(&lua, what, &func, a);
             }
             Err(e) => callback::report(what, &e.to_string()),
@@ -70,7 +80,10 @@ impl LuaEvents {
 
 impl Events for LuaEvents {
     fn message(&self, data: &[u8], binary: bool) {
-        self.emit(|c| &c.on_message, "on_message", |lua| Ok((lua.create_string(data)?, binary)));
+        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else { return };
+        if let Some(func) = self.callback(&lua, |c| &c.on_message) {
+            callback::call_with_bytes(&lua, "on_message", &func, data, binary);
+        }
     }
 
     fn ping(&self, data: &[u8]) {

@@ -303,7 +303,12 @@ impl Outbox {
             Role::Client => Some(crate::engine::random::mask_key()),
             Role::Server => None,
         };
-        self.buf.reserve(frame::MAX_HEADER + payload.len());
+        let room = frame::MAX_HEADER + payload.len();
+        if self.buf.capacity() == 0 {
+            self.buf = crate::engine::buffers::take(room);
+        } else {
+            self.buf.reserve(room);
+        }
         let before = self.buf.len();
         frame::write_header(&mut self.buf, fin, rsv1, opcode, payload.len(), mask);
         let start = self.buf.len();
@@ -338,12 +343,12 @@ impl Outbox {
         &self.buf
     }
 
-    /// `n` bytes were written. An empty buffer gives its memory back, so an
+    /// `n` bytes were written. An empty buffer goes back to the pool, so an
     /// idle connection holds none.
     pub fn written(&mut self, n: usize) {
         self.buf.advance(n.min(self.buf.len()));
         if self.buf.is_empty() {
-            self.buf = BytesMut::new();
+            crate::engine::buffers::give_back(std::mem::take(&mut self.buf));
             self.payload = 0;
             self.wire = 0;
         }

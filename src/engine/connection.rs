@@ -25,6 +25,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Sleep};
 
+use crate::engine::buffers;
 use crate::engine::codec::{Event, Outbox, Reader, Role, Step, Violation};
 use crate::engine::deflate::{Agreed, Deflater, Inflater};
 use crate::engine::error::{Error, Kind};
@@ -579,12 +580,16 @@ impl Driver {
     /// socket has nothing, so idle connections hold no input memory.
     fn read_more(&mut self, cx: &mut Context<'_>, need: usize) -> Poll<io::Result<usize>> {
         let want = need.saturating_sub(self.input.len()).clamp(self.read_size, MAX_READ.max(self.read_size));
-        self.input.reserve(want);
+        if self.input.capacity() == 0 {
+            self.input = buffers::take(want);
+        } else {
+            self.input.reserve(want);
+        }
         match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.input) {
             Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => {
                 if self.input.is_empty() {
-                    self.input = BytesMut::new();
+                    buffers::give_back(std::mem::take(&mut self.input));
                 }
                 Poll::Pending
             }

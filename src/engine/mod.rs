@@ -5,6 +5,7 @@
 //! The binding layer (`crate::binding`) puts Lua on top of it.
 
 pub mod answer;
+pub mod buffers;
 pub mod client;
 pub mod codec;
 pub mod connection;
