@@ -604,8 +604,12 @@ fn upgrade(
         match on_upgrade.await.map(|u| u.downcast::<TokioIo<Stream>>()) {
             Ok(Ok(parts)) => {
                 let stream = parts.io.into_inner();
+                let leftover = BytesMut::from(&parts.read_buf[..]);
+                // A view into hyper's 8 KiB read buffer: kept, it would hold
+                // that buffer for the connection's whole life.
+                drop(parts.read_buf);
                 shared.opened(&stream);
-                engine::connection::run(shared, stream, BytesMut::from(&parts.read_buf[..])).await;
+                engine::connection::run(shared, stream, leftover).await;
             }
             Ok(Err(_)) => shared.finish(
                 Some(Error::new(Kind::Io, "upgrade on an unexpected stream type")),
