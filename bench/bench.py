@@ -471,9 +471,9 @@ def write_results(args, results, names, modes, missing, idle, memory, clients, c
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--seconds", type=float, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--only", default="")
     ap.add_argument("--write", default="each,batch", help="comma list of: each,batch")
     ap.add_argument("--idle", type=int, default=10000)
