@@ -503,3 +503,46 @@ fn main() {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn each_message_is_the_default_write_mode() {
+        let mut a = args(&["loadgen", "echo", "ws://h/", "1", "1", "32", "text", "1"]);
+        assert!(take_write_mode(&mut a) == WriteMode::EachMessage);
+        assert_eq!(a.len(), 8);
+    }
+
+    #[test]
+    fn the_write_option_is_taken_out_wherever_it_stands() {
+        let mut a = args(&["loadgen", "echo", "--write=batch", "ws://h/", "1", "1", "32", "text", "1", "0.5"]);
+        assert!(take_write_mode(&mut a) == WriteMode::Batched);
+        assert_eq!(a, args(&["loadgen", "echo", "ws://h/", "1", "1", "32", "text", "1", "0.5"]));
+        let mut a = args(&["loadgen", "echo", "ws://h/", "1", "1", "32", "text", "1", "0.5", "--write=each"]);
+        assert!(take_write_mode(&mut a) == WriteMode::EachMessage);
+        assert_eq!(a.len(), 9);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_message_mode_writes_the_same_bytes_as_batch_mode() {
+        let frame = encode_frame(5, false);
+        let burst: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 3).collect();
+        for mode in [WriteMode::EachMessage, WriteMode::Batched] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            send_frames(&mut client, &frame, &burst, 3, mode).await.unwrap();
+            drop(client);
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, burst, "mode {}", mode.label());
+        }
+    }
+}
