@@ -45,7 +45,9 @@ test: build build54
 conformance: build
 	@bash scripts/conformance.sh full
 
-# Throughput, latency, CPU and memory against pure-Rust servers; writes
+# Throughput, latency, CPU and memory against anchor servers (uWebSockets
+# from UWS_SRC/USOCKETS_SRC, Node ws, fastwebsockets, tokio-tungstenite);
+# anchors that cannot be built are reported missing. Writes
 # bench/RESULTS.md and bench/msgs_per_sec.png. BENCH_ARGS are passed on
 # (e.g. BENCH_ARGS="--seconds 2 --skip memory").
 bench: build

@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
-"""make bench: turbo_ws against pure-Rust echo servers, in one run.
+"""make bench: turbo_ws against anchor echo servers, in one run.
+
+Anchors: uWebSockets (C++, built by anchors/build_uws.sh from UWS_SRC and
+USOCKETS_SRC), Node.js with `ws` (npm-installed into anchors/node_modules),
+fastwebsockets and tokio-tungstenite (Rust, this crate). An anchor that cannot
+be built here is reported as missing in RESULTS.md, with the reason.
 
 Every server runs pinned to CPU 0 and the load generator to CPU 1, one after
-the other, on the same load shapes. Writes bench/RESULTS.md and
-bench/msgs_per_sec.png. Usage: bench.py [--quick] [--only NAME,...]
+the other, on the same load shapes, with the generator writing each message
+with its own write (browser-like) and, as a second figure, batched. Writes
+bench/RESULTS.md and bench/msgs_per_sec.png.
+Usage: bench.py [--only NAME,...] [--skip echo,idle,memory,client] [--write each,batch]
 """
 
 import argparse
@@ -21,6 +28,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LOADGEN = os.path.join(HERE, "target/release/loadgen")
+ANCHORS = os.path.join(HERE, "anchors")
+UWS_BIN = os.path.join(HERE, "target/anchors/uws_echo")
 LUA_ENV = {"LUA_CPATH": os.path.join(ROOT, "build/?.so") + ";;"}
 
 # (conns, in flight, size, kind)
@@ -34,12 +43,14 @@ SHAPES = [
     (500, 1, 16384, "binary"),
 ]
 
-# name -> (command given a port, label)
+# name -> (command given a port, label); the first is the reference for ratios.
 SERVERS = {
+    "uws": (lambda p: [UWS_BIN, str(p)], "C++, uWebSockets"),
     "tungstenite": (lambda p: [os.path.join(HERE, "target/release/echo_tungstenite"), str(p)],
                     "pure Rust, tokio-tungstenite"),
     "fastwebsockets": (lambda p: [os.path.join(HERE, "target/release/echo_fastws"), str(p)],
                        "pure Rust, fastwebsockets"),
+    "node-ws": (lambda p: ["node", os.path.join(ANCHORS, "ws_echo.js"), str(p)], "Node.js, ws"),
     "turbo_ws-turbo": (lambda p: ["luajit", os.path.join(HERE, "servers/turbo_echo.lua"), str(p)],
                        "turbo_ws, Turbo face, Lua on_message"),
     "turbo_ws-evlua": (lambda p: ["luajit", os.path.join(HERE, "servers/evlua_echo.lua"), str(p)],
@@ -47,6 +58,56 @@ SERVERS = {
     "turbo_ws-core": (lambda p: ["luajit", os.path.join(HERE, "servers/core_echo.lua"), str(p)],
                       "turbo_ws, native core API, Lua callback"),
 }
+REFERENCE = "uws"
+
+# --write values -> how RESULTS.md names them
+WRITE_MODES = {
+    "each": "browser-like: the generator writes each message with its own write(2)",
+    "batch": "batched: the generator writes all messages due at once in one write(2)",
+}
+
+
+def last_line(text):
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def prepare_uws():
+    """Builds the uWebSockets anchor if its sources are given; None or why it is missing."""
+    if not os.environ.get("UWS_SRC") and os.access(UWS_BIN, os.X_OK):
+        return None  # built earlier; nothing to rebuild from
+    p = subprocess.run(["bash", os.path.join(ANCHORS, "build_uws.sh")], capture_output=True, text=True)
+    if p.returncode == 0 and os.access(UWS_BIN, os.X_OK):
+        return None
+    why = last_line(p.stdout) or last_line(p.stderr) or f"build_uws.sh exit {p.returncode}"
+    return why.removeprefix("missing: ")
+
+
+def prepare_node():
+    """Installs `ws` into anchors/node_modules when missing; None or why Node is missing."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        return "node/npm not installed"
+    if not os.path.exists(os.path.join(ANCHORS, "node_modules/ws/package.json")):
+        p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=ANCHORS, capture_output=True, text=True)
+        if p.returncode != 0:
+            return "npm ci in bench/anchors failed: " + last_line(p.stderr)
+    return None
+
+
+def missing_servers():
+    """name -> reason, for every server that cannot run on this machine."""
+    missing = {}
+    for name in ("uws", "node-ws"):
+        why = prepare_uws() if name == "uws" else prepare_node()
+        if why:
+            missing[name] = why
+    for name in ("tungstenite", "fastwebsockets"):
+        if not os.access(SERVERS[name][0](0)[0], os.X_OK):
+            missing[name] = "not built (cd bench && cargo build --release)"
+    for name, (cmd, _) in SERVERS.items():
+        if name.startswith("turbo_ws") and not shutil.which("luajit"):
+            missing[name] = "luajit not installed"
+    return missing
 
 
 def free_port():
@@ -125,10 +186,11 @@ def loadgen(args, server_pid=None, timeout=120):
     raise RuntimeError(f"loadgen {args} gave no result: {out.stderr[-500:]}")
 
 
-def echo_runs(names, seconds, warmup, rounds):
-    """Every server through every shape, `rounds` times, the servers taking
-    turns within each round so that a slow spell of this noisy machine hits
-    them alike. Each point keeps the run with the median rate."""
+def echo_runs(names, modes, seconds, warmup, rounds):
+    """Every server through every shape and write mode, `rounds` times, the
+    servers taking turns within each round so that a slow spell of this noisy
+    machine hits them alike. Each point keeps the run with the median rate;
+    its server CPU per message is the median over the rounds."""
     runs = {}
     for rnd in range(1, rounds + 1):
         for name in names:
@@ -137,13 +199,15 @@ def echo_runs(names, seconds, warmup, rounds):
             try:
                 for shape in SHAPES:
                     conns, inflight, size, kind = shape
-                    r = loadgen(["echo", server.url(), conns, inflight, size, kind, seconds, warmup],
-                                server.proc.pid)
-                    r["peak_rss_kib"] = server.peak_rss_kib()
-                    runs.setdefault((name, shape), []).append(r)
-                    print(f"   {conns}x{inflight} {size}B {kind}: {r['rate']:.0f} msg/s, "
-                          f"server {r['server_cpu_us_per_msg']:.2f} us/msg, gen {r['gen_cpu_us_per_msg']:.2f} us/msg, "
-                          f"p99 {r['p99_us']} us, errors {r['errors']}", flush=True)
+                    for mode in modes:
+                        r = loadgen(["echo", server.url(), conns, inflight, size, kind, seconds, warmup,
+                                     "--write=" + mode], server.proc.pid)
+                        r["peak_rss_kib"] = server.peak_rss_kib()
+                        runs.setdefault((name, shape, mode), []).append(r)
+                        print(f"   {conns}x{inflight} {size}B {kind} write={mode}: {r['rate']:.0f} msg/s, "
+                              f"server {r['server_cpu_us_per_msg']:.2f} us/msg, "
+                              f"gen {r['gen_cpu_us_per_msg']:.2f} us/msg, p99 {r['p99_us']} us, "
+                              f"errors {r['errors']}", flush=True)
             finally:
                 server.stop()
     results = {}
@@ -151,13 +215,16 @@ def echo_runs(names, seconds, warmup, rounds):
         ordered = sorted(rs, key=lambda r: r["rate"])
         median = dict(ordered[len(ordered) // 2])
         median["rates"] = [r["rate"] for r in rs]
+        cpus = sorted(r["server_cpu_us_per_msg"] for r in rs)
+        median["cpus"] = cpus
+        median["server_cpu_median"] = cpus[len(cpus) // 2]
         median["errors"] = sum(r["errors"] for r in rs)
         results[key] = median
     return results
 
 
-def idle_run(conns, hold=3):
-    server = Server("turbo_ws-turbo")
+def idle_run(name, conns, hold=3):
+    server = Server(name)
     try:
         base = server.rss_kib()
         proc = subprocess.Popen(["taskset", "-c", "1", LOADGEN, "idle", server.url(), str(conns), str(hold + 5)],
@@ -168,11 +235,23 @@ def idle_run(conns, hold=3):
         r["rss_before_kib"] = base
         r["rss_held_kib"] = server.rss_kib()
         r["per_conn_kib"] = (r["rss_held_kib"] - base) / max(r["conns"], 1)
+        r["name"] = name
         proc.kill()
         proc.wait()
         return r
     finally:
         server.stop()
+
+
+def idle_runs(names, conns):
+    out = []
+    for name in names:
+        print(f"== idle: {name}", flush=True)
+        try:
+            out.append(idle_run(name, conns))
+        except (RuntimeError, ValueError, OSError) as e:
+            out.append({"name": name, "error": str(e)[:200]})
+    return out
 
 
 def memory_runs(messages, cycles):
@@ -229,7 +308,7 @@ def client_runs(seconds):
     return results
 
 
-def chart(results, names, path):
+def chart(results, names, mode, path):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -237,81 +316,133 @@ def chart(results, names, path):
     except ImportError:
         return False
     labels = [f"{c}x{w}\n{s}B" for c, w, s, _ in SHAPES]
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = plt.subplots(figsize=(12, 5))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        ys = [results.get((name, sh), {}).get("rate", 0) for sh in SHAPES]
+        ys = [results.get((name, sh, mode), {}).get("rate", 0) for sh in SHAPES]
         ax.bar([x + i * width for x in range(len(SHAPES))], ys, width, label=SERVERS[name][1])
     ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(SHAPES))])
     ax.set_xticklabels(labels)
     ax.set_ylabel("echoed messages / s")
-    ax.set_title("Echo throughput per load shape (server on CPU 0, generator on CPU 1)")
+    ax.set_title(f"Echo throughput per load shape, {mode} write (server on CPU 0, generator on CPU 1)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True
 
 
-def write_results(args, results, names, idle, memory, clients, chart_ok):
-    lines = ["# Benchmark results", ""]
-    lines.append(f"- date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC")
-    lines.append(f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-                 f"Linux {platform.release()}")
-    lines.append(f"- command: `{' '.join(['make bench'] + (['BENCH_ARGS=' + ' '.join(sys.argv[1:])] if sys.argv[1:] else []))}`")
-    lines.append(f"- each point: {args.warmup} s warm-up, then {args.seconds} s measured, {args.rounds} rounds with the "
-                 "servers taking turns in each; the figures are the median round's (range in brackets); server pinned "
-                 "to CPU 0, load generator to CPU 1; 32 B messages are text, larger ones binary")
-    lines.append("- server CPU is user+system time of the server process over the measured window, per echoed message")
-    lines.append("")
-    lines.append("## Echo throughput")
-    lines.append("")
-    lines.append("msgs/s, median of the rounds (lowest–highest)")
+def shape_label(sh):
+    return f"{sh[0]}x{sh[1]}, {sh[2]} B"
+
+
+def echo_tables(results, names, mode):
+    """Throughput, server CPU and ratio-to-reference tables for one write mode."""
+    lines = [f"## Echo, {WRITE_MODES[mode]}", ""]
+    lines.append("### Throughput: msgs/s, median of the rounds (lowest–highest)")
     lines.append("")
     lines.append("| load (conns x in flight, size) | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
     for sh in SHAPES:
-        row = [f"{sh[0]}x{sh[1]}, {sh[2]} B"]
+        row = [shape_label(sh)]
         for n in names:
-            r = results.get((n, sh))
+            r = results.get((n, sh, mode))
             row.append("n/a" if r is None else f"{r['rate']:,.0f} ({min(r['rates']):,.0f}–{max(r['rates']):,.0f})")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    base = "tungstenite"
-    lua = [n for n in names if n.startswith("turbo_ws")]
-    if base in names and lua:
-        lines.append("## Ratios to the pure-Rust servers (msgs/s ratio; server CPU per message ratio)")
+    lines.append("### Server CPU per echoed message: us, median of the rounds (lowest–highest)")
+    lines.append("")
+    lines.append("| load | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for sh in SHAPES:
+        row = [shape_label(sh)]
+        for n in names:
+            r = results.get((n, sh, mode))
+            row.append("n/a" if r is None else
+                       f"{r['server_cpu_median']:.2f} ({r['cpus'][0]:.2f}–{r['cpus'][-1]:.2f})")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    # uWebSockets is the reference; without it, the fastest other anchor.
+    ref = next((n for n in (REFERENCE, "fastwebsockets", "tungstenite") if n in names), None)
+    others = [n for n in names if n != ref]
+    if ref and others:
+        lines.append(f"### Ratios to {ref}: server CPU per message (median); msgs/s")
         lines.append("")
-        cols = [(l, ref) for l in lua for ref in ("tungstenite", "fastwebsockets") if ref in names]
-        lines.append("| load | " + " | ".join(f"{l} / {ref}" for l, ref in cols) + " |")
-        lines.append("|---|" + "---|" * len(cols))
+        if ref == REFERENCE:
+            lines.append("Lower CPU ratio is better; issue 16's target is CPU ≤ 1.10x for the Lua echoes.")
+        else:
+            lines.append(f"Lower CPU ratio is better. {REFERENCE} is missing in this run, so the ratios are to {ref}.")
+        lines.append("")
+        lines.append("| load | " + " | ".join(f"{n} / {ref}" for n in others) + " |")
+        lines.append("|---|" + "---|" * len(others))
         for sh in SHAPES:
-            row = [f"{sh[0]}x{sh[1]}, {sh[2]} B"]
-            for l, ref in cols:
-                a, b = results.get((l, sh)), results.get((ref, sh))
-                if not a or not b or not b["rate"] or not b["server_cpu_us_per_msg"]:
+            row = [shape_label(sh)]
+            b = results.get((ref, sh, mode))
+            for n in others:
+                a = results.get((n, sh, mode))
+                if not a or not b or not b["rate"] or not b["server_cpu_median"]:
                     row.append("n/a")
                 else:
-                    row.append(f"{a['rate'] / b['rate']:.2f}x; CPU {a['server_cpu_us_per_msg'] / b['server_cpu_us_per_msg']:.2f}x")
+                    row.append(f"CPU {a['server_cpu_median'] / b['server_cpu_median']:.2f}x; "
+                               f"rate {a['rate'] / b['rate']:.2f}x")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    lines.append("## Detail")
+    return lines
+
+
+def write_results(args, results, names, modes, missing, idle, memory, clients, chart_ok):
+    lines = ["# Benchmark results", ""]
+    lines.append(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    lines.append(f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+                 f"Linux {platform.release()}; load average at the start {args.load_at_start}, at the end "
+                 f"{os.getloadavg()[0]:.2f} (1-minute averages; the machine is shared, so anything above ~0.3 "
+                 "before the run is other people's work)")
+    command = "make bench" + (' BENCH_ARGS="' + " ".join(sys.argv[1:]) + '"' if sys.argv[1:] else "")
+    lines.append(f"- command: `{command}`")
+    lines.append(f"- each point: {args.warmup} s warm-up, then {args.seconds} s measured, {args.rounds} rounds with the "
+                 "servers taking turns in each; msgs/s is the median round's (range in brackets), server CPU the median "
+                 "over the rounds; server pinned to CPU 0, load generator to CPU 1; 32 B messages are text, larger "
+                 "ones binary")
+    lines.append("- server CPU is user+system time of the server process over the measured window, per echoed message")
+    lines.append("- servers: " + "; ".join(f"{n} = {SERVERS[n][1]}" for n in SERVERS))
     lines.append("")
-    lines.append("| server | load | msgs/s (median round) | p50 us | p99 us | p99.9 us | server CPU us/msg | generator CPU us/msg | server peak RSS KiB | errors |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
-    for n in names:
-        for sh in SHAPES:
-            r = results.get((n, sh))
-            if r:
-                lines.append(f"| {n} | {sh[0]}x{sh[1]}, {sh[2]} B | {r['rate']:,.0f} | {r['p50_us']} | {r['p99_us']} | "
-                             f"{r['p999_us']} | {r['server_cpu_us_per_msg']:.2f} | {r['gen_cpu_us_per_msg']:.2f} | "
-                             f"{r['peak_rss_kib']:,} | {r['errors']} |")
-    lines.append("")
-    if idle:
-        lines.append("## Idle connections (turbo_ws, Turbo face)")
+    if missing:
+        lines.append("## Missing anchors")
         lines.append("")
-        lines.append(f"- {idle['conns']:,} connections held ({idle['failed']} failed), opened in {idle['open_secs']:.2f} s")
-        lines.append(f"- server RSS {idle['rss_before_kib']:,} KiB before, {idle['rss_held_kib']:,} KiB holding them: "
-                     f"**{idle['per_conn_kib']:.1f} KiB per idle connection**")
+        for n, why in missing.items():
+            lines.append(f"- **{n}** ({SERVERS[n][1]}): missing — {why}")
+        lines.append("")
+    for mode in modes:
+        if results:
+            lines += echo_tables(results, names, mode)
+    if results:
+        lines.append("## Detail")
+        lines.append("")
+        lines.append("| server | write | load | msgs/s (median round) | p50 us | p99 us | p99.9 us | server CPU us/msg | "
+                     "generator CPU us/msg | server peak RSS KiB | errors |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for n in names:
+            for mode in modes:
+                for sh in SHAPES:
+                    r = results.get((n, sh, mode))
+                    if r:
+                        lines.append(f"| {n} | {mode} | {shape_label(sh)} | {r['rate']:,.0f} | {r['p50_us']} | "
+                                     f"{r['p99_us']} | {r['p999_us']} | {r['server_cpu_us_per_msg']:.2f} | "
+                                     f"{r['gen_cpu_us_per_msg']:.2f} | {r['peak_rss_kib']:,} | {r['errors']} |")
+        lines.append("")
+    if idle:
+        lines.append(f"## Idle connections ({args.idle:,} opened, held {3} s)")
+        lines.append("")
+        lines.append("Issue 16's target is 2 KiB per idle connection. Per connection = (RSS holding them − RSS before) "
+                     "/ connections held.")
+        lines.append("")
+        lines.append("| server | held (failed) | RSS before KiB | RSS holding KiB | KiB per idle connection |")
+        lines.append("|---|---|---|---|---|")
+        for r in idle:
+            if "error" in r:
+                lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
+            else:
+                lines.append(f"| {r['name']} | {r['conns']:,} ({r['failed']}) | {r['rss_before_kib']:,} | "
+                             f"{r['rss_held_kib']:,} | **{r['per_conn_kib']:.1f}** |")
         lines.append("")
     if memory:
         lines.append("## Memory over time (turbo_ws, Turbo face; RSS KiB)")
@@ -328,8 +459,16 @@ def write_results(args, results, names, idle, memory, clients, chart_ok):
         for label, c, w, rate, cpu in clients:
             lines.append(f"| {label} | {c}x{w} | {rate:,.0f} | {cpu:.2f} |")
         lines.append("")
+    if args.note:
+        lines.append("## Notes")
+        lines.append("")
+        lines.append(args.note)
+        lines.append("")
+    if args.skip:
+        lines.append(f"Parts skipped in this run: {args.skip} (their last figures are in this file's git history).")
+        lines.append("")
     if chart_ok:
-        lines.append("![msgs/s per load shape](msgs_per_sec.png)")
+        lines.append(f"![msgs/s per load shape, {chart_ok} write](msgs_per_sec.png)")
         lines.append("")
     with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
         f.write("\n".join(lines))
@@ -337,27 +476,36 @@ def write_results(args, results, names, idle, memory, clients, chart_ok):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--seconds", type=float, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--only", default="")
+    ap.add_argument("--write", default="each,batch", help="comma list of: each,batch")
     ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--idle-servers", default="uws,fastwebsockets,node-ws,turbo_ws-turbo,turbo_ws-evlua")
     ap.add_argument("--messages", type=int, default=1000000)
     ap.add_argument("--cycles", type=int, default=100000)
     ap.add_argument("--skip", default="", help="comma list of: echo,idle,memory,client")
+    ap.add_argument("--note", default="", help="text for a Notes section of RESULTS.md (e.g. what else ran)")
     args = ap.parse_args()
+    args.load_at_start = f"{os.getloadavg()[0]:.2f}"
     skip = set(filter(None, args.skip.split(",")))
-    names = [n for n in SERVERS if not args.only or n in args.only.split(",")]
-    names = [n for n in names if n in ("tungstenite", "fastwebsockets") or
-             os.path.exists(SERVERS[n][0](0)[1])]
+    modes = [m for m in args.write.split(",") if m]
+    if not modes or any(m not in WRITE_MODES for m in modes):
+        ap.error("--write takes a comma list of: " + ",".join(WRITE_MODES))
+    missing = missing_servers()
+    for n, why in missing.items():
+        print(f"missing anchor {n}: {why}", flush=True)
+    names = [n for n in SERVERS if (not args.only or n in args.only.split(",")) and n not in missing]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    results = {} if "echo" in skip else echo_runs(names, args.seconds, args.warmup, args.rounds)
-    idle = None if "idle" in skip else idle_run(args.idle)
+    results = {} if "echo" in skip else echo_runs(names, modes, args.seconds, args.warmup, args.rounds)
+    idle_names = [n for n in args.idle_servers.split(",") if n in SERVERS and n not in missing]
+    idle = None if "idle" in skip else idle_runs(idle_names, args.idle)
     memory = None if "memory" in skip else memory_runs(args.messages, args.cycles)
     clients = None if "client" in skip else client_runs(args.seconds)
-    chart_ok = bool(results) and chart(results, names, os.path.join(HERE, "msgs_per_sec.png"))
-    write_results(args, results, names, idle, memory, clients, chart_ok)
+    chart_ok = bool(results) and chart(results, names, modes[0], os.path.join(HERE, "msgs_per_sec.png")) and modes[0]
+    write_results(args, results, names, modes, missing, idle, memory, clients, chart_ok)
     print("wrote bench/RESULTS.md")
 
 

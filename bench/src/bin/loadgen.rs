@@ -5,8 +5,16 @@
 //! buffer; echoes are parsed in place and counted, never copied. Each
 //! connection keeps W messages in flight. Prints one JSON line.
 //!
+//! How frames reach the socket (`--write=`, echo mode):
+//!   each  (default) every message is its own write(2), as a browser's
+//!         `ws.send()` is: the server sees one message per segment when
+//!         the loop is fast, and pays for its reads accordingly;
+//!   batch all messages due at once (the W of a connection's burst, or the
+//!         echoes counted in one read) go out in one write(2): the server
+//!         reads several frames per system call. A second, labelled figure.
+//!
 //! Modes:
-//!   loadgen echo  URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP]
+//!   loadgen echo  URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP] [--write=each|batch]
 //!   loadgen idle  URL CONNS HOLD_SECONDS          (opens CONNS, holds them)
 //!   loadgen churn URL CYCLES                      (connect, echo once, close)
 //!   loadgen soak  URL WORKERS SECONDS             (mixed traffic, see soak_worker)
@@ -22,8 +30,59 @@ use tokio::net::TcpStream;
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen echo URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP] | idle URL CONNS HOLD | churn URL CYCLES");
+    eprintln!(
+        "usage: loadgen echo URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP] [--write=each|batch] \
+         | idle URL CONNS HOLD | churn URL CYCLES | soak URL WORKERS SECONDS"
+    );
     std::process::exit(2)
+}
+
+/// How echo mode hands frames to the socket; see the module doc.
+#[derive(Clone, Copy, PartialEq)]
+enum WriteMode {
+    EachMessage,
+    Batched,
+}
+
+impl WriteMode {
+    fn label(self) -> &'static str {
+        match self {
+            WriteMode::EachMessage => "each",
+            WriteMode::Batched => "batch",
+        }
+    }
+}
+
+/// Removes a `--write=` option from the arguments, leaving the positional ones.
+fn take_write_mode(args: &mut Vec<String>) -> WriteMode {
+    let mut mode = WriteMode::EachMessage;
+    args.retain(|a| match a.strip_prefix("--write=") {
+        Some("each") => {
+            mode = WriteMode::EachMessage;
+            false
+        }
+        Some("batch") => {
+            mode = WriteMode::Batched;
+            false
+        }
+        Some(_) => usage(),
+        None => true,
+    });
+    mode
+}
+
+/// Writes `count` copies of the frame: one write(2) per frame, or one for all
+/// (`burst` holds at least `count` frames back to back).
+async fn send_frames(s: &mut TcpStream, frame: &[u8], burst: &[u8], count: usize, mode: WriteMode) -> std::io::Result<()> {
+    match mode {
+        WriteMode::Batched => s.write_all(&burst[..frame.len() * count]).await,
+        WriteMode::EachMessage => {
+            for _ in 0..count {
+                s.write_all(frame).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
@@ -101,7 +160,14 @@ struct Stats {
     errors: Cell<u64>,
 }
 
-async fn echo_connection(addr: String, path: String, frame: Rc<Vec<u8>>, inflight: usize, stats: Rc<Stats>) {
+async fn echo_connection(
+    addr: String,
+    path: String,
+    frame: Rc<Vec<u8>>,
+    inflight: usize,
+    mode: WriteMode,
+    stats: Rc<Stats>,
+) {
     let Ok(mut s) = open(&addr, &path).await else {
         stats.errors.set(stats.errors.get() + 1);
         return;
@@ -110,7 +176,7 @@ async fn echo_connection(addr: String, path: String, frame: Rc<Vec<u8>>, infligh
     let mut sent: VecDeque<Instant> = VecDeque::with_capacity(inflight);
     let now = Instant::now();
     sent.extend(std::iter::repeat_n(now, inflight));
-    if s.write_all(&burst).await.is_err() {
+    if send_frames(&mut s, &frame, &burst, inflight, mode).await.is_err() {
         return;
     }
     let mut buf = vec![0u8; 256 * 1024];
@@ -149,7 +215,7 @@ async fn echo_connection(addr: String, path: String, frame: Rc<Vec<u8>>, infligh
                 stats.count.set(stats.count.get() + echoed as u64);
             }
             sent.extend(std::iter::repeat_n(now, echoed));
-            if s.write_all(&burst[..frame.len() * echoed]).await.is_err() {
+            if send_frames(&mut s, &frame, &burst, echoed, mode).await.is_err() {
                 return;
             }
         }
@@ -165,6 +231,9 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 async fn echo_mode(args: &[String]) {
+    let mut args = args.to_vec();
+    let mode = take_write_mode(&mut args);
+    let args = &args[..];
     let (addr, path) = split_url(&args[2]);
     let conns: usize = arg(args, 3);
     let inflight: usize = arg(args, 4);
@@ -186,6 +255,7 @@ async fn echo_mode(args: &[String]) {
             path.clone(),
             frame.clone(),
             inflight,
+            mode,
             stats.clone(),
         ));
     }
@@ -208,7 +278,8 @@ async fn echo_mode(args: &[String]) {
     let mut lat = std::mem::take(&mut *stats.latencies_ns.borrow_mut());
     lat.sort_unstable();
     println!(
-        "{{\"mode\":\"echo\",\"conns\":{conns},\"inflight\":{inflight},\"size\":{size},\"binary\":{binary},\"msgs\":{n},\"secs\":{elapsed:.3},\"rate\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"gen_cpu_us_per_msg\":{:.3},\"server_cpu_us_per_msg\":{:.3},\"errors\":{}}}",
+        "{{\"mode\":\"echo\",\"write\":\"{}\",\"conns\":{conns},\"inflight\":{inflight},\"size\":{size},\"binary\":{binary},\"msgs\":{n},\"secs\":{elapsed:.3},\"rate\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"gen_cpu_us_per_msg\":{:.3},\"server_cpu_us_per_msg\":{:.3},\"errors\":{}}}",
+        mode.label(),
         n as f64 / elapsed,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
@@ -431,4 +502,47 @@ fn main() {
             _ => usage(),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn each_message_is_the_default_write_mode() {
+        let mut a = args(&["loadgen", "echo", "ws://h/", "1", "1", "32", "text", "1"]);
+        assert!(take_write_mode(&mut a) == WriteMode::EachMessage);
+        assert_eq!(a.len(), 8);
+    }
+
+    #[test]
+    fn the_write_option_is_taken_out_wherever_it_stands() {
+        let mut a = args(&["loadgen", "echo", "--write=batch", "ws://h/", "1", "1", "32", "text", "1", "0.5"]);
+        assert!(take_write_mode(&mut a) == WriteMode::Batched);
+        assert_eq!(a, args(&["loadgen", "echo", "ws://h/", "1", "1", "32", "text", "1", "0.5"]));
+        let mut a = args(&["loadgen", "echo", "ws://h/", "1", "1", "32", "text", "1", "0.5", "--write=each"]);
+        assert!(take_write_mode(&mut a) == WriteMode::EachMessage);
+        assert_eq!(a.len(), 9);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_message_mode_writes_the_same_bytes_as_batch_mode() {
+        let frame = encode_frame(5, false);
+        let burst: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 3).collect();
+        for mode in [WriteMode::EachMessage, WriteMode::Batched] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            send_frames(&mut client, &frame, &burst, 3, mode).await.unwrap();
+            drop(client);
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, burst, "mode {}", mode.label());
+        }
+    }
 }
