@@ -148,14 +148,12 @@ pub fn call_with_bytes(lua: &Lua, what: &str, func: &Function, data: &[u8], flag
         let trampolines = lp.trampolines();
         let co = trampolines.take_idle(lua)?;
         if !trampolines.makes_strings.get() {
-            let results: MultiValue = co.resume((func, lua.create_string(data)?, flag))?;
-            return after_resume(trampolines, co, results);
+            return run_in(trampolines, co, (func, lua.create_string(data)?, flag));
         }
         // The pointer is read at once by the trampoline, before anything
         // could yield, while `data` is still borrowed here.
         let ptr = LightUserData(data.as_ptr() as *mut c_void);
-        let results: MultiValue = co.resume((bytes_mark(), func, ptr, data.len(), flag))?;
-        after_resume(trampolines, co, results)
+        run_in(trampolines, co, (bytes_mark(), func, ptr, data.len(), flag))
     })
 }
 
@@ -165,8 +163,23 @@ fn resume_in_coroutine(lua: &Lua, func: &Function, args: impl IntoLuaMulti) -> m
     };
     let trampolines = lp.trampolines();
     let co = trampolines.take_idle(lua)?;
-    let results: MultiValue = co.resume((func, args))?;
-    after_resume(trampolines, co, results)
+    run_in(trampolines, co, (func, args))
+}
+
+/// Resumes a trampoline coroutine with a call, then settles it. Without a
+/// yield handler only the first value matters (the idle mark, or not), so
+/// no list of results is built: that is the common path of every message.
+fn run_in(trampolines: &Trampolines, co: Thread, args: impl IntoLuaMulti) -> mlua::Result<()> {
+    if trampolines.on_yield.borrow().is_some() {
+        let results: MultiValue = co.resume(args)?;
+        return after_resume(trampolines, co, results);
+    }
+    match co.resume::<Value>(args)? {
+        Value::LightUserData(mark) if mark == idle_mark() => trampolines.put_back(co),
+        // It yielded: the coroutine belongs to whoever resumes it.
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A coroutine stopped: back to the pool if its callback returned, else to
