@@ -263,14 +263,13 @@ local RUST_OPTION_METHODS = {
 local OPTION_SOURCES = {
   -- core: options read through config::Opts, the Limits, callbacks, the
   -- request `info` and connect `response` fields, the error kinds.
-  { "docs/core.md", "src/server.rs", rust_options = true, patterns = { 'info%.set%("([%l_]+)"' } },
-  { "docs/core.md", "src/client.rs", rust_options = true },
-  { "docs/core.md", "src/answer.rs", patterns = { 't%.set%("([%l_]+)"' } },
-  { "docs/core.md", "src/dial.rs", rust_options = true },
-  { "docs/core.md", "src/http_client.rs", rust_options = true },
-  { "docs/core.md", "src/config.rs", rust_options = true, patterns = { 'size%("([%l_]+)"' } },
-  { "docs/core.md", "src/connection.rs", rust_options = true, patterns = { 'key%("([%l_]+)"%)' } },
-  { "docs/core.md", "src/error.rs", patterns = { '=> "([%l_]+)",' } },
+  { "docs/core.md", "src/binding/server.rs", rust_options = true, patterns = { 'info%.set%("([%l_]+)"' } },
+  { "docs/core.md", "src/binding/client.rs", rust_options = true },
+  { "docs/core.md", "src/binding/answer.rs", patterns = { 't%.set%("([%l_]+)"' } },
+  { "docs/core.md", "src/binding/opts.rs", rust_options = true, patterns = { 'size%("([%l_]+)"' } },
+  { "docs/core.md", "src/binding/http_client.rs", rust_options = true },
+  { "docs/core.md", "src/binding/connection.rs", rust_options = true, patterns = { 'key%("([%l_]+)"%)' } },
+  { "docs/core.md", "src/engine/error.rs", patterns = { '=> "([%l_]+)",' } },
   -- Turbo: WebSocketClient kwargs and callbacks, Application kwargs,
   -- listen kwargs and ssl_options.
   { "docs/api/turbo.md", "lua/turbo_ws/websocket.lua",
