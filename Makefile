@@ -8,7 +8,7 @@ SO54       := $(BUILD_DIR)/lua54/turbo_ws.so
 LUAJIT     := luajit
 export LUA_CPATH := $(CURDIR)/$(BUILD_DIR)/?.so;;
 
-.PHONY: all deps build build54 demo test conformance bench soak fuzz clean
+.PHONY: all deps build build54 rock demo test conformance bench soak fuzz clean
 
 all: build
 
@@ -26,6 +26,11 @@ build54: deps
 	$(CARGO) build --release --locked --no-default-features --features lua54 --target-dir target/lua54
 	@mkdir -p $(BUILD_DIR)/lua54
 	cp target/lua54/release/libturbo_ws.so $(SO54).tmp && mv $(SO54).tmp $(SO54)
+
+# The release tarball turbo_ws-<version>.tar.gz and the source rock
+# turbo_ws-<version>-1.src.rock (here): `luarocks install ./turbo_ws-<version>-1.src.rock`.
+rock: deps
+	bash scripts/make-rock.sh
 
 # A real server and client talking over WebSocket.
 demo: build

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages turbo_ws needs, if missing.
-#   deps.sh        build and run: LuaJIT, Lua 5.1/5.4, luarocks, busted, openssl
+#   deps.sh        build and run: LuaJIT, Lua 5.1/5.4, luarocks, busted, openssl,
+#                  zip (make rock)
 #   deps.sh test   also what the test suites use: Chromium (browser test),
 #                  redis-server (pub/sub tests), lua-luv (libuv loop tests),
-#                  Node.js (if no node is on PATH)
+#                  Lua 5.4 headers (luarocks install check), Node.js (if no
+#                  node is on PATH)
 set -euo pipefail
 
-packages=(luajit lua5.1 lua5.4 luarocks lua-busted python3-venv ca-certificates openssl)
+packages=(luajit lua5.1 lua5.4 luarocks lua-busted python3-venv ca-certificates openssl zip)
 if [ "${1:-}" = test ]; then
-  packages+=(chromium redis-server iproute2 lua-luv)
+  # liblua5.4-dev: luarocks wants Lua 5.4's headers before it builds a
+  # rock for 5.4 (the crate needs none); rock-check.sh install does.
+  packages+=(chromium redis-server iproute2 lua-luv liblua5.4-dev)
   command -v node >/dev/null || packages+=(nodejs npm)
 fi
 missing=()

@@ -76,6 +76,7 @@ suite_cmd "smoke lua5.1" env LUA_CPATH="./build/?.so;;" lua5.1 tests/smoke.lua
 suite_cmd "smoke lua5.4" env LUA_CPATH="./build/lua54/?.so;;" lua5.4 tests/smoke.lua
 suite_cmd "smoke luajit" env LUA_CPATH="./build/?.so;;" luajit tests/smoke.lua
 suite_cmd "luarocks make" bash scripts/rock-check.sh
+suite_cmd "luarocks install src.rock" bash scripts/rock-check.sh install
 suite_counted "doc check" env LUA_CPATH="./build/?.so;;" luajit tests/doc_check.lua
 suite_counted "browser (chromium)" bash scripts/browser-test.sh
 suite_counted "autobahn server, Turbo face (quick)" bash scripts/conformance.sh quick server

@@ -215,6 +215,21 @@ describe("coro-websocket fidelity", function()
       end)
     end)
 
+    it("a 101 that fails a check: exactly nil and the original's text for that check", function()
+      local p = need_peer()
+      co_run(function()
+        for _, case in ipairs({
+          { "/bad/connection", "Invalid or missing connection upgrade header in response" },
+          { "/bad/accept", "challenge key missing or mismatched" },
+          { "/bad/protocol", "protocol missing or mistmatched", "chat" },
+        }) do
+          local r = results({ host = "127.0.0.1", port = p.tcp, pathname = case[1], protocol = case[3] })
+          assert.are.same({ n = 2, nil, case[2] }, r)
+          assert.are.equal("bad_handshake", (cws.last_error()))
+        end
+      end)
+    end)
+
     it("last_error() is per coroutine and cleared by a connect that succeeds", function()
       local p = need_peer()
       local port = loop.free_port()

@@ -46,6 +46,13 @@ describe("luv", function()
     end
   end)
 
+  it("uv.run() ends when libuv's last work ends in its first turn (a closing handle), each time", function()
+    local lines, out = run("run_ends_after_close.lua")
+    for _, want in ipairs({ "first uv.run returned, closed 1", "second uv.run returned, closed 2", "exit 0" }) do
+      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
+    end
+  end)
+
   for _, owner in ipairs({ "luv", "turbo_ws" }) do
     it("costs no CPU while idle with " .. owner .. " owning the loop", function()
       local lines, out = run("idle.lua", owner)

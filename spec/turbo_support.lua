@@ -48,6 +48,22 @@ function S.loop(body, ms)
   return finished
 end
 
+-- busted gives `finally` to the spec file's environment, not to _G: the
+-- first function up the stack that runs in such an environment has it
+-- (S.finally may be called from a helper module such as
+-- spec/support/turbo_websocket.lua, whose environment is _G).
+local function busted_finally()
+  local found = rawget(_G, "finally")
+  local level = 1 -- from here (pcall's frame) up to the spec's function
+  while not found do
+    local ok, env = pcall(getfenv, level)
+    assert(ok, "S.finally: not called from a running spec")
+    found = env.finally
+    level = level + 1
+  end
+  return found
+end
+
 -- busted keeps only the last `finally` of a spec; S.finally keeps them all
 -- and runs them in reverse order of registration.
 local cleanups = {}
@@ -58,9 +74,7 @@ local function run_cleanups()
 end
 function S.finally(fn)
   cleanups[#cleanups + 1] = fn
-  -- busted gives `finally` to the spec file's environment, not to _G.
-  local register = rawget(_G, "finally") or getfenv(2).finally
-  register(run_cleanups)
+  busted_finally()(run_cleanups)
 end
 
 --- Lets pending closes and callbacks run (bounded).

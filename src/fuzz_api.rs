@@ -2,8 +2,8 @@
 //! that parses bytes or strings from the network or from Lua, callable
 //! without a Lua state. Not part of the Lua API.
 
-use crate::config::Limits;
-use crate::dial::{Family, Target};
+use crate::engine::dial::{Family, Target};
+use crate::engine::limits::Limits;
 
 /// The opening-handshake checks, on headers made from arbitrary bytes.
 pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
@@ -16,7 +16,7 @@ pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
             map.append(n, v);
         }
     }
-    let _ = crate::server::check_handshake(&method, http::Version::HTTP_11, &map);
+    let _ = crate::binding::server::check_handshake(&method, http::Version::HTTP_11, &map);
 }
 
 /// URL handling of `connect` and `http_request`, and a redirect's Location
@@ -25,7 +25,7 @@ pub fn url(raw: &str, location: &str) {
     for family in [Family::WebSocket, Family::Http] {
         if let Ok(target) = Target::parse(raw, family) {
             let _ = target.host_header();
-            let _ = target.follow(&mut crate::redirect::Trail::new(&target.url), location);
+            let _ = target.follow(&mut crate::engine::redirect::Trail::new(&target.url), location);
         }
     }
 }
@@ -33,16 +33,16 @@ pub fn url(raw: &str, location: &str) {
 /// Incoming bytes after a handshake, through the frame reader with our
 /// configuration, as a server that agreed to permessage-deflate, until it needs more input or refuses it.
 pub fn frames(bytes: &[u8]) {
-    use crate::codec::{Reader, Role, Step};
+    use crate::engine::codec::{Reader, Role, Step};
     let limits = Limits { max_message_size: 1 << 16, max_frame_size: 1 << 14, ..Limits::default() };
     let mut input = bytes.to_vec();
     // With permessage-deflate agreed, so compressed messages are inflated too.
-    let agreed = crate::deflate::Agreed {
+    let agreed = crate::engine::deflate::Agreed {
         send_no_context_takeover: false,
         receive_no_context_takeover: false,
         send_max_window_bits: 15,
     };
-    let inflater = Some(crate::deflate::Inflater::new(agreed));
+    let inflater = Some(crate::engine::deflate::Inflater::new(agreed));
     let mut reader = Reader::new(Role::Server, limits.max_frame_size, limits.max_message_size, inflater);
     let mut at = 0;
     loop {
@@ -58,8 +58,8 @@ pub fn frames(bytes: &[u8]) {
 
 /// A close code and reason from Lua, and the frame payload made of them.
 pub fn close_args(code: u16, reason: &str) {
-    if crate::frame::check_close_code(code) {
-        let payload = crate::frame::close_payload(Some(code), reason);
-        let _ = crate::frame::parse_close(&payload);
+    if crate::engine::frame::check_close_code(code) {
+        let payload = crate::engine::frame::close_payload(Some(code), reason);
+        let _ = crate::engine::frame::parse_close(&payload);
     }
 }

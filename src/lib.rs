@@ -6,33 +6,10 @@
 //! coro-websocket, evlua) are Lua files under `lua/`, embedded here and
 //! registered in `package.preload`.
 
-mod answer;
-mod args;
-mod callback;
-mod client;
-mod codec;
-mod config;
-mod connection;
-mod deflate;
-mod dial;
-mod error;
-mod fd_watch;
-mod frame;
+pub(crate) mod binding;
+pub(crate) mod engine;
 #[doc(hidden)]
 pub mod fuzz_api;
-mod handshake;
-mod http_client;
-mod http_session;
-mod ioloop;
-mod pubsub;
-mod random;
-mod redirect;
-mod registry;
-mod server;
-mod stream;
-mod tls;
-mod toolkit;
-mod workers;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_lua.rs"));
@@ -59,34 +36,53 @@ fn register_embedded(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-#[mlua::lua_module]
-fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
+/// Makes `turbo_ws.core` and the embedded Lua modules available in this
+/// Lua state (once; a second load, e.g. after busted resets
+/// package.loaded, registers them again), and attaches libuv when the
+/// program uses luv. Loads no face: that is the caller's choice.
+fn load_core(lua: &Lua) -> mlua::Result<()> {
     let core = lua.create_table()?;
-    ioloop::register(lua, &core)?;
-    server::register(lua, &core)?;
-    client::register(lua, &core)?;
-    http_client::register(lua, &core)?;
-    http_session::register(lua, &core)?;
-    pubsub::register(lua, &core)?;
-    workers::register(lua, &core)?;
-    toolkit::register(lua, &core)?;
-    fd_watch::register(lua, &core)?;
+    binding::ioloop::register(lua, &core)?;
+    binding::server::register(lua, &core)?;
+    binding::client::register(lua, &core)?;
+    binding::http_client::register(lua, &core)?;
+    binding::http_session::register(lua, &core)?;
+    binding::pubsub::register(lua, &core)?;
+    binding::workers::register(lua, &core)?;
+    binding::toolkit::register(lua, &core)?;
+    binding::fd_watch::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
 
     register_embedded(lua)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("turbo_ws.core", &core)?;
-    lua.globals().get::<Function>("require")?.call("turbo_ws.main")
+    let require: Function = lua.globals().get("require")?;
+    require.call::<Table>("turbo_ws.luv")?.get::<Function>("attach_when_loaded")?.call::<()>(())
+}
+
+/// `require "turbo_ws"`: the core, and the `turbo_ws` table of the Turbo
+/// face (which defines Turbo's globals, as `require "turbo"` does).
+#[mlua::lua_module]
+fn turbo_ws(lua: &Lua) -> mlua::Result<Value> {
+    load_core(lua)?;
+    let turbo_ws: Value = lua.globals().get::<Function>("require")?.call("turbo_ws.main")?;
+    // luvit's require loads a C module found by path into its own cache,
+    // not package.loaded; the faces' `require "turbo_ws"` must find it.
+    lua.globals().get::<Table>("package")?.get::<Table>("loaded")?.set("turbo_ws", &turbo_ws)?;
+    Ok(turbo_ws)
 }
 
 /// `require "turbo_ws.compat"` before `turbo_ws` itself is loaded: Lua's
-/// C searcher finds this entry in turbo_ws.so.
+/// C searcher finds this entry in turbo_ws.so. It loads the core, not the
+/// Turbo face: a program that only asks for `coro-websocket` or evlua's
+/// modules gets no Turbo globals.
 #[mlua::lua_module(name = "turbo_ws_compat")]
 fn turbo_ws_compat(lua: &Lua) -> mlua::Result<Value> {
-    let require: Function = lua.globals().get("require")?;
-    require.call::<Value>("turbo_ws")?;
-    // `require "turbo_ws.compat"` is already in progress: run its loader directly.
     let package: Table = lua.globals().get("package")?;
+    if package.get::<Table>("loaded")?.get::<Value>("turbo_ws.core")?.is_nil() {
+        load_core(lua)?;
+    }
+    // `require "turbo_ws.compat"` is already in progress: run its loader directly.
     let preload: Table = package.get("preload")?;
     let loader: Function = match preload.get::<Option<Function>>("turbo_ws.compat")? {
         Some(loader) => loader,

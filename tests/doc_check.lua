@@ -252,7 +252,7 @@ end
 
 local RUST_OPTION_METHODS = {
   string = true, bool = true, table = true, integer = true, seconds = true,
-  strings = true, headers = true,
+  strings = true, headers = true, header_fields = true,
 }
 
 -- Each entry: doc file, source file, and how to find names in it:
@@ -309,7 +309,7 @@ local function scan_options()
         if not private(name) and not found[name] then found[name] = how end
       end
       if src.rust_options then
-        for method, name in text:gmatch('%.(%a+)%(%s*"([%l_]+)"') do
+        for method, name in text:gmatch('%.([%a_]+)%(%s*"([%l_]+)"') do
           if RUST_OPTION_METHODS[method] then found_name(name, "option") end
         end
       end
@@ -532,12 +532,14 @@ local COVERED = {
   ["turbo_ws.evlua.ws_const"] = true, ["turbo_ws.pubsub"] = true,
   -- internal: the `turbo_ws` table itself (checked as turbo_ws.*), the
   -- compat aliases (listed in docs/api/turbo.md), the evlua face's parts
-  -- (reached through the objects checked above)
+  -- and the handler's stream class (reached through the objects checked
+  -- above)
   ["turbo_ws.main"] = true, ["turbo_ws.compat"] = true,
   -- documented in docs/core.md ("libuv (luv, luvit) in the same process")
   ["turbo_ws.luv"] = true,
   -- (the Turbo clients' shared helpers; their codes are websocket.errors)
   ["turbo_ws.clientutil"] = true,
+  ["turbo_ws.websocket_stream"] = true,  -- websocket.WebSocketIOStream
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
   ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true,
 }

@@ -1,7 +1,8 @@
 -- `require "turbo_ws.compat"` (or `luajit -l turbo_ws.compat app.lua`) lets an
 -- unmodified program's `require` of an original module name resolve to the
--- matching turbo_ws face.
-local turbo_ws = require "turbo_ws"
+-- matching turbo_ws face. It loads no face itself: `require "turbo"`
+-- loads the Turbo face (and Turbo's globals), `require "coro-websocket"`
+-- only the coro face.
 
 -- original module name -> turbo_ws module name
 local aliases = {
@@ -25,4 +26,8 @@ for original, ours in pairs(aliases) do
   package.preload[original] = function() return require(ours) end
 end
 
-return turbo_ws
+-- The `turbo_ws` table, read through: loaded (with Turbo's globals) only
+-- when a field is first used.
+return setmetatable({}, {
+  __index = function(_, key) return require("turbo_ws")[key] end,
+})

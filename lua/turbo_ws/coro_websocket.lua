@@ -7,7 +7,7 @@
 -- over functions the program supplies, with the original's semantics: the
 -- frames are the program's decoder's, so it hands them on unchecked.
 -- Deliberate differences from the original are listed in docs/coro-websocket.md.
-local core = require("turbo_ws").core
+local core = require "turbo_ws.core"
 
 local byte, char, sub, find, lower = string.byte, string.char, string.sub, string.find, string.lower
 local concat = table.concat
@@ -415,11 +415,20 @@ local function refusal_text(response)
   return response.reason or ""
 end
 
+-- The original's texts for the 101 checks it makes, by the core's detail.
+local HANDSHAKE_MESSAGES = {
+  connection = "Invalid or missing connection upgrade header in response",
+  upgrade = "Invalid or missing connection upgrade header in response",
+  accept = "challenge key missing or mismatched",
+  protocol = "protocol missing or mistmatched", -- sic, as the original
+}
+
 -- The core's failure -> the original's message for it (programs compare
 -- against them), else "<kind>: <core message>". luv names a refusal by
 -- its error name alone, as it does for every callback error.
-local function failure_message(kind, msg, response)
+local function failure_message(kind, msg, response, detail)
   if kind == "refused" then return "ECONNREFUSED" end
+  if kind == "bad_handshake" and HANDSHAKE_MESSAGES[detail] then return HANDSHAKE_MESSAGES[detail] end
   if kind == "connect_timeout" or kind == "handshake_timeout" then return "timeout" end
   if kind == "no_response" then return "Missing server response" end
   if kind == "bad_status" and response then
@@ -666,10 +675,10 @@ function M.connect(options)
   local co = need_coroutine("connect", 2)
 
   failures[co] = nil
-  local conn, kind, msg, response = await_connect(co, url, opts)
+  local conn, kind, msg, response, detail = await_connect(co, url, opts)
   if not conn then
     failures[co] = { kind = kind, message = msg, response = response }
-    return nil, failure_message(kind, msg, response)
+    return nil, failure_message(kind, msg, response, detail)
   end
   local res = response_table(kind)
   local read, write, socket = open_link(conn, options.heartbeat, socket_path)

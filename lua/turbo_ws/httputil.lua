@@ -91,20 +91,21 @@ local function check_string(value, what)
     end
 end
 
--- Header names and values end up on the wire: refuse anything that would
--- split a header line (Turbo refused "\r\n"; a lone CR or LF is just as
--- dangerous).
+-- Header names and values end up on the wire: refuse what would split or
+-- cut a header line (Turbo refused "\r\n"; a lone CR or LF is just as
+-- dangerous, and a NUL ends the line for many peers). Other control
+-- bytes (e.g. 0x08) are sent as given, as Turbo did.
 local function check_field(key, value)
     if type(key) ~= "string" then
         error("Key parameter must be a string.", 3)
     end
-    if sfind(key, "[\r\n]") then
-        error("Key contains <CR> or <LF>, not allowed.", 3)
+    if sfind(key, "[\r\n%z]") then
+        error("Key contains <CR>, <LF> or <NUL>, not allowed.", 3)
     end
     local t = type(value)
     if t == "string" then
-        if sfind(value, "[\r\n]") then
-            error("String value contain <CR><LF>, not allowed.", 3)
+        if sfind(value, "[\r\n%z]") then
+            error("String value contain <CR><LF> or <NUL>, not allowed.", 3)
         end
     elseif t ~= "number" then
         error("Value parameter must be a string or number.", 3)

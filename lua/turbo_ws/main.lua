@@ -53,10 +53,6 @@ setmetatable(M, {
   end,
 })
 
--- A program that also uses luv (luvit's libuv binding) gets libuv's loop
--- run inside turbo_ws's, whichever of the two it starts (turbo_ws.luv).
-require("turbo_ws.luv").attach_when_loaded()
-
 -- Turbo defines the global `class` (middleclass) and its helpers
 -- (Object, instanceOf, subclassOf, includes) on load; programs use them.
 if rawget(_G, "class") == nil then

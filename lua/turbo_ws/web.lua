@@ -263,14 +263,20 @@ function HTTPRequest:supports_http_1_1()
   return self.version == "HTTP/1.1"
 end
 
---- Sends the one response this request gets.
+--- Sends the one response this request gets. If the core refuses it (a
+-- header value with CR, LF or NUL, say), the core has answered 500 at
+-- once; that is logged and the error raised on.
 function HTTPRequest:_respond(status, headers, body)
   local req = self._req
   if not req or req:answered() then
     error("the response to this request has already been sent", 3)
   end
   self._req = nil
-  req:respond(status, headers, body)
+  local ok, err = pcall(req.respond, req, status, headers, body)
+  if not ok then
+    web._log_request(self, 500)
+    error(err, 0)
+  end
 end
 
 --------------------------------------------------------------------------
@@ -590,10 +596,19 @@ function RequestHandler:_execute()
   if self._auto_finish ~= false and not self._finished then self:finish() end
 end
 
---- Called by the Application for each request.
+--- Called by the Application for each request. When the handler has
+-- returned, a request that is neither answered nor left to an
+-- asynchronous handler (set_async(true)) gets a 500 now: no client waits
+-- for an answer that nothing will send. (_execute finishes such requests
+-- itself, as Turbo does; this catches a subclass that replaced finish()
+-- or _execute without answering.)
 function RequestHandler:_serve()
   local ok, err = protected(self._execute, self)
-  if not ok then web._fail_request(self.request, err) end
+  if not ok then
+    web._fail_request(self.request, err)
+  elseif self._auto_finish ~= false and not web._answered(self.request) then
+    web._fail_request(self.request, "the handler returned without answering the request")
+  end
 end
 
 --------------------------------------------------------------------------
@@ -610,6 +625,12 @@ function web._log_request(request, status)
   end
 end
 
+--- Whether `request` got its answer (or can get none: it was upgraded).
+function web._answered(request)
+  local req = request._req
+  return not req or req:answered()
+end
+
 --- Answers `request` with an error page: an HTTPError's code and message,
 -- or a 500 for any other error (logged with its traceback; not sent).
 function web._fail_request(request, err)
@@ -620,7 +641,7 @@ function web._fail_request(request, err)
     log.error("[web.lua] Error in RequestHandler:\n" .. tostring(err))
     code, message = 500, httputil.status_codes[500]
   end
-  if not request._req or request._req:answered() then
+  if web._answered(request) then
     -- The response already went out (e.g. an error after finish()).
     return
   end

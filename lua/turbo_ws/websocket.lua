@@ -3,7 +3,9 @@
 --   WebSocketStream   mixin: write_message, ping, pong, close, closed
 --   WebSocketHandler  a web.RequestHandler that upgrades: open(...),
 --                     on_message(msg, binary), on_close(code, reason),
---                     on_error(msg), prepare(), subprotocol(protocols)
+--                     on_error(msg), prepare(), subprotocol(protocols);
+--                     self.stream is a WebSocketIOStream
+--                     (turbo_ws.websocket_stream)
 --   WebSocketClient   WebSocketClient(address, kwargs) with Turbo's kwargs
 --                     and callbacks (each receiving the instance first)
 --   errors, opcode, MAGIC
@@ -24,6 +26,7 @@ local escape = require "turbo_ws.escape"
 local log = require "turbo_ws.log"
 local util = require "turbo_ws.util"
 local clientutil = require "turbo_ws.clientutil"
+local WebSocketIOStream = require "turbo_ws.websocket_stream"
 
 local type, tostring, error, ipairs, pairs, xpcall, select =
       type, tostring, error, ipairs, pairs, xpcall, select
@@ -111,7 +114,7 @@ end
 local CLOSED_WRITE = "WebSocket connection has been closed. Can not write message."
 
 function Stream:write_message(msg, binary)
-  if self._closed then error(CLOSED_WRITE, 2) end
+  if self._closed and not self:_dropped() then error(CLOSED_WRITE, 2) end
   if type(msg) == "table" then msg = escape.json_encode(msg) end
   if type(msg) ~= "string" then
     error("write_message: string or table expected, got " .. type(msg), 2)
@@ -120,9 +123,13 @@ function Stream:write_message(msg, binary)
   -- cheaper than asking for its state before every message.
   local ok, kind, message = self:_send("send", msg, binary and true or false)
   if ok == nil then
-    if kind == "closed" then error(CLOSED_WRITE, 2) end
-    -- Refused for a peer that does not read: never dropped silently.
-    self:_send_refused(message)
+    if kind == "closed" then
+      -- After self.stream:close() writes are dropped silently, as in Turbo.
+      if not self:_dropped() then error(CLOSED_WRITE, 2) end
+    else
+      -- Refused for a peer that does not read: never dropped silently.
+      self:_send_refused(message)
+    end
   end
   return ok, kind, message
 end
@@ -173,6 +180,13 @@ function Stream:buffered_amount()
   return total
 end
 
+-- Did the program drop the TCP connection (self.stream:close())? Then, as
+-- in Turbo, later writes are dropped silently and on_error is not called.
+function Stream:_dropped()
+  local stream = rawget(self, "stream")
+  return stream ~= nil and stream._dropped == true
+end
+
 --- True once close() was called or the connection is closing or closed.
 function Stream:closed()
   if self._closed then return true end
@@ -194,9 +208,20 @@ end
 --------------------------------------------------------------------------
 -- WebSocketHandler
 
+--- The class of a WebSocketHandler's `self.stream` (Turbo's IOStream, the
+-- methods that make sense on an upgraded connection).
+websocket.WebSocketIOStream = WebSocketIOStream
+
 websocket.WebSocketHandler = class("WebSocketHandler", web.RequestHandler)
 local Handler = websocket.WebSocketHandler
 Handler:include(Stream)
+
+--- As in Turbo, `self.stream` is there from the start (prepare() may use
+-- it): see turbo_ws.websocket_stream.
+function Handler:initialize(application, request, url_args, options)
+  web.RequestHandler.initialize(self, application, request, url_args, options)
+  self.stream = WebSocketIOStream(self)
+end
 
 -- Hooks a subclass redefines.
 function Handler:open() end
@@ -345,6 +370,8 @@ end
 
 local function handler_error(self, kind, message)
   self._closed = true
+  -- Messages lost because the program dropped the connection itself.
+  if self:_dropped() then return end
   -- A peer that just went away is common; a broken protocol is not.
   local report = kind == "io" and log.warning or log.error
   report("[websocket.lua] " .. tostring(message))
@@ -358,6 +385,8 @@ local function handler_close(self, code, reason)
     log.success(sformat("[websocket.lua] WebSocket closed %s (%s) %dms",
       tostring(request.uri), tostring(request.remote_ip), request:request_time()))
   end
+  local stream = rawget(self, "stream")
+  if stream then stream:_closed_now() end
   self:_call_hook("on_close", code, reason)
 end
 

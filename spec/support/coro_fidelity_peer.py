@@ -17,6 +17,9 @@ is answered by the request path:
     /status/400-eof     400, Connection: close, no length and no body: the
                         body is what comes until EOF, i.e. nothing
     /status/403         403 with a body
+    /bad/connection     101 without a Connection header
+    /bad/accept         101 with a wrong Sec-WebSocket-Accept
+    /bad/protocol       101 choosing the subprotocol "other"
 
 Stops when its stdin is closed, or after 120 s in any case.
 """
@@ -106,10 +109,21 @@ def serve(conn):
         if path in STATUS:
             conn.sendall(STATUS[path])
             return
+        accept = base64.b64encode(hashlib.sha1(request_key(head).encode() + GUID).digest()).decode()
+        if path.startswith("/bad/"):
+            fields = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept}
+            if path == "/bad/connection":
+                del fields["Connection"]
+            elif path == "/bad/accept":
+                fields["Sec-WebSocket-Accept"] = "d3JvbmcgYWNjZXB0IGtleSE="
+            elif path == "/bad/protocol":
+                fields["Sec-WebSocket-Protocol"] = "other"
+            lines = ["HTTP/1.1 101 Switching Protocols"] + ["%s: %s" % kv for kv in fields.items()]
+            conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            return
         if path != "/spelling":
             conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
             return
-        accept = base64.b64encode(hashlib.sha1(request_key(head).encode() + GUID).digest()).decode()
         lines = ["HTTP/1.1 101 Switching Protocols"]
         lines += ["%s: %s" % (name, accept if value is None else value) for name, value in SPELLING]
         conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Peers for spec/coro_websocket_spec.lua, independent of turbo_ws.
+"""Peers for spec/coro_websocket_peers_spec.lua, independent of turbo_ws.
 
     coro_peer.py PORT_FILE [CA CERT KEY]
 

@@ -10,24 +10,13 @@ queue fills). Then it reads every frame until the client's close, answers
 the close with the same payload, prints "frames N bytes M" (data frames,
 payload bytes) and exits. Gives up after 60 s in any case.
 """
-import base64
-import hashlib
+import os
 import socket
-import struct
 import sys
 import time
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def read_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from raw_ws import accept_upgrade, read_frame, read_head  # noqa: E402
 
 
 def main():
@@ -40,27 +29,11 @@ def main():
     print("port", listener.getsockname()[1], flush=True)
     conn, _ = listener.accept()
     conn.settimeout(60)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += conn.recv(1)
-    key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key:"))
-    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    accept_upgrade(conn, read_head(conn))
     time.sleep(delay)
     frames = total = 0
     while True:
-        b0, b1 = read_exact(conn, 2)
-        length = b1 & 0x7F
-        if length == 126:
-            length = struct.unpack("!H", read_exact(conn, 2))[0]
-        elif length == 127:
-            length = struct.unpack("!Q", read_exact(conn, 8))[0]
-        mask = read_exact(conn, 4) if b1 & 0x80 else b"\0\0\0\0"
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(read_exact(conn, length))) \
-            if length < 256 else read_exact(conn, length)
-        opcode = b0 & 0x0F
+        opcode, length, payload = read_frame(conn)
         if opcode == 8:
             conn.sendall(bytes([0x88, len(payload)]) + payload)
             break

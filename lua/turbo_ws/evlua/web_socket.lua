@@ -193,14 +193,9 @@ local function check_answer(fields)
   return BAD_ACCEPT
 end
 
--- A 101 the core refused: its message names the field it checked.
-local function handshake_message(message)
-  local m = message:lower()
-  if m:find("connection: upgrade", 1, true) then return NO_CONNECTION end
-  if m:find("upgrade: websocket", 1, true) then return NO_UPGRADE end
-  if m:find("sec-websocket-accept", 1, true) then return BAD_ACCEPT end
-  return message
-end
+-- A 101 the core refused, by the check that failed (the core's `detail`);
+-- checks evlua does not make keep the core's message.
+local HANDSHAKE_MESSAGES = { connection = NO_CONNECTION, upgrade = NO_UPGRADE, accept = BAD_ACCEPT }
 
 local function check_inputs(inp)
   assert(type(inp) == "table", "ws.connect: inputs (table) expected")
@@ -238,7 +233,7 @@ function ws.connect(inp)
   hdrs.Upgrade = "websocket"
   hdrs["Sec-WebSocket-Version"] = 13
 
-  local conn, kind, message, answer = wait.wait(function(finish)
+  local conn, kind, message, answer, detail = wait.wait(function(finish)
     core.connect(target, options, finish)
   end)
   if not conn then
@@ -247,7 +242,7 @@ function ws.connect(inp)
       if answer.status >= 200 and answer.status < 300 then return nil, check_answer(fields) end
       return nil, fields["X-msg"]
     elseif kind == "bad_handshake" then
-      return nil, handshake_message(message)
+      return nil, HANDSHAKE_MESSAGES[detail] or message
     end
     error(("ws.connect: %s (%s)"):format(message, kind), 2)
   end

@@ -1,0 +1,284 @@
+-- Helpers shared by the coro-websocket specs (spec/coro_websocket_*_spec.lua);
+-- not a spec itself. Loaded with `local C = require "spec.support.coro_websocket"`.
+--
+--   C.co_run(body, ms)      runs body in a coroutine, as a luvit program does,
+--                           and the loop under a guard that fails, not hangs
+--   C.connect(options)      cws.connect, remembered for C.cleanup()
+--   C.test_server(...)      a turbo_ws server that echoes and obeys commands
+--   C.frame(...)            a frame built here, not by the code under test
+--   C.need_certs()          a CA and a certificate it signed (openssl)
+--   C.need_peer()           spec/support/coro_peer.py, started once per file
+--   C.cleanup, C.stop_peer  for after_each and teardown
+--
+-- busted's assert and pending live in the specs' environment, not in this
+-- module's: a spec file hands pending over as C.pending (see need_certs).
+local assert = require "luassert"
+local turbo_ws = require "turbo_ws"
+-- In development mode (TURBO_WS_LUA_DIR) faces are found through
+-- package.path, so load ours by name before checking the `turbo_ws` field.
+local cws = require "turbo_ws.coro_websocket"
+local core = turbo_ws.core
+
+local ROOT = os.getenv("PWD") or "."
+local PYTHON = ROOT .. "/tests/conformance/.venv/py3/bin/python"
+
+---------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------
+
+-- Runs the loop until idle or `ms` passed; returns whether it timed out.
+local function run_bounded(ms)
+  local timed_out = false
+  local guard = core.set_interval(ms or 5000, function()
+    timed_out = true
+    core.close()
+  end, nil, false)
+  turbo_ws.run()
+  core.clear_interval(guard)
+  return timed_out
+end
+
+-- Runs the loop until idle; a guard stops it and fails the spec after `ms`.
+local function run_loop(ms)
+  assert.is_false(run_bounded(ms), "the loop did not become idle in time")
+end
+
+-- What a spec opened, so that a failing spec does not leave connections
+-- that keep the next specs' loops busy.
+-- Emptied in place, so that the specs' reference to it stays valid.
+local opened = { servers = {}, conns = {}, sockets = {} }
+local function cleanup()
+  for _, s in ipairs(opened.servers) do s:close() end
+  for _, c in ipairs(opened.conns) do if not c:closed() then c:abort() end end
+  for _, s in ipairs(opened.sockets) do if not s:is_closing() then s:close() end end
+  opened.servers, opened.conns, opened.sockets = {}, {}, {}
+  run_bounded(2000)
+end
+
+-- cws.connect, remembering the socket for cleanup().
+local function connect(options)
+  local res, read, write = cws.connect(options)
+  if res then opened.sockets[#opened.sockets + 1] = res.socket end
+  return res, read, write
+end
+
+-- Runs body in a coroutine (as a luvit program does) and the loop until
+-- idle; an error or failed assertion in the body fails the spec.
+local function co_run(body, ms)
+  local err, finished
+  local co = coroutine.create(function()
+    local ok, e = xpcall(body, debug.traceback)
+    if not ok then err = e end
+    finished = true
+  end)
+  local ok, e = coroutine.resume(co)
+  if not ok then err = e end
+  local timed_out = run_bounded(ms)
+  if err then error(err, 0) end
+  assert.is_true(finished, "the coroutine did not finish in time")
+  assert.is_false(timed_out, "the loop did not become idle in time")
+end
+
+local function assert_error_with(expected, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "no error raised")
+  local text = tostring(err)
+  assert.truthy(text:find(expected, 1, true), "error was: " .. text)
+end
+
+local function sleep(co_ms)
+  local co = coroutine.running()
+  core.add_timeout(core.gettimemonotonic() + co_ms, function() coroutine.resume(co) end)
+  coroutine.yield()
+end
+
+local function hex(s)
+  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+-- One frame as the raw peer sends it, built here rather than with the code
+-- under test: unmasked unless extra.mask (then with the all-zero key, so the
+-- payload bytes stay as they are).
+local function frame(opcode, payload, extra)
+  extra, payload = extra or {}, payload or ""
+  local b1 = (extra.fin == false and 0 or 128) + (extra.rsv1 and 64 or 0) + opcode
+  local m, len = extra.mask and 128 or 0, #payload
+  assert(len < 65536, "frame(): payloads up to 64 KiB")
+  local head = len < 126 and string.char(b1, m + len)
+    or string.char(b1, m + 126, math.floor(len / 256), len % 256)
+  return head .. (extra.mask and "\0\0\0\0" or "") .. payload
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+-- A turbo_ws server for one spec. Echoes, and obeys text commands:
+--   "cmd:ping:DATA", "cmd:close:CODE:REASON", "cmd:abort", "cmd:burst:N".
+-- `seen` records the request, pongs and the close code the server got.
+local function test_server(listen_opts, upgrade_opts)
+  local seen = { pongs = {}, pings = {}, requests = {} }
+  local opts = { host = "127.0.0.1", port = 0 }
+  for k, v in pairs(listen_opts or {}) do opts[k] = v end
+  local server = core.listen(opts, function(req, info)
+    seen.requests[#seen.requests + 1] = info
+    seen.info = info
+    if info.path == "/forbidden" then return req:respond(403, nil, "nope") end
+    local conn = assert(req:upgrade(upgrade_opts))
+    opened.conns[#opened.conns + 1] = conn
+    conn:set_callbacks{
+      on_message = function(data, binary)
+        local cmd, arg1, arg2 = data:match("^cmd:(%w+):?([^:]*):?(.*)$")
+        if cmd == "ping" then conn:ping(arg1)
+        elseif cmd == "close" then conn:close(tonumber(arg1), arg2)
+        elseif cmd == "abort" then conn:abort()
+        elseif cmd == "burst" then
+          for i = 1, tonumber(arg1) do conn:send("m" .. i) end
+        else conn:send(data, binary) end
+      end,
+      on_pong = function(data) seen.pongs[#seen.pongs + 1] = data end,
+      on_ping = function(data) seen.pings[#seen.pings + 1] = data end,
+      on_close = function(code, reason) seen.close = { code, reason } end,
+    }
+  end)
+  opened.servers[#opened.servers + 1] = server
+  return server, server:port(), seen
+end
+
+local function header(res_or_list, name)
+  for _, h in ipairs(res_or_list) do
+    if h[1]:lower() == name then return h[2] end
+  end
+end
+
+---------------------------------------------------------------------------
+-- External peers: certificates (openssl) and the Python peer
+---------------------------------------------------------------------------
+
+local M = {}
+
+-- Marks the running spec pending; each spec file sets it to busted's.
+function M.pending(why) error("pending: " .. why, 0) end
+local function pending(why) M.pending(why) end
+
+local tmpdir
+local function temp_dir()
+  if not tmpdir then
+    tmpdir = os.tmpname()
+    os.remove(tmpdir)
+    assert(os.execute("mkdir -p " .. tmpdir))
+  end
+  return tmpdir
+end
+
+local certs -- {ca_file, cert_file, key_file, ca_pem} or false
+local function need_certs()
+  if certs == nil then
+    local d = temp_dir()
+    local cmd = "(" .. table.concat({
+      "cd " .. d,
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+        .. " -subj /CN=turbo-ws-test-ca -addext basicConstraints=critical,CA:TRUE"
+        .. " -addext keyUsage=critical,keyCertSign -keyout ca.key -out ca.pem",
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost"
+        .. " -keyout key.pem -out leaf.csr",
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n"
+        .. "extendedKeyUsage=serverAuth,clientAuth\\n' > ext.cnf",
+      "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
+        .. " -extfile ext.cnf -out cert.pem",
+    }, " && ") .. ") >/dev/null 2>&1"
+    local ok = os.execute(cmd)
+    if (ok == true or ok == 0) and read_file(d .. "/cert.pem") then
+      certs = { ca_file = d .. "/ca.pem", cert_file = d .. "/cert.pem", key_file = d .. "/key.pem",
+        ca_pem = read_file(d .. "/ca.pem") }
+    else
+      certs = false
+    end
+  end
+  if not certs then pending("openssl is needed to make test certificates") end
+  return certs
+end
+
+local peer -- {ws, raw, mtls, handle} or false
+local function python_ok()
+  local ok = os.execute("'" .. PYTHON .. "' -c 'import websockets' >/dev/null 2>&1")
+  return ok == true or ok == 0
+end
+
+-- Starts spec/support/coro_peer.py once; pending when Python is missing.
+local function need_peer()
+  if peer == nil then
+    peer = false
+    if python_ok() then
+      local d = temp_dir()
+      local port_file = d .. "/ports"
+      local cert_args = ""
+      local openssl = os.execute("openssl version >/dev/null 2>&1")
+      if openssl == true or openssl == 0 then
+        local c = need_certs()
+        cert_args = (" '%s' '%s' '%s'"):format(c.ca_file, c.cert_file, c.key_file)
+      end
+      -- Writing to its stdin keeps it alive; closing it stops the peer.
+      local handle = io.popen(("'%s' '%s/spec/support/coro_peer.py' '%s'%s >%s/peer.log 2>&1")
+        :format(PYTHON, ROOT, port_file, cert_args, d), "w")
+      local deadline = core.gettimemonotonic() + 15000
+      local ports
+      repeat
+        ports = read_file(port_file)
+        if not ports then os.execute("sleep 0.05") end
+      until ports or core.gettimemonotonic() > deadline
+      assert(ports, "the Python peer did not start: " .. tostring(read_file(d .. "/peer.log")))
+      peer = {
+        handle = handle,
+        ws = tonumber(ports:match("ws=(%d+)")),
+        raw = tonumber(ports:match("raw=(%d+)")),
+        mtls = tonumber(ports:match("mtls=(%d+)")),
+      }
+    end
+  end
+  if not peer then
+    pending("skipped: " .. PYTHON .. " with `websockets` is missing (see tests/conformance/install.sh)")
+  end
+  return peer
+end
+
+local function stop_peer()
+  if peer then peer.handle:close() end
+  peer = nil
+  if tmpdir then os.execute("rm -rf '" .. tmpdir .. "'") end
+end
+
+M.turbo_ws = turbo_ws
+M.cws = cws
+M.core = core
+M.ROOT = ROOT
+M.PYTHON = PYTHON
+M.run_bounded = run_bounded
+M.run_loop = run_loop
+M.opened = opened
+M.cleanup = cleanup
+M.connect = connect
+M.co_run = co_run
+M.assert_error_with = assert_error_with
+M.sleep = sleep
+M.hex = hex
+M.frame = frame
+M.read_file = read_file
+M.write_file = write_file
+M.test_server = test_server
+M.header = header
+M.temp_dir = temp_dir
+M.need_certs = need_certs
+M.need_peer = need_peer
+M.stop_peer = stop_peer
+return M

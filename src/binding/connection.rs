@@ -1,0 +1,299 @@
+//! A connection as Lua sees it: the userdata programs hold (`send`,
+//! `close`, `set_callbacks`, ...) and the Lua side of the engine's
+//! `Events`, which calls the callbacks `set_callbacks` set.
+//!
+//! Ownership: the Lua side holds the userdata; the callbacks are kept as
+//! registry keys and dropped when the connection ends, so a handler that
+//! refers to its own connection is not kept alive past the close.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
+
+use crate::binding::args;
+use crate::binding::callback;
+use crate::binding::ioloop;
+use crate::binding::opts::Opts;
+use crate::engine::codec::Role;
+use crate::engine::connection::{Events, Shared, State};
+use crate::engine::deflate::Agreed;
+use crate::engine::error::Error;
+use crate::engine::frame;
+use crate::engine::limits::Limits;
+use crate::engine::registry::Closable;
+
+/// The Lua functions events go to, as registry keys: function handles
+/// would live on mlua's reference stack, which tens of thousands of
+/// connections would overflow.
+#[derive(Default)]
+struct Callbacks {
+    on_message: Option<RegistryKey>,
+    on_ping: Option<RegistryKey>,
+    on_pong: Option<RegistryKey>,
+    on_close: Option<RegistryKey>,
+    on_error: Option<RegistryKey>,
+    on_drain: Option<RegistryKey>,
+}
+
+/// The engine's events, delivered to Lua callbacks.
+#[derive(Default)]
+struct LuaEvents {
+    callbacks: RefCell<Callbacks>,
+    /// Its entry in the loop's registry (for graceful shutdown).
+    registry_id: Cell<u64>,
+}
+
+impl LuaEvents {
+    /// The callback chosen by `which`, if set (a handle of its own, so the
+    /// callback may replace the callbacks while it runs).
+    fn callback(&self, lua: &Lua, which: fn(&Callbacks) -> &Option<RegistryKey>) -> Option<Function> {
+        let callbacks = self.callbacks.borrow();
+        let key = which(&callbacks).as_ref()?;
+        match lua.registry_value::<Function>(key) {
+            Ok(func) => Some(func),
+            Err(e) => {
+                callback::report("callback lookup", &e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Calls the callback chosen by `which`, if set; `args` makes its
+    /// arguments only when there is one to call.
+    fn emit<A: IntoLuaMulti>(
+        &self,
+        which: fn(&Callbacks) -> &Option<RegistryKey>,
+        what: &str,
+        args: impl FnOnce(&Lua) -> mlua::Result<A>,
+    ) {
+        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else { return };
+        let Some(func) = self.callback(&lua, which) else { return };
+        match args(&lua) {
+            Ok(a) => {
+                callback::call(&lua, what, &func, a);
+            }
+            Err(e) => callback::report(what, &e.to_string()),
+        }
+    }
+}
+
+impl Events for LuaEvents {
+    fn message(&self, data: &[u8], binary: bool) {
+        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else { return };
+        if let Some(func) = self.callback(&lua, |c| &c.on_message) {
+            callback::call_with_bytes(&lua, "on_message", &func, data, binary);
+        }
+    }
+
+    fn ping(&self, data: &[u8]) {
+        self.emit(|c| &c.on_ping, "on_ping", |lua| lua.create_string(data));
+    }
+
+    fn pong(&self, data: &[u8]) {
+        self.emit(|c| &c.on_pong, "on_pong", |lua| lua.create_string(data));
+    }
+
+    fn drained(&self) {
+        self.emit(|c| &c.on_drain, "on_drain", |_| Ok(()));
+    }
+
+    fn finished(&self, error: Option<Error>, code: u16, reason: String) {
+        if let Some(lp) = ioloop::current() {
+            lp.registry().remove_connection(self.registry_id.get());
+        }
+        if let Some(err) = error {
+            self.emit(|c| &c.on_error, "on_error", |_| Ok((err.kind.name(), err.message)));
+        }
+        self.emit(|c| &c.on_close, "on_close", |_| Ok((code, reason)));
+        // Taken out before dropping: dropping a key must not run under a borrow.
+        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        drop(callbacks);
+        // mlua only queues dropped keys; free their slots now so the closed
+        // handler's objects can be collected without waiting for reuse.
+        if let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) {
+            lua.expire_registry_values();
+        }
+    }
+
+    fn attached(&self) -> bool {
+        ioloop::current().is_some_and(|lp| lp.lua().is_some())
+    }
+}
+
+/// A new connection whose events go to Lua, registered for graceful
+/// shutdown; `userdata` makes its Lua handle.
+pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>) -> Connection {
+    let events = Rc::new(LuaEvents::default());
+    let shared = Shared::new(limits, role, deflate, events.clone());
+    if let Some(lp) = ioloop::current() {
+        let weak: Weak<dyn Closable> = Rc::downgrade(&shared) as Weak<dyn Closable>;
+        events.registry_id.set(lp.registry().add_connection(weak));
+    }
+    Connection { shared, events }
+}
+
+/// The Lua handle of a connection.
+#[derive(Clone)]
+pub struct Connection {
+    pub shared: Rc<Shared>,
+    events: Rc<LuaEvents>,
+}
+
+const SEND: &str = "turbo_ws connection:send";
+
+/// A payload argument: a string, or nil for an empty one.
+fn payload_arg(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<mlua::LuaString>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        other => Err(args::bad(func, n, name, "string", &other)),
+    }
+}
+
+/// Queues a ping or pong from Lua.
+fn send_control(this: &Connection, func: &str, opcode: u8, v: Value) -> mlua::Result<Outcome> {
+    let data = payload_arg(func, 1, "data", v)?;
+    let bytes = data.as_ref().map(|s| s.as_bytes());
+    let payload: &[u8] = bytes.as_deref().unwrap_or(b"");
+    if payload.len() > frame::MAX_CONTROL_PAYLOAD {
+        return Err(args::misuse(
+            func,
+            format!(
+                "bad argument #1 'data' (control frame payload is {} bytes, at most 125 allowed)",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(outcome(this.shared.send(payload, |out, p| out.push(opcode, true, p))))
+}
+
+type Outcome = (Value, Option<&'static str>, Option<String>);
+
+/// `true`, or `nil, kind, message` for Lua.
+fn outcome(result: Result<(), Error>) -> Outcome {
+    match result {
+        Ok(()) => (Value::Boolean(true), None, None),
+        Err(e) => (Value::Nil, Some(e.kind.name()), Some(e.message)),
+    }
+}
+
+impl UserData for Connection {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // send(data [, binary]) -> true | nil, kind, message
+        methods.add_method("send", |_, this, (data, binary): (Value, Value)| {
+            let binary = args::opt_bool(SEND, 2, "binary", binary)?.unwrap_or(false);
+            let Value::String(data) = data else {
+                return Err(args::bad(SEND, 1, "data", "string", &data));
+            };
+            let bytes = data.as_bytes();
+            if !binary && std::str::from_utf8(&bytes).is_err() {
+                return Err(args::misuse(
+                    SEND,
+                    "bad argument #1 'data' (a text message must be valid UTF-8; send it as binary)",
+                ));
+            }
+            let opcode = if binary { frame::BINARY } else { frame::TEXT };
+            Ok(outcome(this.shared.send(&bytes, |out, p| out.push_message(opcode, p))))
+        });
+        methods.add_method("ping", |_, this, data: Value| {
+            send_control(this, "turbo_ws connection:ping", frame::PING, data)
+        });
+        methods.add_method("pong", |_, this, data: Value| {
+            send_control(this, "turbo_ws connection:pong", frame::PONG, data)
+        });
+        // close([code [, reason]]): starts the closing handshake; code defaults to
+        // 1000, and `false` sends a close frame without a status code.
+        methods.add_method("close", |_, this, (code, reason): (Value, Value)| {
+            const F: &str = "turbo_ws connection:close";
+            let code = match code {
+                Value::Boolean(false) => None,
+                Value::Nil => Some(1000),
+                other => Some(args::count(F, 1, "code", other, 65535)? as u16),
+            };
+            let reason = args::opt_string(F, 2, "reason", reason)?.unwrap_or_default();
+            if let Some(c) = code {
+                if !frame::check_close_code(c) {
+                    return Err(args::misuse(
+                        F,
+                        format!("bad argument #1 'code' ({c} is not a close code an endpoint may send)"),
+                    ));
+                }
+            }
+            if reason.len() > 123 {
+                return Err(args::misuse(F, "bad argument #2 'reason' (at most 123 bytes)"));
+            }
+            if !reason.is_empty() && code.is_none() {
+                return Err(args::misuse(F, "bad argument #2 'reason' (a reason needs a code)"));
+            }
+            this.shared.close(code, &reason);
+            Ok(())
+        });
+        // send_frame(opcode, data, fin): one data frame, for programs that
+        // fragment messages themselves (opcode 1 or 2 starts, 0 continues).
+        methods.add_method("send_frame", |_, this, (opcode, data, fin): (Value, Value, Value)| {
+            const F: &str = "turbo_ws connection:send_frame";
+            let opcode = args::count(F, 1, "opcode", opcode, 15)? as u8;
+            let data = payload_arg(F, 2, "data", data)?;
+            let fin = args::opt_bool(F, 3, "fin", fin)?.unwrap_or(true);
+            if opcode > frame::BINARY {
+                return Err(args::misuse(F, format!("bad argument #1 'opcode' ({opcode} is not 0, 1 or 2)")));
+            }
+            let bytes = data.as_ref().map(|s| s.as_bytes());
+            Ok(outcome(this.shared.send(bytes.as_deref().unwrap_or(b""), |out, p| out.push(opcode, fin, p))))
+        });
+        methods.add_method("abort", |_, this, ()| {
+            this.shared.abort();
+            Ok(())
+        });
+        methods.add_method("closed", |_, this, ()| Ok(this.shared.state() == State::Closed));
+        methods.add_method("state", |_, this, ()| Ok(this.shared.state().name()));
+        methods.add_method("buffered_amount", |_, this, ()| Ok(this.shared.buffered_amount()));
+        methods.add_method("protocol", |_, this, ()| Ok(this.shared.protocol()));
+        methods.add_method("remote_address", |_, this, ()| {
+            Ok(match this.shared.peer() {
+                Some(addr) => (Some(addr.ip().to_string()), Some(addr.port())),
+                None => (None, None),
+            })
+        });
+        // set_callbacks{on_message=, on_ping=, on_pong=, on_close=, on_error=}
+        methods.add_method("set_callbacks", |lua, this, t: Value| {
+            const F: &str = "turbo_ws connection:set_callbacks";
+            let t = args::opt_table(F, 1, "callbacks", t)?
+                .ok_or_else(|| args::bad(F, 1, "callbacks", "table", &Value::Nil))?;
+            let callbacks = read_callbacks(lua, F, &t)?;
+            if this.shared.state() != State::Closed {
+                let old = std::mem::replace(&mut *this.events.callbacks.borrow_mut(), callbacks);
+                drop(old);
+            }
+            Ok(())
+        });
+    }
+}
+
+fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
+    let opts = Opts::new(func, Some(t.clone()));
+    let key = |name: &str| -> mlua::Result<Option<RegistryKey>> {
+        match opts.value(name)? {
+            Value::Nil => Ok(None),
+            Value::Function(f) => Ok(Some(lua.create_registry_value(f)?)),
+            other => Err(mlua::Error::runtime(format!(
+                "{func}: bad option '{name}' (function expected, got {})",
+                args::type_name(&other)
+            ))),
+        }
+    };
+    Ok(Callbacks {
+        on_message: key("on_message")?,
+        on_ping: key("on_ping")?,
+        on_pong: key("on_pong")?,
+        on_close: key("on_close")?,
+        on_error: key("on_error")?,
+        on_drain: key("on_drain")?,
+    })
+}
+
+/// The Lua handle of `conn`.
+pub fn userdata(lua: &Lua, conn: Connection) -> mlua::Result<AnyUserData> {
+    lua.create_userdata(conn)
+}

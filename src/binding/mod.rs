@@ -1,0 +1,20 @@
+//! The binding layer: the only Rust code that touches Lua (mlua). The
+//! loop and its host context (`ioloop`), calls into Lua (`callback`),
+//! argument and option checks (`args`), the userdata of connections,
+//! servers, hubs and watchers, and the `turbo_ws.core` functions each
+//! module registers.
+
+pub mod answer;
+pub mod args;
+pub mod callback;
+pub mod client;
+pub mod connection;
+pub mod fd_watch;
+pub mod http_client;
+pub mod http_session;
+pub mod ioloop;
+pub mod opts;
+pub mod pubsub;
+pub mod server;
+pub mod toolkit;
+pub mod workers;

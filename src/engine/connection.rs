@@ -1,0 +1,703 @@
+//! One open WebSocket connection, server or client side: its state
+//! (`Shared`, which the program's handle and the task share) and the task
+//! that moves its bytes (`run`). What happens is reported through
+//! `Events`; the binding layer turns that into Lua callbacks.
+//!
+//! Sending never blocks: `send`, `ping`, `pong` and `close` encode a frame
+//! into the connection's outbox and wake the task. The task reads, reports
+//! each message as it is parsed, and writes the outbox once per few
+//! messages or when input runs dry, so a burst of requests is answered
+//! with one write.
+//!
+//! Memory: the input buffer and the outbox are given back whenever they
+//! run empty, so an idle connection holds no buffers.
+
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::{sleep, Sleep};
+
+use crate::engine::buffers;
+use crate::engine::codec::{Event, Outbox, Reader, Role, Step, Violation};
+use crate::engine::deflate::{Agreed, Deflater, Inflater};
+use crate::engine::error::{Error, Kind};
+use crate::engine::frame;
+use crate::engine::limits::Limits;
+use crate::engine::registry::Closable;
+use crate::engine::stream::Stream;
+
+/// How long a failing connection may take to send its close frame.
+const FAIL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// The outbox is written at the latest after this many messages are read,
+/// even while more input is ready: one write per burst keeps CPU per
+/// message low, and writing every few messages keeps a pipelining peer
+/// busy. Measured in bench/RESULTS.md: 4 beat both 1 and 32.
+const FLUSH_EVERY: u32 = 4;
+/// Messages delivered in a row before the task lets others run.
+const FAIRNESS_BATCH: u32 = 64;
+/// With this much unwritten (or half `max_buffered`, if less), the task
+/// stops reading until the peer reads: a peer that sends but does not read
+/// cannot grow our memory, and an echo handler is not refused its sends.
+const HIGH_WATER: usize = 256 << 10;
+/// With this much unwritten, a ping's pong waits, and only the latest
+/// waiting one is sent once the backlog drains (§5.5.3 allows answering
+/// just the most recent ping), so a ping flood cannot grow the outbox.
+const PONG_BACKLOG: usize = 64 << 10;
+/// A pending large frame is read at most this much per system call.
+const MAX_READ: usize = 1 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum State {
+    /// Accepted by Lua, handshake not finished: writes queue up.
+    Connecting,
+    Open,
+    /// A close frame was queued, sent or received.
+    Closing,
+    Closed,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Open => "open",
+            State::Closing => "closing",
+            State::Closed => "closed",
+        }
+    }
+}
+
+/// What a connection reports to whoever runs it. Each call happens on the
+/// connection's task; sends made from inside one are written after it.
+pub trait Events {
+    /// A whole message (fragments reassembled, inflated, UTF-8 checked).
+    fn message(&self, data: &[u8], binary: bool);
+    /// A ping, already answered.
+    fn ping(&self, data: &[u8]);
+    fn pong(&self, data: &[u8]);
+    /// A send was refused for `max_buffered`, and the queue has room again.
+    fn drained(&self);
+    /// The connection ended: called once, last. `error` says why when it
+    /// failed (or when queued data could not be sent); `code` is the peer's
+    /// close code, the one we failed with, or 1006.
+    fn finished(&self, error: Option<Error>, code: u16, reason: String);
+    /// Whether the receiver is still there; the task stops when it is not.
+    fn attached(&self) -> bool;
+}
+
+/// State shared by the program's handle and the task.
+pub struct Shared {
+    state: Cell<State>,
+    out: RefCell<Outbox>,
+    /// We queued a close frame: nothing may follow it.
+    close_sent: Cell<bool>,
+    /// The pong for the latest ping, while the outbox is too full for it.
+    pending_pong: RefCell<Option<Vec<u8>>>,
+    waker: RefCell<Option<Waker>>,
+    /// The task is reporting an event: no need to wake it.
+    delivering: Cell<bool>,
+    /// The program asked to drop the connection without a closing handshake.
+    aborted: Cell<bool>,
+    /// A send was refused for `max_buffered`: `on_drain` fires once the
+    /// queue is down to a quarter of it.
+    blocked: Cell<bool>,
+    /// Closed for not reading (`close_slow_readers`): reported in on_error.
+    slow_reader: Cell<bool>,
+    events: Rc<dyn Events>,
+    limits: Limits,
+    role: Role,
+    /// permessage-deflate, when the handshake agreed on it.
+    deflate: Option<Agreed>,
+    peer: Cell<Option<SocketAddr>>,
+    protocol: RefCell<Option<String>>,
+    /// The close code and reason received from the peer.
+    peer_close: RefCell<Option<(u16, String)>>,
+}
+
+impl Closable for Shared {
+    fn going_away(&self) {
+        self.close(Some(1001), "going away");
+    }
+
+    fn abort(&self) {
+        Shared::abort(self);
+    }
+}
+
+impl Shared {
+    pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>, events: Rc<dyn Events>) -> Rc<Self> {
+        Rc::new(Shared {
+            state: Cell::new(State::Connecting),
+            out: RefCell::new(Outbox::new(role, deflate.map(Deflater::new))),
+            close_sent: Cell::new(false),
+            pending_pong: RefCell::new(None),
+            waker: RefCell::new(None),
+            delivering: Cell::new(false),
+            aborted: Cell::new(false),
+            blocked: Cell::new(false),
+            slow_reader: Cell::new(false),
+            events,
+            limits,
+            role,
+            deflate,
+            peer: Cell::new(None),
+            protocol: RefCell::new(None),
+            peer_close: RefCell::new(None),
+        })
+    }
+
+    /// The handshake is done: the connection is open (unless the program
+    /// already closed it).
+    pub fn opened(&self, stream: &Stream) {
+        self.peer.set(stream.peer_addr().ok());
+        if self.state.get() == State::Connecting {
+            self.state.set(State::Open);
+        }
+    }
+
+    pub fn set_protocol(&self, protocol: Option<String>) {
+        *self.protocol.borrow_mut() = protocol;
+    }
+
+    pub fn state(&self) -> State {
+        self.state.get()
+    }
+
+    /// The subprotocol agreed on, if any.
+    pub fn protocol(&self) -> Option<String> {
+        self.protocol.borrow().clone()
+    }
+
+    /// The peer's address, once open.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer.get()
+    }
+
+    /// Payload bytes queued and not yet handed to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.out.borrow().queued()
+    }
+
+    /// Calls the receiver of events, marking the task as busy meanwhile.
+    fn report(&self, f: impl FnOnce(&dyn Events)) {
+        self.delivering.set(true);
+        f(&*self.events);
+        self.delivering.set(false);
+    }
+
+    fn wake(&self) {
+        if !self.delivering.get() {
+            if let Some(w) = self.waker.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    fn can_send(&self) -> Result<(), Error> {
+        match self.state.get() {
+            State::Connecting | State::Open => Ok(()),
+            State::Closing => Err(Error::new(Kind::Closed, "the connection is closing")),
+            State::Closed => Err(Error::new(Kind::Closed, "the connection is closed")),
+        }
+    }
+
+    /// Queues what the program sends: `push` encodes `payload` into the outbox.
+    /// Text must be valid UTF-8 (checked by the caller). Past `max_buffered`
+    /// the send is refused (or, with `close_slow_readers`, the connection
+    /// closed with 1008); a message into an empty queue is always taken, so
+    /// any single message can be sent.
+    pub fn send(&self, payload: &[u8], push: impl FnOnce(&mut Outbox, &[u8])) -> Result<(), Error> {
+        self.can_send()?;
+        let queued = self.out.borrow().queued();
+        if queued > 0 && queued + payload.len() > self.limits.max_buffered {
+            return Err(self.refuse_send(queued));
+        }
+        push(&mut self.out.borrow_mut(), payload);
+        self.wake();
+        Ok(())
+    }
+
+    /// The peer has not read what is queued: refuse, or close it for good.
+    fn refuse_send(&self, queued: usize) -> Error {
+        let limit = self.limits.max_buffered;
+        if self.limits.close_slow_readers {
+            self.slow_reader.set(true);
+            self.close(Some(1008), "not reading");
+            return Error::new(
+                Kind::TooBig,
+                format!(
+                    "closed with 1008: the peer did not read ({queued} bytes queued, max_buffered = {limit})"
+                ),
+            );
+        }
+        self.blocked.set(true);
+        Error::new(
+            Kind::TooBig,
+            format!("send buffer full ({queued} bytes queued, limit max_buffered = {limit})"),
+        )
+    }
+
+    /// After a write: tells a blocked sender (`drained`) that the queue
+    /// has room again. Returns whether that queued more.
+    fn notify_drained(&self) -> bool {
+        if !self.blocked.get() || self.out.borrow().queued() > self.limits.max_buffered / 4 {
+            return false;
+        }
+        self.blocked.set(false);
+        self.report(|e| e.drained());
+        !self.out.borrow().is_empty()
+    }
+
+    /// Queues our close frame, once.
+    fn queue_close(&self, code: Option<u16>, reason: &str) {
+        if !self.close_sent.replace(true) {
+            self.out.borrow_mut().push(frame::CLOSE, true, &frame::close_payload(code, reason));
+            self.wake();
+        }
+    }
+
+    /// Starts the closing handshake (no code: a close frame without one).
+    pub fn close(&self, code: Option<u16>, reason: &str) {
+        if matches!(self.state.get(), State::Connecting | State::Open) {
+            self.state.set(State::Closing);
+            self.queue_close(code, reason);
+        }
+    }
+
+    /// Drops the connection without a closing handshake.
+    pub fn abort(&self) {
+        if self.state.get() != State::Closed {
+            // Nothing more may be sent from now on.
+            self.state.set(State::Closing);
+            self.aborted.set(true);
+            self.wake();
+        }
+    }
+
+    /// Reports one received event; pings are answered and a close is
+    /// answered in kind (§5.5.1), both before the program hears of them.
+    fn deliver(&self, event: Event<'_>) {
+        match event {
+            Event::Message { data, binary } => self.report(|e| e.message(data, binary)),
+            Event::Ping(p) => {
+                if !self.close_sent.get() {
+                    let mut out = self.out.borrow_mut();
+                    if out.len() < PONG_BACKLOG {
+                        out.push(frame::PONG, true, p);
+                    } else {
+                        *self.pending_pong.borrow_mut() = Some(p.to_vec());
+                    }
+                }
+                self.report(|e| e.ping(p));
+            }
+            Event::Pong(p) => self.report(|e| e.pong(p)),
+            Event::Close { code, reason } => {
+                // `finished` reports it once TCP is closed.
+                self.state.set(State::Closing);
+                self.queue_close((code != 1005).then_some(code), &reason);
+                *self.peer_close.borrow_mut() = Some((code, reason));
+            }
+        }
+    }
+
+    /// Reports the end of the connection, once.
+    pub fn finish(&self, error: Option<Error>, code: u16, reason: String) {
+        if self.state.replace(State::Closed) == State::Closed {
+            return;
+        }
+        // Data accepted by send() but never written is reported, not lost silently.
+        let unsent = self.out.borrow_mut().discard();
+        let error = error.or_else(|| {
+            self.slow_reader.get().then(|| {
+                Error::new(
+                    Kind::TooBig,
+                    format!("closed with 1008: the peer did not read ({unsent} queued bytes were not sent)"),
+                )
+            })
+        });
+        let error = error.or_else(|| {
+            (unsent > 0).then(|| {
+                Error::new(
+                    Kind::Closed,
+                    format!("{unsent} queued bytes were not sent: the connection closed first"),
+                )
+            })
+        });
+        self.report(|e| e.finished(error, code, reason));
+        self.waker.borrow_mut().take();
+    }
+}
+
+/// Why the task stopped.
+enum End {
+    /// The closing handshake is done (or the peer went away after it).
+    Closed,
+    /// The peer closed TCP without a close frame.
+    Vanished,
+    Violation(Violation),
+    ReadFailed(io::Error),
+    WriteFailed(io::Error),
+    CloseTimeout,
+    Aborted,
+    /// Nobody receives the events any more (the Lua state is gone).
+    Detached,
+}
+
+/// Pings a quiet peer and closes one that stays quiet. Checked once per
+/// tick rather than reset per message, so the hot path only counts reads.
+struct Keepalive {
+    timer: Pin<Box<Sleep>>,
+    tick: Duration,
+    ping_after: Option<Duration>,
+    close_after: Option<Duration>,
+    reads_at_last_tick: u64,
+    quiet_for: Duration,
+}
+
+enum KeepaliveAction {
+    Nothing,
+    Ping,
+    Close,
+}
+
+impl Keepalive {
+    fn new(limits: &Limits) -> Option<Keepalive> {
+        let tick = match (limits.ping_interval, limits.idle_timeout) {
+            (Some(p), Some(i)) => p.min(i),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => return None,
+        };
+        Some(Keepalive {
+            timer: Box::pin(sleep(tick)),
+            tick,
+            ping_after: limits.ping_interval,
+            close_after: limits.idle_timeout,
+            reads_at_last_tick: 0,
+            quiet_for: Duration::ZERO,
+        })
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, reads: u64) -> KeepaliveAction {
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return KeepaliveAction::Nothing;
+        }
+        self.timer.as_mut().reset(tokio::time::Instant::now() + self.tick);
+        // Arm the next tick with this context.
+        let _ = self.timer.as_mut().poll(cx);
+        if reads != self.reads_at_last_tick {
+            self.reads_at_last_tick = reads;
+            self.quiet_for = Duration::ZERO;
+            return KeepaliveAction::Nothing;
+        }
+        self.quiet_for += self.tick;
+        if self.close_after.is_some_and(|t| self.quiet_for >= t) {
+            KeepaliveAction::Close
+        } else if self.ping_after.is_some_and(|t| self.quiet_for >= t) {
+            KeepaliveAction::Ping
+        } else {
+            KeepaliveAction::Nothing
+        }
+    }
+}
+
+/// Moves bytes between the socket, the reader, the events and the outbox.
+struct Driver {
+    stream: Stream,
+    reader: Reader,
+    input: BytesMut,
+    read_size: usize,
+    /// The peer closed its side of TCP.
+    eof: bool,
+    /// Bytes were written that the stream may still hold (TLS records).
+    unflushed: bool,
+    /// Messages delivered since the outbox was last written.
+    since_write: u32,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    keepalive: Option<Keepalive>,
+    /// Frames read so far (the keepalive's sign of life).
+    reads: u64,
+    /// Reading pauses with this many bytes unwritten.
+    high_water: usize,
+}
+
+impl Driver {
+    fn new(stream: Stream, leftover: BytesMut, sh: &Shared) -> Driver {
+        let limits = &sh.limits;
+        Driver {
+            stream,
+            reader: Reader::new(
+                sh.role,
+                limits.max_frame_size,
+                limits.max_message_size,
+                sh.deflate.map(Inflater::new),
+            ),
+            input: leftover,
+            read_size: limits.read_buffer_size,
+            eof: false,
+            unflushed: false,
+            since_write: 0,
+            close_timer: None,
+            keepalive: Keepalive::new(limits),
+            reads: 0,
+            high_water: HIGH_WATER.min(limits.max_buffered / 2).max(1),
+        }
+    }
+
+    /// Runs until the connection ends, delivering messages as they come.
+    fn poll(&mut self, sh: &Shared, cx: &mut Context<'_>) -> Poll<End> {
+        {
+            let mut waker = sh.waker.borrow_mut();
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+        }
+        if !sh.events.attached() {
+            return Poll::Ready(End::Detached);
+        }
+        let mut delivered = 0u32;
+        loop {
+            if sh.aborted.get() {
+                return Poll::Ready(End::Aborted);
+            }
+            if let Some(end) = self.poll_timers(sh, cx) {
+                return Poll::Ready(end);
+            }
+            if self.since_write >= FLUSH_EVERY || sh.out.borrow().len() >= self.high_water {
+                if let Err(e) = self.write_out(sh, cx) {
+                    return Poll::Ready(End::WriteFailed(e));
+                }
+                if sh.out.borrow().len() >= self.high_water {
+                    // Woken when the socket can take more.
+                    return Poll::Pending;
+                }
+            }
+            if delivered >= FAIRNESS_BATCH {
+                if let Err(e) = self.write_out(sh, cx) {
+                    return Poll::Ready(End::WriteFailed(e));
+                }
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let need = match self.reader.next(&mut self.input) {
+                Err(v) => return Poll::Ready(End::Violation(v)),
+                Ok(Step::Fragment(used)) => {
+                    self.input.advance(used);
+                    self.reads += 1;
+                    continue;
+                }
+                Ok(Step::Event(event, used)) => {
+                    // After the peer's close nothing it sends matters.
+                    if sh.peer_close.borrow().is_none() {
+                        sh.deliver(event);
+                    }
+                    self.input.advance(used);
+                    self.reader.delivered();
+                    self.reads += 1;
+                    self.since_write += 1;
+                    delivered += 1;
+                    continue;
+                }
+                Ok(Step::Need(total)) => total,
+            };
+            if !self.eof {
+                match self.read_more(cx, need) {
+                    Poll::Ready(Ok(0)) => self.eof = true,
+                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Ready(Err(e)) => return Poll::Ready(End::ReadFailed(e)),
+                    Poll::Pending => {}
+                }
+            }
+            // Input ran dry: write what the messages produced.
+            if let Err(e) = self.write_out(sh, cx) {
+                return Poll::Ready(End::WriteFailed(e));
+            }
+            if let Some(end) = self.finished(sh) {
+                return Poll::Ready(end);
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// The close timer and the keepalive; either may end the connection or
+    /// queue a frame.
+    fn poll_timers(&mut self, sh: &Shared, cx: &mut Context<'_>) -> Option<End> {
+        if sh.state.get() == State::Closing && self.close_timer.is_none() {
+            self.close_timer = Some(Box::pin(sleep(sh.limits.close_timeout)));
+        }
+        if let Some(timer) = &mut self.close_timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                return Some(End::CloseTimeout);
+            }
+        }
+        let keepalive = self.keepalive.as_mut()?;
+        match keepalive.poll(cx, self.reads) {
+            KeepaliveAction::Nothing => {}
+            KeepaliveAction::Ping => {
+                if sh.state.get() == State::Open {
+                    sh.out.borrow_mut().push(frame::PING, true, b"");
+                    self.since_write = FLUSH_EVERY;
+                }
+            }
+            KeepaliveAction::Close => {
+                self.keepalive = None;
+                sh.close(Some(1001), "idle timeout");
+                self.since_write = FLUSH_EVERY;
+            }
+        }
+        None
+    }
+
+    /// Whether the connection is over, once everything queued is written.
+    fn finished(&self, sh: &Shared) -> Option<End> {
+        if !sh.out.borrow().is_empty() || self.unflushed {
+            return None;
+        }
+        let handshake_done = sh.close_sent.get() && sh.peer_close.borrow().is_some();
+        // The server closes TCP first (§7.1.1); a client waits for it.
+        if handshake_done && (sh.role == Role::Server || self.eof) {
+            return Some(End::Closed);
+        }
+        if self.eof {
+            return Some(if sh.peer_close.borrow().is_some() || sh.close_sent.get() {
+                End::Closed
+            } else {
+                End::Vanished
+            });
+        }
+        None
+    }
+
+    /// Reads into the input buffer: at least `read_size` bytes, more when
+    /// a large frame is pending. An empty buffer is given back while the
+    /// socket has nothing, so idle connections hold no input memory.
+    fn read_more(&mut self, cx: &mut Context<'_>, need: usize) -> Poll<io::Result<usize>> {
+        let want = need.saturating_sub(self.input.len()).clamp(self.read_size, MAX_READ.max(self.read_size));
+        if self.input.capacity() == 0 {
+            self.input = buffers::take(want);
+        } else {
+            self.input.reserve(want);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.input) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => {
+                if self.input.is_empty() {
+                    buffers::give_back(std::mem::take(&mut self.input));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Writes the outbox until it is empty or the socket is full.
+    fn write_out(&mut self, sh: &Shared, cx: &mut Context<'_>) -> io::Result<()> {
+        self.since_write = 0;
+        let mut out = sh.out.borrow_mut();
+        loop {
+            if out.len() < PONG_BACKLOG && !sh.close_sent.get() {
+                if let Some(pong) = sh.pending_pong.borrow_mut().take() {
+                    out.push(frame::PONG, true, &pong);
+                }
+            }
+            if out.is_empty() {
+                break;
+            }
+            match Pin::new(&mut self.stream).poll_write(cx, out.bytes()) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    out.written(n);
+                    self.unflushed = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        drop(out);
+        if self.unflushed {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        if sh.notify_drained() {
+            // on_drain queued more: come back to write it.
+            cx.waker().wake_by_ref();
+        }
+        Ok(())
+    }
+
+    /// Best effort: tell the peer why we fail the connection, then close TCP.
+    async fn fail(&mut self, sh: &Shared, code: u16) {
+        sh.queue_close(Some(code), "");
+        let pending = sh.out.borrow().bytes().to_vec();
+        let send = async {
+            self.stream.write_all(&pending).await?;
+            self.stream.flush().await
+        };
+        if let Ok(Ok(())) = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, send).await {
+            sh.out.borrow_mut().written(pending.len());
+        }
+        self.shutdown().await;
+    }
+
+    /// Closes the TCP (and TLS) stream politely, bounded in time.
+    async fn shutdown(&mut self) {
+        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, self.stream.shutdown()).await;
+    }
+}
+
+/// Runs an established connection until it is closed; `leftover` holds
+/// bytes read past the handshake.
+pub async fn run(shared: Rc<Shared>, stream: Stream, leftover: BytesMut) {
+    let mut driver = Driver::new(stream, leftover, &shared);
+    let end = poll_fn(|cx| driver.poll(&shared, cx)).await;
+    let (error, code, reason) = end_of(&shared, &mut driver, end).await;
+    drop(driver);
+    shared.finish(error, code, reason);
+}
+
+/// Works out how the connection ended and closes the socket accordingly.
+async fn end_of(shared: &Shared, driver: &mut Driver, end: End) -> (Option<Error>, u16, String) {
+    let peer_close = shared.peer_close.borrow_mut().take();
+    // Once the peer's close arrived, how the socket went down is no error.
+    if let (Some((code, reason)), false) = (&peer_close, matches!(end, End::Aborted)) {
+        driver.shutdown().await;
+        return (None, *code, reason.clone());
+    }
+    match end {
+        End::Closed => {
+            driver.shutdown().await;
+            (None, 1006, "closed without a close frame".into())
+        }
+        End::Vanished => (
+            Some(Error::new(Kind::Io, "the peer closed the connection without a closing handshake")),
+            1006,
+            String::new(),
+        ),
+        End::Violation(v) => {
+            if peer_close.is_none() && !shared.close_sent.get() {
+                driver.fail(shared, v.code).await;
+            } else {
+                driver.shutdown().await;
+            }
+            (Some(Error::new(v.kind, v.message)), v.code, String::new())
+        }
+        End::ReadFailed(e) | End::WriteFailed(e) => {
+            (Some(Error::new(Kind::Io, e.to_string())), 1006, String::new())
+        }
+        End::CloseTimeout => {
+            driver.shutdown().await;
+            (None, 1006, "the closing handshake timed out".into())
+        }
+        End::Aborted => (None, 1006, "aborted".into()),
+        End::Detached => (None, 1001, "the Lua state is gone".into()),
+    }
+}

@@ -1,0 +1,251 @@
+//! The client's opening handshake (RFC 6455 §4.1): the request is written
+//! as given, the answer parsed with httparse and checked. Bytes the server
+//! sent after its answer (frames may follow at once) are handed on to the
+//! connection. The server side is in `server.rs`, on hyper.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::engine::deflate;
+use crate::engine::frame;
+use crate::engine::stream::Stream;
+
+/// A response head larger than this is refused.
+const MAX_HEAD: usize = 64 << 10;
+/// At most this much of a refusal's body is kept.
+const MAX_BODY: usize = 1 << 20;
+const MAX_HEADERS: usize = 100;
+/// At most this long is spent reading a refusal's body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The server's answer.
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub version: &'static str,
+    /// In the server's order and spelling (`Upgrade`, not `upgrade`): the
+    /// faces show them as sent. Look names up with `header`, which ignores case.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body of an answer other than 101, when it has one.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).any(|(_, v)| has_token(v, token))
+    }
+}
+
+/// Whether a header value's comma-separated list holds `token`
+/// (case-insensitive), as Upgrade and Connection are read on both sides.
+pub fn has_token(value: &[u8], token: &str) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+pub enum Failure {
+    Io(std::io::Error),
+    /// The server closed the connection before a complete answer.
+    NoResponse,
+    /// The answer is not HTTP.
+    BadResponse(String),
+    /// An HTTP answer other than 101.
+    Status(Response),
+    /// A 101 that breaks §4.1's rules: which check, and why.
+    BadHandshake(Check, String),
+}
+
+/// The checks of a 101 answer (§4.1), each with a stable name that faces
+/// use to tell them apart (`on_done`'s `detail`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    Upgrade,
+    Connection,
+    Accept,
+    Extension,
+    Protocol,
+}
+
+impl Check {
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Upgrade => "upgrade",
+            Check::Connection => "connection",
+            Check::Accept => "accept",
+            Check::Extension => "extension",
+            Check::Protocol => "protocol",
+        }
+    }
+}
+
+/// What to send: the request head, with the key it carries.
+pub struct Request {
+    pub head: Vec<u8>,
+    pub key: String,
+    pub protocols: Vec<String>,
+    /// The head offers permessage-deflate.
+    pub offer_deflate: bool,
+}
+
+/// Sends the request and reads the answer: on success the 101 response,
+/// the bytes read past it and the permessage-deflate terms, if agreed.
+pub async fn client(
+    stream: &mut Stream,
+    request: &Request,
+) -> Result<(Response, BytesMut, Option<deflate::Agreed>), Failure> {
+    stream.write_all(&request.head).await.map_err(Failure::Io)?;
+    stream.flush().await.map_err(Failure::Io)?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let (mut response, head_len) = loop {
+        if let Some(parsed) = parse(&buf)? {
+            break parsed;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Failure::BadResponse(format!("the answer's head is over {MAX_HEAD} bytes")));
+        }
+        if stream.read_buf(&mut buf).await.map_err(Failure::Io)? == 0 {
+            return Err(Failure::NoResponse);
+        }
+    };
+    let rest = buf.split_off(head_len);
+    if response.status != 101 {
+        response.body = Some(read_body(stream, &response, rest).await);
+        return Err(Failure::Status(response));
+    }
+    let deflate = check_upgrade(&response, request)?;
+    Ok((response, rest, deflate))
+}
+
+/// Parses a complete response head, or None while it is incomplete.
+fn parse(buf: &[u8]) -> Result<Option<(Response, usize)>, Failure> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let head_len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(Failure::BadResponse(format!("the answer is not HTTP: {e}"))),
+    };
+    let response = Response {
+        status: res.code.unwrap_or(0),
+        reason: res.reason.unwrap_or("").to_owned(),
+        version: if res.version == Some(0) { "HTTP/1.0" } else { "HTTP/1.1" },
+        headers: res.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
+        body: None,
+    };
+    Ok(Some((response, head_len)))
+}
+
+/// The body of a refusal: what its Content-Length announces (bounded), or
+/// what already arrived.
+async fn read_body(stream: &mut Stream, response: &Response, mut body: BytesMut) -> Vec<u8> {
+    let announced = response
+        .header("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if let Some(len) = announced {
+        let len = len.min(MAX_BODY);
+        let read_rest = async {
+            while body.len() < len {
+                match stream.read_buf(&mut body).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        // A server that announces a body and never sends it costs this long
+        // at most; what arrived by then is kept.
+        let _ = tokio::time::timeout(BODY_TIMEOUT, read_rest).await;
+        body.truncate(len);
+    }
+    body.to_vec()
+}
+
+/// §4.1: Upgrade, Connection, Sec-WebSocket-Accept, the extension and the
+/// subprotocol.
+fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed>, Failure> {
+    if !res.header_has_token("upgrade", "websocket") {
+        return Err(Failure::BadHandshake(
+            Check::Upgrade,
+            "the answer has no 'Upgrade: websocket' header".into(),
+        ));
+    }
+    if !res.header_has_token("connection", "upgrade") {
+        return Err(Failure::BadHandshake(
+            Check::Connection,
+            "the answer has no 'Connection: Upgrade' header".into(),
+        ));
+    }
+    let expected = frame::derive_accept_key(req.key.as_bytes());
+    if res.header("sec-websocket-accept") != Some(expected.as_bytes()) {
+        return Err(Failure::BadHandshake(
+            Check::Accept,
+            "the answer's Sec-WebSocket-Accept does not match the key".into(),
+        ));
+    }
+    let deflate = match res.header("sec-websocket-extensions") {
+        None => None,
+        Some(_) if !req.offer_deflate => {
+            return Err(Failure::BadHandshake(
+                Check::Extension,
+                "the server chose an extension that was not offered".into(),
+            ))
+        }
+        Some(answer) => Some(
+            deflate::read_answer(&String::from_utf8_lossy(answer))
+                .map_err(|m| Failure::BadHandshake(Check::Extension, m))?,
+        ),
+    };
+    // A client that offered subprotocols needs the server to pick one of them.
+    match res.header("sec-websocket-protocol") {
+        Some(chosen) => {
+            let chosen = String::from_utf8_lossy(chosen);
+            if !req.protocols.iter().any(|p| *p == chosen) {
+                return Err(Failure::BadHandshake(
+                    Check::Protocol,
+                    format!("the server chose subprotocol '{chosen}', which was not offered"),
+                ));
+            }
+        }
+        None if !req.protocols.is_empty() => {
+            return Err(Failure::BadHandshake(
+                Check::Protocol,
+                "the server chose none of the offered subprotocols".into(),
+            ));
+        }
+        None => {}
+    }
+    Ok(deflate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &str) -> Response {
+        match parse(head.as_bytes()) {
+            Ok(Some((res, len))) => {
+                assert_eq!(len, head.len());
+                res
+            }
+            _ => panic!("not a complete head: {head:?}"),
+        }
+    }
+
+    #[test]
+    fn header_names_keep_the_servers_spelling_and_order() {
+        let res = parsed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nCONNECTION: Upgrade\r\nx-Mixed-CASE: 1\r\nx-mixed-case: 2\r\n\r\n");
+        let names: Vec<&str> = res.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Upgrade", "CONNECTION", "x-Mixed-CASE", "x-mixed-case"]);
+    }
+
+    #[test]
+    fn header_lookups_ignore_case() {
+        let res = parsed("HTTP/1.1 101 OK\r\nUPGRADE: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n");
+        assert_eq!(res.header("upgrade"), Some(&b"WebSocket"[..]));
+        assert!(res.header_has_token("connection", "upgrade"));
+        assert_eq!(res.header("sec-websocket-accept"), None);
+    }
+}

@@ -1,0 +1,22 @@
+//! The engine: everything that moves WebSocket bytes, and knows nothing of
+//! Lua. Wire format and codec, permessage-deflate, the client handshake and
+//! redirect rules, streams, TLS and dialing, and one connection's driver,
+//! which reports what happens through the `connection::Events` trait.
+//! The binding layer (`crate::binding`) puts Lua on top of it.
+
+pub mod answer;
+pub mod buffers;
+pub mod client;
+pub mod codec;
+pub mod connection;
+pub mod deflate;
+pub mod dial;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod limits;
+pub mod random;
+pub mod redirect;
+pub mod registry;
+pub mod stream;
+pub mod tls;

@@ -1,0 +1,136 @@
+//! Following redirects safely, for every client (WebSocket and HTTP): where
+//! a 3xx `Location` leads, whether it may be followed at all, and whether
+//! the request's credentials may go along.
+//!
+//! The rules are those of curl, Python requests and browsers:
+//! - a redirect from a secure scheme (`wss`, `https`) to a plain one
+//!   (`ws`, `http`) is refused, so TLS is never silently dropped;
+//! - on a redirect to another origin (scheme family, host or port differs)
+//!   `Authorization`, `Proxy-Authorization` and `Cookie` are dropped;
+//! - a location already visited is a loop, refused at once; the caller's
+//!   redirect limit bounds everything else.
+
+use url::Url;
+
+use crate::engine::error::{Error, Kind};
+
+/// Request headers that carry credentials, dropped on a cross-origin hop.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// Whether a scheme runs over TLS.
+fn is_secure(scheme: &str) -> bool {
+    matches!(scheme, "wss" | "https")
+}
+
+/// Whether two URLs share an origin. `ws` and `http` (and `wss` and
+/// `https`) count as one scheme: a WebSocket server may redirect with
+/// either spelling and both reach the same server.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    is_secure(a.scheme()) == is_secure(b.scheme())
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Drops the credential headers from a header list.
+pub fn strip_credentials(headers: &mut Vec<(String, String)>) {
+    headers.retain(|(name, _)| !CREDENTIAL_HEADERS.iter().any(|c| name.eq_ignore_ascii_case(c)));
+}
+
+/// One hop: the URL to go to, and whether it is on the same origin.
+#[derive(Debug)]
+pub struct Hop {
+    pub url: Url,
+    pub same_origin: bool,
+}
+
+/// The redirects followed so far by one request.
+#[derive(Debug)]
+pub struct Trail {
+    visited: Vec<Url>,
+}
+
+impl Trail {
+    /// A trail starting at the URL first asked for.
+    pub fn new(start: &Url) -> Trail {
+        Trail { visited: vec![start.clone()] }
+    }
+
+    /// Resolves `location` against `from` and checks that it may be followed.
+    pub fn follow(&mut self, from: &Url, location: &str) -> Result<Hop, Error> {
+        let url = from
+            .join(location)
+            .map_err(|e| Error::new(Kind::BadUrl, format!("bad redirect location '{location}': {e}")))?;
+        if is_secure(from.scheme()) && !is_secure(url.scheme()) {
+            return Err(Error::new(
+                Kind::InsecureRedirect,
+                format!("refused to follow a redirect from {from} to {url}: it would leave TLS"),
+            ));
+        }
+        if self.visited.iter().any(|seen| without_fragment(seen) == without_fragment(&url)) {
+            return Err(Error::new(Kind::Redirects, format!("redirect loop: {url} was already visited")));
+        }
+        self.visited.push(url.clone());
+        Ok(Hop { same_origin: same_origin(from, &url), url })
+    }
+}
+
+fn without_fragment(url: &Url) -> &str {
+    &url[..url::Position::AfterQuery]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn relative_locations_resolve_against_the_current_url() {
+        let mut trail = Trail::new(&url("ws://a/x"));
+        let hop = trail.follow(&url("ws://a/x"), "/y?z").unwrap();
+        assert_eq!(hop.url.as_str(), "ws://a/y?z");
+        assert!(hop.same_origin);
+    }
+
+    #[test]
+    fn origin_is_scheme_family_host_and_port() {
+        assert!(same_origin(&url("ws://a/"), &url("http://a:80/p")));
+        assert!(same_origin(&url("wss://A/"), &url("https://a/")));
+        assert!(!same_origin(&url("ws://a/"), &url("ws://b/")));
+        assert!(!same_origin(&url("ws://a/"), &url("ws://a:8080/")));
+        assert!(!same_origin(&url("ws://a/"), &url("wss://a/")));
+    }
+
+    #[test]
+    fn leaving_tls_is_refused_and_entering_it_is_not() {
+        let mut trail = Trail::new(&url("wss://a/"));
+        for target in ["ws://b/", "http://a/", "ws://a:443/"] {
+            let err = trail.follow(&url("wss://a/"), target).unwrap_err();
+            assert_eq!(err.kind, Kind::InsecureRedirect, "{target}");
+        }
+        let hop = Trail::new(&url("ws://a/")).follow(&url("ws://a/"), "wss://a/").unwrap();
+        assert!(!hop.same_origin);
+    }
+
+    #[test]
+    fn a_location_seen_before_is_a_loop() {
+        let start = url("ws://a/1");
+        let mut trail = Trail::new(&start);
+        let hop = trail.follow(&start, "/2").unwrap();
+        assert_eq!(trail.follow(&hop.url, "/1#frag").unwrap_err().kind, Kind::Redirects);
+    }
+
+    #[test]
+    fn credentials_are_stripped_by_name_in_any_case() {
+        let mut headers = vec![
+            ("Authorization".to_owned(), "Basic x".to_owned()),
+            ("COOKIE".to_owned(), "a=b".to_owned()),
+            ("proxy-authorization".to_owned(), "x".to_owned()),
+            ("X-Other".to_owned(), "kept".to_owned()),
+        ];
+        strip_credentials(&mut headers);
+        assert_eq!(headers, vec![("X-Other".to_owned(), "kept".to_owned())]);
+    }
+}
