@@ -202,8 +202,8 @@ def echo_runs(names, modes, seconds, warmup, rounds):
                     for mode in modes:
                         cmd = ["echo", server.url(), conns, inflight, size, kind, seconds, warmup, "--write=" + mode]
                         r = loadgen(cmd, server.proc.pid)
-                        # No echo at all over the window, generator idle too: the shared
-                        # machine stalled (seen with every server, 2-5 s at a time).
+                        # No echo at all over the window, server and generator idle:
+                        # seen on this shared machine with every server, cause unknown.
                         # Measured again, at most twice; each stall is reported.
                         stalls = 0
                         while r["msgs"] == 0 and stalls < 2:
@@ -221,8 +221,8 @@ def echo_runs(names, modes, seconds, warmup, rounds):
                 server.stop()
     results = {}
     for key, all_rs in runs.items():
-        # A sample under a tenth of the point's best rate is a stall of the
-        # machine, not the server: left out of the medians and counted.
+        # A sample under a tenth of the point's best rate is such a stall,
+        # not a measure of the server: left out of the medians and counted.
         best = max(r["rate"] for r in all_rs)
         rs = [r for r in all_rs if r["rate"] >= best / 10] or all_rs
         ordered = sorted(rs, key=lambda r: r["rate"])
@@ -446,7 +446,7 @@ def write_results(args, results, names, modes, missing, idle, memory, clients, c
         lines.append("")
     stalled = sum(r.get("stalled", 0) for r in results.values())
     if stalled:
-        lines.append(f"Machine stalls: {stalled} samples echoed nothing (measured again) or under a tenth of their "
+        lines.append(f"Stalled samples: {stalled} samples echoed nothing (measured again) or under a tenth of their "
                      "point's best rate (left out of the medians); per point in the Detail table's last column.")
         lines.append("")
     if idle:
