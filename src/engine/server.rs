@@ -546,3 +546,259 @@ async fn run_upgraded(on_upgrade: OnUpgrade, shared: Rc<Shared>, slot: Rc<Slot>)
         ),
     }
 }
+
+/// The server on its own, no Lua: a test `Requests` answers, a raw TCP
+/// client written here checks the bytes, on a tokio runtime of the test's.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::task::LocalSet;
+
+    use super::*;
+    use crate::engine::codec::Role;
+    use crate::engine::connection::Events;
+
+    /// How each upgraded connection ended.
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<String>>);
+
+    impl Events for Recorder {
+        fn message(&self, _: &[u8], _: bool) {}
+        fn ping(&self, _: &[u8]) {}
+        fn pong(&self, _: &[u8]) {}
+        fn drained(&self) {}
+        fn finished(&self, error: Option<Error>, code: u16, reason: String) {
+            let error = error.map_or("none".into(), |e| e.kind.name().to_owned());
+            self.0.borrow_mut().push(format!("finished {code} {reason} error={error}"));
+        }
+        fn attached(&self) -> bool {
+            true
+        }
+    }
+
+    /// Upgrades what asks for it and answers the rest by path: `/drop` is
+    /// dropped unanswered, `/bad` tries a header value with CR first.
+    #[derive(Default)]
+    struct Answerer {
+        seen: RefCell<Vec<String>>,
+        events: Rc<Recorder>,
+    }
+
+    impl Requests for Answerer {
+        fn request(&self, req: PendingRequest) {
+            self.seen.borrow_mut().push(format!("{} {}", req.head().method, req.head().uri));
+            match req.head().uri.path() {
+                "/drop" => {}
+                "/bad" => {
+                    let refused = req.respond(200, &[("X".into(), b"a\r\nb".to_vec())], Bytes::new());
+                    self.seen.borrow_mut().push(format!("{refused:?} answered={}", req.answered()));
+                    req.fail();
+                }
+                _ if req.wants_websocket() => match req.check_upgrade(None, &[]).expect("unanswered") {
+                    Handshake::Accepted(terms) => {
+                        let events = self.events.clone();
+                        let conn = Shared::new(terms.limits().clone(), Role::Server, terms.deflate(), events);
+                        req.upgrade(terms, conn).expect("upgraded");
+                    }
+                    Handshake::Rejected(r) => self.seen.borrow_mut().push(format!("rejected {}", r.status())),
+                },
+                _ => {
+                    let headers = [("X-Turbo".into(), b"a\x08b".to_vec())];
+                    req.respond(200, &headers, Bytes::from_static(b"hello")).expect("answered");
+                }
+            }
+        }
+
+        fn spawn(&self, task: Task) {
+            tokio::task::spawn_local(task);
+        }
+    }
+
+    fn config(max_connections: usize) -> Config {
+        Config { limits: Limits { max_body_size: 16, ..Limits::default() }, tls: None, max_connections }
+    }
+
+    /// Serves on a free port of 127.0.0.1 (inside a `LocalSet`).
+    fn start(config: Config, requests: Rc<Answerer>) -> SocketAddr {
+        let listener = bind("127.0.0.1:0".parse().expect("address"), 16, false).expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        tokio::task::spawn_local(serve(listener, config, requests, Rc::new(Notify::new())));
+        addr
+    }
+
+    /// A response: the status line and the headers (names lower-case), and the body.
+    struct Answer {
+        status: String,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    }
+
+    impl Answer {
+        fn header(&self, name: &str) -> Option<&[u8]> {
+            self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        }
+    }
+
+    /// Sends `request` and reads the answer's head and its Content-Length body.
+    async fn ask(s: &mut TcpStream, request: &str) -> Answer {
+        s.write_all(request.as_bytes()).await.expect("request");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(s.read_u8().await.expect("answer head"));
+        }
+        let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let status = String::from_utf8_lossy(lines.next().expect("status line")).into_owned();
+        let headers: Vec<(String, Vec<u8>)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let colon = l.iter().position(|&b| b == b':').expect("a header line");
+                let name = String::from_utf8_lossy(&l[..colon]).to_ascii_lowercase();
+                (name, l[colon + 1..].trim_ascii().to_vec())
+            })
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| String::from_utf8_lossy(v).parse().expect("a length"));
+        let mut body = vec![0u8; length];
+        s.read_exact(&mut body).await.expect("answer body");
+        Answer { status, headers, body }
+    }
+
+    async fn connect(addr: SocketAddr) -> TcpStream {
+        TcpStream::connect(addr).await.expect("connect")
+    }
+
+    fn upgrade_request(version: &str) -> String {
+        format!(
+            "GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        )
+    }
+
+    /// Runs `test` on a `LocalSet` (the server's tasks are not `Send`), within 10 s.
+    async fn local(test: impl Future<Output = ()>) {
+        let bounded = tokio::time::timeout(Duration::from_secs(10), test);
+        LocalSet::new().run_until(bounded).await.expect("done within 10 s");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_valid_upgrade_gets_101_with_the_accept_key_and_runs_the_connection() {
+        local(async {
+            let answerer = Rc::new(Answerer::default());
+            let mut s = connect(start(config(10), answerer.clone())).await;
+            let answer = ask(&mut s, &upgrade_request("13")).await;
+            assert_eq!(answer.status, "HTTP/1.1 101 Switching Protocols");
+            // The example of RFC 6455 §1.3.
+            assert_eq!(answer.header("sec-websocket-accept"), Some(&b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="[..]));
+            assert_eq!(answer.header("upgrade"), Some(&b"websocket"[..]));
+            let extension = answer.header("sec-websocket-extensions").expect("deflate agreed");
+            assert!(extension.starts_with(b"permessage-deflate"), "{extension:?}");
+
+            // A masked close 1000: the connection runs and echoes it, then ends TCP.
+            s.write_all(&[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2]).await.expect("close");
+            let mut echoed = Vec::new();
+            s.read_to_end(&mut echoed).await.expect("the echo");
+            assert_eq!(echoed, [0x88, 0x02, 0x03, 0xe8]);
+            for _ in 0..100 {
+                if !answerer.events.0.borrow().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(*answerer.events.0.borrow(), ["finished 1000  error=none"]);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_bad_version_gets_426_naming_version_13() {
+        local(async {
+            let answerer = Rc::new(Answerer::default());
+            let mut s = connect(start(config(10), answerer.clone())).await;
+            let answer = ask(&mut s, &upgrade_request("8")).await;
+            assert_eq!(answer.status, "HTTP/1.1 426 Upgrade Required");
+            assert_eq!(answer.header("sec-websocket-version"), Some(&b"13"[..]));
+            assert_eq!(answer.body, b"unsupported Sec-WebSocket-Version (only 13)");
+            assert_eq!(*answerer.seen.borrow(), ["GET /chat", "rejected 426"]);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn past_max_connections_a_connection_gets_503_until_one_closes() {
+        local(async {
+            let answerer = Rc::new(Answerer::default());
+            let addr = start(config(1), answerer.clone());
+            let plain = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+            let mut first = connect(addr).await;
+            let answer = ask(&mut first, plain).await;
+            assert_eq!((answer.status.as_str(), answer.body.as_slice()), ("HTTP/1.1 200 OK", &b"hello"[..]));
+            // A header value as Turbo sends it: control bytes other than CR, LF, NUL as given.
+            assert_eq!(answer.header("x-turbo"), Some(&b"a\x08b"[..]));
+
+            let mut second = connect(addr).await;
+            let refused = ask(&mut second, plain).await;
+            assert_eq!(refused.status, "HTTP/1.1 503 Service Unavailable");
+            assert_eq!(refused.header("retry-after"), Some(&b"1"[..]));
+            assert_eq!(answerer.seen.borrow().len(), 1, "the refused request never reached Requests");
+
+            // Once the first connection is gone, its slot is free again.
+            drop(first);
+            for _ in 0..100 {
+                let answer = ask(&mut connect(addr).await, plain).await;
+                if answer.status == "HTTP/1.1 200 OK" {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the slot of a closed connection was never freed");
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unanswered_request_and_a_failed_answer_get_500() {
+        local(async {
+            let answerer = Rc::new(Answerer::default());
+            let mut s = connect(start(config(10), answerer.clone())).await;
+            let dropped = ask(&mut s, "GET /drop HTTP/1.1\r\nHost: test\r\n\r\n").await;
+            assert_eq!(dropped.status, "HTTP/1.1 500 Internal Server Error");
+            assert_eq!(dropped.body, b"the request was not answered");
+
+            let failed = ask(&mut s, "GET /bad HTTP/1.1\r\nHost: test\r\n\r\n").await;
+            assert_eq!(failed.status, "HTTP/1.1 500 Internal Server Error");
+            assert_eq!(failed.body, b"internal error");
+            let refused = &answerer.seen.borrow()[2];
+            assert_eq!(refused, "Err(BadHeaderValue(\"x\")) answered=false");
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_over_max_body_size_gets_413_without_a_request() {
+        local(async {
+            let answerer = Rc::new(Answerer::default());
+            let mut s = connect(start(config(10), answerer.clone())).await;
+            let post = "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 17\r\n\r\n01234567890123456";
+            let answer = ask(&mut s, post).await;
+            assert_eq!(answer.status, "HTTP/1.1 413 Payload Too Large");
+            assert!(answerer.seen.borrow().is_empty());
+        })
+        .await;
+    }
+
+    #[test]
+    fn header_values_keep_every_byte_but_cr_lf_nul() {
+        for value in [&b"Turbo\x08"[..], b"\x01\x1f\x7f", b"\xff\x80 tab\there", b""] {
+            assert_eq!(header_value(value).expect("accepted").as_bytes(), value);
+        }
+        for value in [&b"a\rb"[..], b"a\nb", b"a\0b", b"\x08\r\n"] {
+            assert!(header_value(value).is_none(), "{value:?} refused");
+        }
+    }
+}
