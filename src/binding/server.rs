@@ -120,7 +120,7 @@ impl Requests for LuaRequests {
                 return;
             }
         };
-        drop(body);
+        drop(body); // Lua has its copy in `info`.
         let handle = match lua.create_userdata(Request(req)) {
             Ok(handle) => handle,
             // The request went with the failed userdata: the client gets a 500.
@@ -262,7 +262,7 @@ fn upgrade(
     let conn = connection::new(accepted.limits().clone(), Role::Server, accepted.deflate());
     let shared = conn.shared.clone();
     let conn = connection::userdata(lua, conn)?;
-    req.upgrade(accepted, shared).map_err(|e| answer_error(F, e))?;
+    req.upgrade(*accepted, shared).map_err(|e| answer_error(F, e))?;
     Ok((Some(conn), None, None))
 }
 

@@ -359,7 +359,7 @@ const HANDSHAKE_HEADERS: [&str; 5] =
 /// What `check_upgrade` found.
 pub enum Handshake {
     /// Valid: `upgrade` with a connection made for these terms answers 101.
-    Accepted(Accepted),
+    Accepted(Box<Accepted>),
     /// Invalid, and already answered with this rejection's status.
     Rejected(Rejection),
 }
@@ -486,7 +486,7 @@ impl PendingRequest {
         headers.extend(theirs.cloned());
         let response = build_response(101, &headers, Bytes::new())?;
         let deflate = deflate.map(|(agreed, _)| agreed);
-        Ok(Handshake::Accepted(Accepted { response, on_upgrade, protocol, deflate, limits }))
+        Ok(Handshake::Accepted(Box::new(Accepted { response, on_upgrade, protocol, deflate, limits })))
     }
 
     /// Answers 101 and runs `connection` (made for `accepted`'s terms) once
@@ -601,7 +601,7 @@ mod tests {
                     Handshake::Accepted(terms) => {
                         let events = self.events.clone();
                         let conn = Shared::new(terms.limits().clone(), Role::Server, terms.deflate(), events);
-                        req.upgrade(terms, conn).expect("upgraded");
+                        req.upgrade(*terms, conn).expect("upgraded");
                     }
                     Handshake::Rejected(r) => self.seen.borrow_mut().push(format!("rejected {}", r.status())),
                 },
