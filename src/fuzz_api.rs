@@ -16,7 +16,7 @@ pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
             map.append(n, v);
         }
     }
-    let _ = crate::binding::server::check_handshake(&method, http::Version::HTTP_11, &map);
+    let _ = crate::engine::server::check_handshake(&method, http::Version::HTTP_11, &map);
 }
 
 /// URL handling of `connect` and `http_request`, and a redirect's Location

@@ -1,8 +1,9 @@
 //! The engine: everything that moves WebSocket bytes, and knows nothing of
 //! Lua. Wire format and codec, permessage-deflate, the client handshake and
-//! redirect rules, streams, TLS and dialing, and one connection's driver,
-//! which reports what happens through the `connection::Events` trait.
-//! The binding layer (`crate::binding`) puts Lua on top of it.
+//! redirect rules, streams, TLS and dialing, the server (listening, HTTP
+//! serving, the upgrade checks), and one connection's driver. What happens
+//! is reported through traits (`connection::Events`, `server::Requests`);
+//! the binding layer (`src/binding`) puts Lua on top of them.
 
 pub mod answer;
 pub mod buffers;
@@ -18,5 +19,6 @@ pub mod limits;
 pub mod random;
 pub mod redirect;
 pub mod registry;
+pub mod server;
 pub mod stream;
 pub mod tls;
