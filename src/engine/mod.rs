@@ -1,8 +1,9 @@
 //! The engine: everything that moves WebSocket bytes, and knows nothing of
 //! Lua. Wire format and codec, permessage-deflate, the client handshake and
-//! redirect rules, streams, TLS and dialing, and one connection's driver,
-//! which reports what happens through the `connection::Events` trait.
-//! The binding layer (`crate::binding`) puts Lua on top of it.
+//! redirect rules, streams, TLS and dialing, one connection's driver,
+//! which reports what happens through the `connection::Events` trait, and
+//! the pub/sub hub with its backends (`pubsub::Events`).
+//! The binding layer (`src/binding`) puts Lua on top of it.
 
 pub mod answer;
 pub mod buffers;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
+pub mod pubsub;
 pub mod random;
 pub mod redirect;
 pub mod registry;
