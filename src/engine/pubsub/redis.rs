@@ -452,3 +452,32 @@ async fn reconcile<E: Events>(
         // Subscribers may have changed while we waited: go round again.
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_passwords_kept_out_of_messages() {
+        let why = RedisConfig::new("http://user:secret@x").err().unwrap();
+        assert!(why.ends_with(": http://user:***@x"), "{why}");
+        let config = RedisConfig::new("redis://user:secret@127.0.0.1:7000/").unwrap();
+        assert_eq!(Link::new(config).url(), "redis://user:***@127.0.0.1:7000");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_with_a_fifth_of_jitter() {
+        let mut config = RedisConfig::new(RedisConfig::DEFAULT_URL).unwrap();
+        config.delay_min = Duration::from_millis(100);
+        config.delay_max = Duration::from_millis(1000);
+        let link = Link::new(config);
+        for (attempt, base) in [(1, 100.0), (2, 200.0), (3, 400.0), (4, 800.0), (5, 1000.0), (40, 1000.0)] {
+            let delays: Vec<f64> = (0..50).map(|_| link.backoff(attempt).as_secs_f64() * 1000.0).collect();
+            for d in &delays {
+                assert!(*d >= base * 0.8 && *d <= base * 1.2, "attempt {attempt}: {d} ms");
+            }
+            // Jittered: not all the same.
+            assert!(delays.iter().any(|d| (d - delays[0]).abs() > 1e-6), "attempt {attempt}: no jitter");
+        }
+    }
+}
