@@ -120,7 +120,25 @@ describe("turbo_ws.pubsub (memory)", function()
     hub:publish("j", { text = "hé", n = 3, list = { 1, 2 } })
     run_bounded()
     assert.are.same({ text = "hé", n = 3, list = { 1, 2 } }, turbo_ws.escape.json_decode(got))
+    -- The very bytes of the Turbo face's encoder (the one in turbo_ws.json).
+    assert.are.equal('{"list":[1,2],"n":3,"text":"hé"}', got)
+    assert.are.equal(turbo_ws.escape.json_encode({ text = "hé", n = 3, list = { 1, 2 } }), got)
+    assert.are.equal(require("turbo_ws.json").encode, turbo_ws.escape.json_encode)
     hub:close()
+  end)
+
+  it("encodes tables without loading a face (a fresh coro-websocket program)", function()
+    local p = assert(io.popen([[LUA_CPATH='./build/?.so;;' luajit -e '
+      require "turbo_ws.compat"
+      local core = require "turbo_ws.core"
+      local hub, got = core.pubsub(), nil
+      hub:subscribe("j", function(m) got = m end)
+      hub:publish("j", { a = { true, false }, s = "x\ny" })
+      core.run()
+      print(got, package.loaded["turbo_ws.escape"], package.loaded["turbo_ws.main"])' 2>&1]]))
+    local out = p:read("*a")
+    p:close()
+    assert.are.equal('{"a":[true,false],"s":"x\\ny"}\tnil\tnil\n', out)
   end)
 
   it("unsubscribes by token and by channel", function()

@@ -538,6 +538,8 @@ local COVERED = {
   ["turbo_ws.luv"] = true,
   -- (the Turbo clients' shared helpers; their codes are websocket.errors)
   ["turbo_ws.clientutil"] = true,
+  -- (the JSON behind turbo_ws.escape.json_* and pub/sub's tables)
+  ["turbo_ws.json"] = true,
   ["turbo_ws.websocket_stream"] = true,  -- websocket.WebSocketIOStream
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
   ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true,

@@ -7,7 +7,7 @@
 --   hub:unsubscribe(token)                  -- or hub:unsubscribe("room:1")
 --   hub:close()
 --
--- The hub is native (src/pubsub.rs); docs/scale-out.md documents it.
+-- The hub is native (src/engine/pubsub/, src/binding/pubsub.rs); docs/scale-out.md documents it.
 local core = require "turbo_ws.core"
 
 return {

@@ -103,6 +103,8 @@ pub struct Loop {
     next_id: Cell<u64>,
     trampolines: callback::Trampolines,
     registry: crate::engine::registry::Registry,
+    /// The pub/sub hubs of this thread and the memory backend's queue.
+    pubsub: Rc<crate::engine::pubsub::Bus>,
     /// Another event loop brought into this one (`set_foreign_loop`).
     foreign: RefCell<Option<Foreign>>,
     /// A foreign hook is running: a nested park or idle check skips it.
@@ -160,6 +162,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         next_id: Cell::new(1),
         trampolines: callback::Trampolines::default(),
         registry: crate::engine::registry::Registry::default(),
+        pubsub: Rc::default(),
         foreign: RefCell::new(None),
         in_foreign_hook: Cell::new(false),
         foreign_was_alive: Cell::new(false),
@@ -199,6 +202,10 @@ impl Loop {
 
     pub fn registry(&self) -> &crate::engine::registry::Registry {
         &self.registry
+    }
+
+    pub fn pubsub(&self) -> &Rc<crate::engine::pubsub::Bus> {
+        &self.pubsub
     }
 
     pub fn trampolines(&self) -> &callback::Trampolines {

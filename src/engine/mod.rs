@@ -1,9 +1,10 @@
 //! The engine: everything that moves WebSocket bytes, and knows nothing of
 //! Lua. Wire format and codec, permessage-deflate, the client handshake and
 //! redirect rules, streams, TLS and dialing, the server (listening, HTTP
-//! serving, the upgrade checks), and one connection's driver. What happens
-//! is reported through traits (`connection::Events`, `server::Requests`);
-//! the binding layer (`src/binding`) puts Lua on top of them.
+//! serving, the upgrade checks), one connection's driver, and the pub/sub
+//! hub with its backends. What happens is reported through traits
+//! (`connection::Events`, `server::Requests`, `pubsub::Events`); the
+//! binding layer (`src/binding`) puts Lua on top of them.
 
 pub mod answer;
 pub mod buffers;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
+pub mod pubsub;
 pub mod random;
 pub mod redirect;
 pub mod registry;

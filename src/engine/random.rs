@@ -1,5 +1,6 @@
 //! Unpredictable bytes for handshake keys and client masking keys (RFC 6455
-//! §5.3 asks for masking keys from a strong entropy source). The OS source
+//! §5.3 asks for masking keys from a strong entropy source), and fractions
+//! for jitter (the pub/sub hub's reconnect delays). The OS source
 //! is read in blocks so that masking a frame costs no system call.
 
 use std::cell::RefCell;
@@ -35,6 +36,14 @@ pub fn mask_key() -> [u8; 4] {
     let mut key = [0u8; 4];
     fill(&mut key);
     key
+}
+
+/// A number in [0, 1), e.g. to spread reconnect delays (jitter).
+pub fn fraction() -> f64 {
+    let mut bytes = [0u8; 8];
+    fill(&mut bytes);
+    // The top 53 bits: every value an f64 in [0, 1) can hold evenly.
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn refill(bytes: &mut [u8; POOL]) {
