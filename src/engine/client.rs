@@ -183,7 +183,6 @@ fn build_request(
 /// driver against a raw peer written here, on a tokio runtime of the test's.
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
     use std::rc::Rc;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -191,30 +190,9 @@ mod tests {
 
     use super::*;
     use crate::engine::codec::Role;
-    use crate::engine::connection::{self, Events, Shared};
+    use crate::engine::connection::recorder::Recorder;
+    use crate::engine::connection::{self, Shared};
     use crate::engine::dial::Family;
-
-    /// Everything reported, in order.
-    #[derive(Default)]
-    struct Recorder(RefCell<Vec<String>>);
-
-    impl Events for Recorder {
-        fn message(&self, data: &[u8], binary: bool) {
-            self.0.borrow_mut().push(format!("message {} {binary}", String::from_utf8_lossy(data)));
-        }
-        fn ping(&self, data: &[u8]) {
-            self.0.borrow_mut().push(format!("ping {}", String::from_utf8_lossy(data)));
-        }
-        fn pong(&self, _: &[u8]) {}
-        fn drained(&self) {}
-        fn finished(&self, error: Option<Error>, code: u16, reason: String) {
-            let error = error.map_or("none".into(), |e| e.kind.name().to_owned());
-            self.0.borrow_mut().push(format!("finished {code} {reason} error={error}"));
-        }
-        fn attached(&self) -> bool {
-            true
-        }
-    }
 
     fn request(url: &str) -> Connect {
         Connect {

@@ -701,3 +701,34 @@ async fn end_of(shared: &Shared, driver: &mut Driver, end: End) -> (Option<Error
         End::Detached => (None, 1001, "the Lua state is gone".into()),
     }
 }
+
+/// An `Events` that writes down what it hears, for the engine's tests.
+#[cfg(test)]
+pub(crate) mod recorder {
+    use std::cell::RefCell;
+
+    use super::Events;
+    use crate::engine::error::Error;
+
+    /// Messages, pings and the end, in order, as short lines.
+    #[derive(Default)]
+    pub(crate) struct Recorder(pub RefCell<Vec<String>>);
+
+    impl Events for Recorder {
+        fn message(&self, data: &[u8], binary: bool) {
+            self.0.borrow_mut().push(format!("message {} {binary}", String::from_utf8_lossy(data)));
+        }
+        fn ping(&self, data: &[u8]) {
+            self.0.borrow_mut().push(format!("ping {}", String::from_utf8_lossy(data)));
+        }
+        fn pong(&self, _: &[u8]) {}
+        fn drained(&self) {}
+        fn finished(&self, error: Option<Error>, code: u16, reason: String) {
+            let error = error.map_or("none".into(), |e| e.kind.name().to_owned());
+            self.0.borrow_mut().push(format!("finished {code} {reason} error={error}"));
+        }
+        fn attached(&self) -> bool {
+            true
+        }
+    }
+}

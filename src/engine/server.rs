@@ -559,25 +559,7 @@ mod tests {
 
     use super::*;
     use crate::engine::codec::Role;
-    use crate::engine::connection::Events;
-
-    /// How each upgraded connection ended.
-    #[derive(Default)]
-    struct Recorder(RefCell<Vec<String>>);
-
-    impl Events for Recorder {
-        fn message(&self, _: &[u8], _: bool) {}
-        fn ping(&self, _: &[u8]) {}
-        fn pong(&self, _: &[u8]) {}
-        fn drained(&self) {}
-        fn finished(&self, error: Option<Error>, code: u16, reason: String) {
-            let error = error.map_or("none".into(), |e| e.kind.name().to_owned());
-            self.0.borrow_mut().push(format!("finished {code} {reason} error={error}"));
-        }
-        fn attached(&self) -> bool {
-            true
-        }
-    }
+    use crate::engine::connection::recorder::Recorder;
 
     /// Upgrades what asks for it and answers the rest by path: `/drop` is
     /// dropped unanswered, `/bad` tries a header value with CR first.
