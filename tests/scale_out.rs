@@ -110,17 +110,27 @@ impl Redis {
     }
 
     fn restart(&mut self) {
+        self.child = Some(self.spawn());
+        // Right after a kill the port may not be free yet: a redis-server
+        // that could not bind exits, and is started again.
+        wait_for("redis-server to answer", Duration::from_secs(10), || {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                thread::sleep(Duration::from_millis(100));
+                self.child = Some(self.spawn());
+            }
+            self.cli(&["ping"]).contains("PONG")
+        });
+    }
+
+    fn spawn(&self) -> std::process::Child {
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port").arg(self.port.to_string()).arg("--bind");
         cmd.args(&self.binds);
         cmd.args(["--save", "", "--appendonly", "no", "--protected-mode", "no", "--dir"]).arg(&self.dir);
-        let child = cmd
-            .stdout(Stdio::null())
+        cmd.stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        self.child = Some(child);
-        wait_for("redis-server to answer", Duration::from_secs(10), || self.cli(&["ping"]).contains("PONG"));
+            .expect("redis-server must be installed (apt-get install redis-server)")
     }
 
     /// SIGKILL: Redis goes away at once, as on a crash.
