@@ -11,6 +11,7 @@
 local turbo_ws = require "turbo_ws"
 local cws = require "turbo_ws.coro_websocket"
 local loop = require "spec.support.loop"
+local P = require "spec.support.peer"
 local core = turbo_ws.core
 
 local co_run, assert_error_with = loop.co_run, loop.assert_error_with
@@ -22,14 +23,6 @@ local unpack = rawget(table, "unpack") or unpack
 
 local ROOT = os.getenv("PWD") or "."
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function succeeded(status) return status == true or status == 0 end
 
 local peer -- {tcp = port, socket = path, dir, handle} or false (no python3)
@@ -39,20 +32,10 @@ local function need_peer()
   if peer == nil then
     peer = false
     if succeeded(os.execute("python3 -c 'import socket, threading' >/dev/null 2>&1")) then
-      local dir = os.tmpname()
-      os.remove(dir)
-      assert(succeeded(os.execute("mkdir -p '" .. dir .. "'")))
-      local port_file, socket_path = dir .. "/ports", dir .. "/ws.sock"
-      -- Writing to its stdin keeps it alive; closing it stops the peer.
-      local handle = io.popen(("python3 '%s/spec/support/coro_fidelity_peer.py' '%s' '%s' >'%s/peer.log' 2>&1")
-        :format(ROOT, port_file, socket_path, dir), "w")
-      local deadline = core.gettimemonotonic() + 10000
-      local ports
-      repeat
-        ports = read_file(port_file)
-        if not ports then os.execute("sleep 0.05") end
-      until ports or core.gettimemonotonic() > deadline
-      assert(ports, "the Python peer did not start: " .. tostring(read_file(dir .. "/peer.log")))
+      local dir = P.tmpdir()
+      local socket_path = dir .. "/ws.sock"
+      local handle, ports = P.start(("python3 '%s/spec/support/coro_fidelity_peer.py'"):format(ROOT), dir,
+        (" '%s'"):format(socket_path), 10000)
       peer = { tcp = tonumber(ports:match("tcp=(%d+)")), socket = socket_path, dir = dir, handle = handle }
     end
   end

@@ -7,6 +7,7 @@ local core = turbo.core
 local async = turbo.async
 local escape = turbo.escape
 local S = require "spec.turbo_support"
+local P = require "spec.support.peer"
 local unpack = unpack or table.unpack
 
 local PYTHON = os.getenv("PYTHON") or "python3"
@@ -17,29 +18,11 @@ local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
 
 local peer
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
 -- Starts spec/support/http_peer.py once: {a, b, full} ports.
 local function need_peer()
   if peer then return peer end
   local dir = S.tmpdir()
-  local port_file = dir .. "/ports"
-  -- Closing its stdin stops the peer.
-  local handle = io.popen(("'%s' '%s/spec/support/http_peer.py' '%s' >%s/peer.log 2>&1")
-    :format(PYTHON, ROOT, port_file, dir), "w")
-  local deadline = core.gettimemonotonic() + 15000
-  local ports
-  repeat
-    ports = read_file(port_file)
-    if not ports then os.execute("sleep 0.05") end
-  until ports or core.gettimemonotonic() > deadline
-  assert(ports, "the Python peer did not start: " .. tostring(read_file(dir .. "/peer.log")))
+  local handle, ports = P.start(("'%s' '%s/spec/support/http_peer.py'"):format(PYTHON, ROOT), dir)
   peer = {
     handle = handle, dir = dir,
     a = tonumber(ports:match("a=(%d+)")),

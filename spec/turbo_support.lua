@@ -13,6 +13,7 @@ local turbo = require "turbo_ws"
 local core = turbo.core
 local ffi = require "ffi"
 local bit = require "bit"
+local P = require "spec.support.peer"
 
 local S = {}
 
@@ -370,19 +371,9 @@ function S.sh(cmd)
   return rc == 0 or rc == true
 end
 
---- A fresh temporary directory.
-function S.tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(S.sh("mkdir -p '" .. path .. "'"))
-  return path
-end
-
-function S.write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+--- A fresh temporary directory; writing a file.
+S.tmpdir = P.tmpdir
+S.write_file = P.write_file
 
 function S.rmdir(path)
   if path and path:match("^/tmp/") then os.execute("rm -rf '" .. path .. "'") end

@@ -17,6 +17,8 @@ local turbo_ws = require "turbo_ws"
 -- In development mode (TURBO_WS_LUA_DIR) faces are found through
 -- package.path, so load ours by name before checking the `turbo_ws` field.
 local cws = require "turbo_ws.coro_websocket"
+local loop = require "spec.support.loop"
+local P = require "spec.support.peer"
 local core = turbo_ws.core
 
 local ROOT = os.getenv("PWD") or "."
@@ -26,22 +28,9 @@ local PYTHON = ROOT .. "/tests/conformance/.venv/py3/bin/python"
 -- Helpers
 ---------------------------------------------------------------------------
 
--- Runs the loop until idle or `ms` passed; returns whether it timed out.
-local function run_bounded(ms)
-  local timed_out = false
-  local guard = core.set_interval(ms or 5000, function()
-    timed_out = true
-    core.close()
-  end, nil, false)
-  turbo_ws.run()
-  core.clear_interval(guard)
-  return timed_out
-end
-
--- Runs the loop until idle; a guard stops it and fails the spec after `ms`.
-local function run_loop(ms)
-  assert.is_false(run_bounded(ms), "the loop did not become idle in time")
-end
+-- The loop under a guard (returns whether it timed out), and under one
+-- that fails the spec.
+local run_bounded, run_loop = loop.run_guarded, loop.run_bounded
 
 -- What a spec opened, so that a failing spec does not leave connections
 -- that keep the next specs' loops busy.
@@ -64,27 +53,7 @@ end
 
 -- Runs body in a coroutine (as a luvit program does) and the loop until
 -- idle; an error or failed assertion in the body fails the spec.
-local function co_run(body, ms)
-  local err, finished
-  local co = coroutine.create(function()
-    local ok, e = xpcall(body, debug.traceback)
-    if not ok then err = e end
-    finished = true
-  end)
-  local ok, e = coroutine.resume(co)
-  if not ok then err = e end
-  local timed_out = run_bounded(ms)
-  if err then error(err, 0) end
-  assert.is_true(finished, "the coroutine did not finish in time")
-  assert.is_false(timed_out, "the loop did not become idle in time")
-end
-
-local function assert_error_with(expected, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error raised")
-  local text = tostring(err)
-  assert.truthy(text:find(expected, 1, true), "error was: " .. text)
-end
+local co_run, assert_error_with = loop.co_run, loop.assert_error_with
 
 local function sleep(co_ms)
   local co = coroutine.running()
@@ -109,19 +78,7 @@ local function frame(opcode, payload, extra)
   return head .. (extra.mask and "\0\0\0\0" or "") .. payload
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local read_file, write_file = P.read_file, P.write_file
 
 -- A turbo_ws server for one spec. Echoes, and obeys text commands:
 --   "cmd:ping:DATA", "cmd:close:CODE:REASON", "cmd:abort", "cmd:burst:N".
@@ -173,11 +130,7 @@ local function pending(why) M.pending(why) end
 
 local tmpdir
 local function temp_dir()
-  if not tmpdir then
-    tmpdir = os.tmpname()
-    os.remove(tmpdir)
-    assert(os.execute("mkdir -p " .. tmpdir))
-  end
+  tmpdir = tmpdir or P.tmpdir()
   return tmpdir
 end
 
@@ -220,24 +173,14 @@ local function need_peer()
   if peer == nil then
     peer = false
     if python_ok() then
-      local d = temp_dir()
-      local port_file = d .. "/ports"
       local cert_args = ""
       local openssl = os.execute("openssl version >/dev/null 2>&1")
       if openssl == true or openssl == 0 then
         local c = need_certs()
         cert_args = (" '%s' '%s' '%s'"):format(c.ca_file, c.cert_file, c.key_file)
       end
-      -- Writing to its stdin keeps it alive; closing it stops the peer.
-      local handle = io.popen(("'%s' '%s/spec/support/coro_peer.py' '%s'%s >%s/peer.log 2>&1")
-        :format(PYTHON, ROOT, port_file, cert_args, d), "w")
-      local deadline = core.gettimemonotonic() + 15000
-      local ports
-      repeat
-        ports = read_file(port_file)
-        if not ports then os.execute("sleep 0.05") end
-      until ports or core.gettimemonotonic() > deadline
-      assert(ports, "the Python peer did not start: " .. tostring(read_file(d .. "/peer.log")))
+      local handle, ports = P.start(("'%s' '%s/spec/support/coro_peer.py'"):format(PYTHON, ROOT),
+        temp_dir(), cert_args)
       peer = {
         handle = handle,
         ws = tonumber(ports:match("ws=(%d+)")),

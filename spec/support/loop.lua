@@ -6,16 +6,17 @@ local assert = require "luassert"
 
 local M = {}
 
---- Asserts that fn raises an error whose text contains `expected`.
-function M.assert_error_with(expected, fn)
-  local ok, err = pcall(fn)
+--- Asserts that fn(...) raises an error whose text contains `expected`.
+function M.assert_error_with(expected, fn, ...)
+  local ok, err = pcall(fn, ...)
   assert.is_false(ok, "no error raised")
   local text = tostring(err)
   assert.truthy(text:find(expected, 1, true), "error was: " .. text)
 end
 
---- Runs the loop until nothing is pending; fails after `ms` (5000).
-function M.run_bounded(ms)
+--- Runs the loop until nothing is pending or `ms` (5000) passed; returns
+-- whether it timed out (for cleanups, where a busy loop is no failure).
+function M.run_guarded(ms)
   local timed_out = false
   local guard = core.set_interval(ms or 5000, function()
     timed_out = true
@@ -23,7 +24,12 @@ function M.run_bounded(ms)
   end, nil, false)
   core.run()
   core.clear_interval(guard)
-  assert.is_false(timed_out, "the loop did not become idle in time")
+  return timed_out
+end
+
+--- Runs the loop until nothing is pending; fails after `ms` (5000).
+function M.run_bounded(ms)
+  assert.is_false(M.run_guarded(ms), "the loop did not become idle in time")
 end
 
 --- Runs the loop until `done()` is true; fails after `ms` (5000).
@@ -48,13 +54,7 @@ function M.co_run(body, ms)
   end)
   local ok, e = coroutine.resume(co)
   if not ok then err = e end
-  local timed_out = false
-  local guard = core.set_interval(ms or 5000, function()
-    timed_out = true
-    core.close()
-  end, nil, false)
-  core.run()
-  core.clear_interval(guard)
+  local timed_out = M.run_guarded(ms)
   if err then error(err, 0) end
   assert.is_true(finished, "the coroutine did not finish in time")
   assert.is_false(timed_out, "the loop did not become idle in time")
