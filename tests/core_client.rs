@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -34,57 +33,19 @@ fn run_client(url: &str, opts: &str) -> Vec<String> {
         print("done")
         "#
     );
-    let out = Command::new("luajit")
-        .arg("-e")
-        .arg(script)
-        .env("LUA_CPATH", format!("{}/build/?.so;;", root().display()))
-        .stdout(Stdio::piped())
-        .output()
-        .expect("luajit");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    lua_output(&script)
 }
 
-/// A one-connection server: `serve` gets the request head and the stream.
-fn one_shot_server(serve: impl FnOnce(String, TcpStream) + Send + 'static) -> u16 {
+/// A one-connection TCP server: `serve` gets the request head and the stream.
+fn tcp_server(serve: impl FnOnce(String, TcpStream) + Send + 'static) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        if let Ok((mut s, _)) = listener.accept() {
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let head = read_request_head(&mut s);
-            serve(head, s);
-        }
-    });
+    one_shot_server(listener, serve);
     port
 }
 
-fn read_request_head(s: &mut TcpStream) -> String {
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    head
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 fn accept_101(head: &str, s: &mut TcpStream, extra: &str) {
-    let key = header(head, "sec-websocket-key").unwrap();
-    let accept = derive_accept_key(key.as_bytes());
-    let res = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
-    );
-    s.write_all(res.as_bytes()).unwrap();
+    s.write_all(answer_101(head, extra).as_bytes()).unwrap();
 }
 
 fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -96,7 +57,7 @@ fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn sends_host_with_port_and_the_path_verbatim_and_masks_frames() {
     let (tx, rx) = std::sync::mpsc::channel();
-    let port = one_shot_server(move |head, mut s| {
+    let port = tcp_server(move |head, mut s| {
         accept_101(&head, &mut s, "");
         s.write_all(&server_frame(1, b"hi")).unwrap();
         let echoed = read_frame(&mut s).unwrap();
@@ -118,7 +79,7 @@ fn sends_host_with_port_and_the_path_verbatim_and_masks_frames() {
 #[test]
 fn masked_server_frames_fail_the_connection_with_1002() {
     let (tx, rx) = std::sync::mpsc::channel();
-    let port = one_shot_server(move |head, mut s| {
+    let port = tcp_server(move |head, mut s| {
         accept_101(&head, &mut s, "");
         let mut f = vec![0x81, 0x80 | 2, 1, 2, 3, 4];
         f.extend_from_slice(&[b'h' ^ 1, b'i' ^ 2]);
@@ -132,7 +93,7 @@ fn masked_server_frames_fail_the_connection_with_1002() {
 
 #[test]
 fn a_wrong_accept_key_is_a_bad_handshake() {
-    let port = one_shot_server(|_, mut s| {
+    let port = tcp_server(|_, mut s| {
         let res = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: d3Jvbmc=\r\n\r\n";
         s.write_all(res.as_bytes()).unwrap();
         thread::sleep(Duration::from_millis(200));
@@ -143,7 +104,7 @@ fn a_wrong_accept_key_is_a_bad_handshake() {
 
 #[test]
 fn a_non_101_status_is_bad_status() {
-    let port = one_shot_server(|_, mut s| {
+    let port = tcp_server(|_, mut s| {
         s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope").unwrap();
         thread::sleep(Duration::from_millis(200));
     });
@@ -154,12 +115,12 @@ fn a_non_101_status_is_bad_status() {
 
 #[test]
 fn redirects_are_followed_up_to_the_limit() {
-    let target = one_shot_server(|head, mut s| {
+    let target = tcp_server(|head, mut s| {
         accept_101(&head, &mut s, "Sec-WebSocket-Protocol: chat\r\n");
         s.write_all(&server_frame(8, &1000u16.to_be_bytes())).unwrap();
         let _ = read_frame(&mut s);
     });
-    let redirect = one_shot_server(move |_, mut s| {
+    let redirect = tcp_server(move |_, mut s| {
         let res = format!(
             "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target}/there\r\nContent-Length: 0\r\n\r\n"
         );
@@ -170,7 +131,7 @@ fn redirects_are_followed_up_to_the_limit() {
         run_client(&format!("ws://127.0.0.1:{redirect}/here"), "max_redirects = 2, protocols = {\"chat\"}");
     assert_eq!(lines[0], "connected 101 chat", "{lines:?}");
 
-    let redirect = one_shot_server(move |_, mut s| {
+    let redirect = tcp_server(move |_, mut s| {
         s.write_all(b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n").unwrap();
         thread::sleep(Duration::from_millis(200));
     });
@@ -180,7 +141,7 @@ fn redirects_are_followed_up_to_the_limit() {
 
 #[test]
 fn a_silent_server_is_a_handshake_timeout() {
-    let port = one_shot_server(|_, _s| thread::sleep(Duration::from_secs(3)));
+    let port = tcp_server(|_, _s| thread::sleep(Duration::from_secs(3)));
     let lines = run_client(&format!("ws://127.0.0.1:{port}/"), "timeout = 0.3");
     assert!(lines[0].starts_with("error handshake_timeout"), "{lines:?}");
 }
@@ -211,22 +172,15 @@ fn tls_to_a_plain_server_is_a_tls_error() {
 
 #[test]
 fn misuse_raises_a_lua_error_naming_function_and_argument() {
-    let out = Command::new("luajit")
-        .arg("-e")
-        .arg(
-            r#"local core = require("turbo_ws").core
+    let lines = lua_output(
+        r#"local core = require("turbo_ws").core
             local ok, err = pcall(core.connect, "ws://x/", {}, nil)
             print(tostring(err):match("[^\n]*"))
             ok, err = pcall(core.connect, "ws://x/", { timeout = "soon" }, print)
             print(tostring(err):match("[^\n]*"))
             ok, err = pcall(core.listen, { port = 70000 }, print)
             print(tostring(err):match("[^\n]*"))"#,
-        )
-        .env("LUA_CPATH", format!("{}/build/?.so;;", root().display()))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
+    );
     assert!(
         lines[0].contains("turbo_ws.connect: bad argument #3 'on_done' (function expected, got nil)"),
         "{lines:?}"

@@ -4,10 +4,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -59,34 +58,7 @@ fn run_client(url: &str, socket: &str, opts: &str) -> Vec<String> {
         print("done")
         "#
     );
-    let out = Command::new("luajit")
-        .arg("-e")
-        .arg(script)
-        .env("LUA_CPATH", format!("{}/build/?.so;;", root().display()))
-        .stdout(Stdio::piped())
-        .output()
-        .expect("luajit");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-}
-
-fn read_request_head(s: &mut UnixStream) -> String {
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    head
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+    lua_output(&script)
 }
 
 #[test]
@@ -94,10 +66,7 @@ fn connects_over_the_socket_with_the_urls_host_and_keeps_header_spelling() {
     let dir = SocketDir::new("ok");
     let listener = UnixListener::bind(dir.path()).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let head = read_request_head(&mut s);
+    one_shot_server(listener, move |head, mut s| {
         let accept = derive_accept_key(header(&head, "sec-websocket-key").unwrap().as_bytes());
         let answer = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nCONNECTION: Upgrade\r\n\
@@ -147,10 +116,7 @@ fn a_socket_nobody_listens_on_is_refused_and_a_missing_one_is_a_connect_error() 
 fn a_redirect_to_wss_does_not_take_the_socket_into_tls() {
     let dir = SocketDir::new("redirect");
     let listener = UnixListener::bind(dir.path()).unwrap();
-    thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        read_request_head(&mut s);
+    one_shot_server(listener, |_, mut s| {
         let _ = s.write_all(b"HTTP/1.1 302 Found\r\nLocation: wss://localhost/\r\nContent-Length: 0\r\n\r\n");
         thread::sleep(Duration::from_millis(200));
     });
@@ -160,15 +126,9 @@ fn a_redirect_to_wss_does_not_take_the_socket_into_tls() {
 
 #[test]
 fn tls_over_a_unix_socket_is_refused_as_misuse() {
-    let out = Command::new("luajit")
-        .arg("-e")
-        .arg(r#"local core = require("turbo_ws").core
+    let text = lua_output(r#"local core = require("turbo_ws").core
             local ok, err = pcall(core.connect, "wss://localhost/", { unix_socket = "/x.sock" }, function() end)
-            print(ok, err)"#)
-        .env("LUA_CPATH", format!("{}/build/?.so;;", root().display()))
-        .output()
-        .expect("luajit");
-    let text = String::from_utf8_lossy(&out.stdout);
+            print(ok, err)"#).join("\n");
     assert!(text.starts_with("false\t"), "{text}");
     assert!(text.contains("turbo_ws.connect: bad option 'unix_socket'"), "{text}");
 }

@@ -15,7 +15,8 @@ const VALID: [u16; 14] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 
 const INVALID: [u16; 9] = [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000];
 
 /// A Turbo-face server: `/ws` echoes, and closes with code N on the
-/// message "close N"; the code its on_close got last is served at `/last`.
+/// message "close N"; the code its on_close got last is served at `/last`
+/// (as `support::echo_server` does on the core API).
 fn turbo_server() -> LuaProcess {
     LuaProcess::start(
         r#"
@@ -37,42 +38,6 @@ fn turbo_server() -> LuaProcess {
         turbo.ioloop.instance():start()
         "#,
     )
-}
-
-/// The same as [`turbo_server`] on the core API, so the core's own path is pinned too.
-fn core_server(options: &str) -> LuaProcess {
-    LuaProcess::start(&format!(
-        r#"
-        local turbo_ws = require "turbo_ws"
-        local core = turbo_ws.core
-        local last = "none"
-        local big = string.rep("x", 65536)
-        local server = core.listen({{ host = "127.0.0.1", port = 0, {options} }}, function(req, info)
-          if info.path == "/last" then return req:respond(200, nil, last) end
-          local protocol = info.path == "/proto" and "never-offered" or nil
-          local ok, conn = pcall(req.upgrade, req, {{ protocol = protocol }})
-          if not ok then return req:respond(500, nil, tostring(conn)) end
-          if not conn then return end
-          conn:set_callbacks{{
-            on_message = function(m, b)
-              local code = m:match("^close (%d+)$")
-              if code then conn:close(tonumber(code)) else conn:send(m, b) end
-            end,
-            on_close = function(code) last = tostring(code) end,
-          }}
-          if info.path == "/flood" then
-            local timer
-            timer = core.set_interval(1, function()
-              while conn:send(big, true) do end
-              if conn:state() ~= "open" then core.clear_interval(timer) end
-            end)
-          end
-        end)
-        print("port " .. server:port())
-        io.stdout:flush()
-        turbo_ws.run()
-        "#
-    ))
 }
 
 /// GET `path` on a fresh connection; the body of the answer.
@@ -114,7 +79,7 @@ fn server_closes_with(port: u16, path: &str, code: u16) -> Option<u16> {
 
 #[test]
 fn every_legal_close_code_from_a_peer_is_echoed_and_reported_core() {
-    let server = core_server("");
+    let server = echo_server("");
     for code in VALID {
         let (answer, reported) = peer_closes_with(server.port, "/ws", code);
         assert_eq!(answer, Some(code), "echo of {code}");
@@ -124,7 +89,7 @@ fn every_legal_close_code_from_a_peer_is_echoed_and_reported_core() {
 
 #[test]
 fn an_illegal_close_code_from_a_peer_is_a_protocol_error() {
-    let server = core_server("");
+    let server = echo_server("");
     for code in INVALID {
         let (answer, reported) = peer_closes_with(server.port, "/ws", code);
         assert_eq!(answer, Some(1002), "answer to {code}");
@@ -134,7 +99,7 @@ fn an_illegal_close_code_from_a_peer_is_a_protocol_error() {
 
 #[test]
 fn every_legal_close_code_can_be_sent_core_and_turbo() {
-    let core = core_server("");
+    let core = echo_server("");
     for code in VALID {
         assert_eq!(server_closes_with(core.port, "/ws", code), Some(code), "core close({code})");
     }
@@ -149,7 +114,7 @@ fn every_legal_close_code_can_be_sent_core_and_turbo() {
 
 #[test]
 fn a_subprotocol_the_client_never_offered_is_refused_by_the_core() {
-    let server = core_server("");
+    let server = echo_server("");
     let mut s = connect(server.port);
     let request = upgrade_request("Sec-WebSocket-Protocol: chat\r\n").replace("GET /ws", "GET /proto");
     s.write_all(request.as_bytes()).unwrap();
@@ -168,7 +133,7 @@ fn never_reading_client(port: u16) -> std::net::TcpStream {
 
 #[test]
 fn a_client_that_never_reads_for_20_s_costs_at_most_the_default_limit() {
-    let mut server = core_server("");
+    let mut server = echo_server("");
     // Warm up: the first connections allocate what every connection shares.
     assert_echo(&mut open_ws(server.port), "warm");
     let before = server.rss_kib();
@@ -192,7 +157,7 @@ fn a_client_that_never_reads_for_20_s_costs_at_most_the_default_limit() {
 
 #[test]
 fn close_slow_readers_closes_a_peer_that_does_not_read_with_1008() {
-    let server = core_server("close_slow_readers = true, close_timeout = 10");
+    let server = echo_server("close_slow_readers = true, close_timeout = 10");
     let mut s = never_reading_client(server.port);
     thread::sleep(Duration::from_millis(1000));
     // Now read: everything queued arrives, then the close frame.

@@ -10,34 +10,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// An echo server that, on the path /flood, instead writes 64 KiB messages
-/// to the client as fast as `send` accepts them.
-fn server(options: &str) -> LuaProcess {
-    LuaProcess::start(&format!(
-        r#"
-        local turbo_ws = require "turbo_ws"
-        local core = turbo_ws.core
-        local big = string.rep("x", 65536)
-        local server = core.listen({{ host = "127.0.0.1", port = 0, {options} }}, function(req, info)
-          if not info.websocket then return req:respond(200, nil, "ok") end
-          local conn = req:upgrade()
-          if not conn then return end
-          conn:set_callbacks{{ on_message = function(m, b) conn:send(m, b) end }}
-          if info.path == "/flood" then
-            local timer
-            timer = core.set_interval(1, function()
-              while conn:send(big, true) do end
-              if conn:closed() then core.clear_interval(timer) end
-            end)
-          end
-        end)
-        print("port " .. server:port())
-        io.stdout:flush()
-        turbo_ws.run()
-        "#
-    ))
-}
-
 fn assert_healthy(server: &mut LuaProcess, max_rss_kib: u64) {
     assert!(server.alive(), "the server process died");
     assert_echo(&mut open_ws(server.port), "still serving");
@@ -47,7 +19,7 @@ fn assert_healthy(server: &mut LuaProcess, max_rss_kib: u64) {
 
 #[test]
 fn slowloris_is_cut_off_by_the_handshake_timeout() {
-    let mut server = server("handshake_timeout = 0.3");
+    let mut server = echo_server("handshake_timeout = 0.3");
     let mut silent = connect(server.port);
     let mut partial = connect(server.port);
     partial.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
@@ -60,7 +32,7 @@ fn slowloris_is_cut_off_by_the_handshake_timeout() {
 
 #[test]
 fn oversized_request_heads_are_refused() {
-    let mut server = server("max_header_size = 8192, max_headers = 20");
+    let mut server = echo_server("max_header_size = 8192, max_headers = 20");
     let mut s = connect(server.port);
     let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
     let _ = s.write_all(big.as_bytes());
@@ -76,7 +48,7 @@ fn oversized_request_heads_are_refused() {
 
 #[test]
 fn a_client_that_never_reads_cannot_grow_the_server_without_bound() {
-    let mut server = server("max_buffered = 4194304");
+    let mut server = echo_server("max_buffered = 4194304");
     let mut s = connect(server.port);
     s.write_all(upgrade_request("").replace("GET /ws", "GET /flood").as_bytes()).unwrap();
     assert_eq!(read_head(&mut s).0, 101);
@@ -90,7 +62,7 @@ fn a_client_that_never_reads_cannot_grow_the_server_without_bound() {
 
 #[test]
 fn a_connection_flood_past_the_limit_gets_503_and_the_server_stays_up() {
-    let mut server = server("max_connections = 20");
+    let mut server = echo_server("max_connections = 20");
     let held: Vec<_> = (0..20).map(|_| open_ws(server.port)).collect();
     let mut refused = 0;
     for _ in 0..100 {
@@ -108,7 +80,7 @@ fn a_connection_flood_past_the_limit_gets_503_and_the_server_stays_up() {
 
 #[test]
 fn a_ping_flood_gets_bounded_replies() {
-    let mut server = server("");
+    let mut server = echo_server("");
     let mut s = open_ws(server.port);
     let ping = frame(true, 0, 9, &[b'p'; 125], true);
     let burst: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 1000).collect();
@@ -136,7 +108,7 @@ fn a_ping_flood_gets_bounded_replies() {
 
 #[test]
 fn a_peer_that_goes_silent_is_closed_by_the_idle_timeout() {
-    let mut server = server("ping_interval = 0.1, idle_timeout = 0.3, close_timeout = 0.3");
+    let mut server = echo_server("ping_interval = 0.1, idle_timeout = 0.3, close_timeout = 0.3");
     let mut s = open_ws(server.port);
     // Neither answers pings nor closes: the server gives up on it.
     let t0 = Instant::now();
@@ -153,7 +125,7 @@ fn a_peer_that_goes_silent_is_closed_by_the_idle_timeout() {
 
 #[test]
 fn a_peer_that_disappears_mid_close_costs_nothing() {
-    let mut server = server("");
+    let mut server = echo_server("");
     for _ in 0..50 {
         let mut s = open_ws(server.port);
         s.write_all(&frame(true, 0, 8, &1000u16.to_be_bytes(), true)).unwrap();
@@ -169,7 +141,7 @@ fn a_peer_that_disappears_mid_close_costs_nothing() {
 
 #[test]
 fn garbage_after_the_handshake_costs_one_connection() {
-    let mut server = server("");
+    let mut server = echo_server("");
     let mut seed = 0x2545F4914F6CDD1Du64;
     for _ in 0..30 {
         let mut s = open_ws(server.port);

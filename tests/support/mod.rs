@@ -5,9 +5,11 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::thread;
 use std::time::Duration;
 
 pub fn root() -> PathBuf {
@@ -20,15 +22,25 @@ pub struct LuaProcess {
     pub port: u16,
 }
 
+/// `luajit -e script` with build/turbo_ws.so on LUA_CPATH.
+fn luajit(script: &str) -> Command {
+    let so = root().join("build/turbo_ws.so");
+    assert!(so.exists(), "{} is missing: run `make build` first", so.display());
+    let mut command = Command::new("luajit");
+    command.arg("-e").arg(script).env("LUA_CPATH", format!("{}/build/?.so;;", root().display()));
+    command
+}
+
+/// Runs a Lua program to its end; the lines it printed.
+pub fn lua_output(script: &str) -> Vec<String> {
+    let out = luajit(script).output().expect("luajit must be installed (make deps)");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
 impl LuaProcess {
     /// Runs `script`, which must print `port N` once it listens.
     pub fn start(script: &str) -> LuaProcess {
-        let so = root().join("build/turbo_ws.so");
-        assert!(so.exists(), "{} is missing: run `make build` first", so.display());
-        let mut child = Command::new("luajit")
-            .arg("-e")
-            .arg(script)
-            .env("LUA_CPATH", format!("{}/build/?.so;;", root().display()))
+        let mut child = luajit(script)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -67,19 +79,43 @@ impl Drop for LuaProcess {
     }
 }
 
-/// A Lua echo server with the given extra listen options (Lua table fields).
+/// A Lua echo server on the core API with the given extra listen options
+/// (Lua table fields). Plain HTTP gets "plain METHOD URI". Beyond echoing:
+/// the message "close N" closes with code N, and `/last` answers the code
+/// the last connection's on_close got; `/proto` upgrades choosing a
+/// subprotocol the client never offered (an upgrade that raises is answered
+/// 500 with the error); on `/flood` the server writes 64 KiB messages as fast
+/// as `send` accepts them while the connection is open.
 pub fn echo_server(listen_options: &str) -> LuaProcess {
     LuaProcess::start(&format!(
         r#"
         local turbo_ws = require "turbo_ws"
         local core = turbo_ws.core
+        local last = "none"
+        local big = string.rep("x", 65536)
         local server = core.listen({{ host = "127.0.0.1", port = 0, {listen_options} }}, function(req, info)
+          if info.path == "/last" then return req:respond(200, nil, last) end
           if not info.websocket then
             return req:respond(200, {{ ["Content-Type"] = "text/plain" }}, "plain " .. info.method .. " " .. info.uri)
           end
-          local conn = req:upgrade()
+          local upgrade_opts = info.path == "/proto" and {{ protocol = "never-offered" }} or nil
+          local ok, conn = pcall(req.upgrade, req, upgrade_opts)
+          if not ok then return req:respond(500, nil, tostring(conn)) end
           if not conn then return end
-          conn:set_callbacks{{ on_message = function(m, b) conn:send(m, b) end }}
+          conn:set_callbacks{{
+            on_message = function(m, b)
+              local code = m:match("^close (%d+)$")
+              if code then conn:close(tonumber(code)) else conn:send(m, b) end
+            end,
+            on_close = function(code) last = tostring(code) end,
+          }}
+          if info.path == "/flood" then
+            local timer
+            timer = core.set_interval(1, function()
+              while conn:send(big, true) do end
+              if conn:state() ~= "open" then core.clear_interval(timer) end
+            end)
+          end
         end)
         print("port " .. server:port())
         io.stdout:flush()
@@ -93,6 +129,88 @@ pub fn connect(port: u16) -> TcpStream {
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     s.set_nodelay(true).expect("nodelay");
     s
+}
+
+/// A socket a raw server written in a test accepts.
+pub trait RawStream: Read + Write + Send + 'static {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl RawStream for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl RawStream for UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// A listener (TCP or Unix) for [`one_shot_server`].
+pub trait RawListener: Send + 'static {
+    type Stream: RawStream;
+    fn accept_one(&self) -> std::io::Result<Self::Stream>;
+}
+
+impl RawListener for TcpListener {
+    type Stream = TcpStream;
+    fn accept_one(&self) -> std::io::Result<TcpStream> {
+        self.accept().map(|(s, _)| s)
+    }
+}
+
+impl RawListener for UnixListener {
+    type Stream = UnixStream;
+    fn accept_one(&self) -> std::io::Result<UnixStream> {
+        self.accept().map(|(s, _)| s)
+    }
+}
+
+/// A raw server for one connection, on its own thread: `serve` gets the
+/// request head (read with a 10 s timeout) and the stream.
+pub fn one_shot_server<L: RawListener>(listener: L, serve: impl FnOnce(String, L::Stream) + Send + 'static) {
+    thread::spawn(move || {
+        if let Ok(mut s) = listener.accept_one() {
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            let head = read_request_head(&mut s);
+            serve(head, s);
+        }
+    });
+}
+
+/// Reads a request head up to its blank line (without it).
+pub fn read_request_head(s: &mut impl Read) -> String {
+    let mut reader = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    head
+}
+
+/// The value of header `name` (any case) in a head.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// A 101 answer to a request head, with its Sec-WebSocket-Accept computed
+/// here and `extra` header lines (each ending in CRLF).
+pub fn answer_101(head: &str, extra: &str) -> String {
+    let key = header(head, "sec-websocket-key").expect("the request has a Sec-WebSocket-Key");
+    let accept = derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+    )
 }
 
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
