@@ -349,32 +349,31 @@ def shape_label(sh):
     return f"{sh[0]}x{sh[1]}, {sh[2]} B"
 
 
+def shape_table(title, first_column, results, names, mode, cell):
+    """A titled table, one row a load shape, one column a server: cell(result), or n/a."""
+    lines = [f"### {title}", "", f"| {first_column} | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    for sh in SHAPES:
+        row = [shape_label(sh)]
+        for n in names:
+            r = results.get((n, sh, mode))
+            row.append("n/a" if r is None else cell(r))
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
 def echo_tables(results, names, mode):
     """Throughput, server CPU and ratio-to-reference tables for one write mode."""
     lines = [f"## Echo, {WRITE_MODES[mode]}", ""]
-    lines.append("### Throughput: msgs/s, median of the rounds (lowest–highest)")
-    lines.append("")
-    lines.append("| load (conns x in flight, size) | " + " | ".join(names) + " |")
-    lines.append("|---|" + "---|" * len(names))
-    for sh in SHAPES:
-        row = [shape_label(sh)]
-        for n in names:
-            r = results.get((n, sh, mode))
-            row.append("n/a" if r is None else f"{r['rate']:,.0f} ({min(r['rates']):,.0f}–{max(r['rates']):,.0f})")
-        lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
-    lines.append("### Server CPU per echoed message: us, median of the rounds (lowest–highest)")
-    lines.append("")
-    lines.append("| load | " + " | ".join(names) + " |")
-    lines.append("|---|" + "---|" * len(names))
-    for sh in SHAPES:
-        row = [shape_label(sh)]
-        for n in names:
-            r = results.get((n, sh, mode))
-            row.append("n/a" if r is None else
-                       f"{r['server_cpu_median']:.2f} ({r['cpus'][0]:.2f}–{r['cpus'][-1]:.2f})")
-        lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
+    lines += shape_table(
+        "Throughput: msgs/s, median of the rounds (lowest–highest)", "load (conns x in flight, size)",
+        results, names, mode,
+        lambda r: f"{r['rate']:,.0f} ({min(r['rates']):,.0f}–{max(r['rates']):,.0f})")
+    lines += shape_table(
+        "Server CPU per echoed message: us, median of the rounds (lowest–highest)", "load",
+        results, names, mode,
+        lambda r: f"{r['server_cpu_median']:.2f} ({r['cpus'][0]:.2f}–{r['cpus'][-1]:.2f})")
     # uWebSockets is the reference; without it, the fastest other anchor.
     ref = next((n for n in (REFERENCE, "fastwebsockets", "tungstenite") if n in names), None)
     others = [n for n in names if n != ref]

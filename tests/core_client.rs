@@ -11,29 +11,9 @@ use std::time::Duration;
 
 use support::*;
 
-/// Runs a Lua client doing `core.connect(url, opts)`; the client echoes what
-/// it receives and prints one line per event. Returns those lines.
+/// [`support::run_client`], printing "connected STATUS PROTOCOL".
 fn run_client(url: &str, opts: &str) -> Vec<String> {
-    let script = format!(
-        r#"
-        io.stdout:setvbuf("line")
-        local turbo_ws = require "turbo_ws"
-        local core = turbo_ws.core
-        core.set_interval(8000, function() print("guard timeout"); core.close() end, nil, false)
-        core.connect({url:?}, {{ {opts} }}, function(conn, res, msg)
-          if not conn then print("error " .. res .. " " .. tostring(msg)); return end
-          print("connected " .. res.status .. " " .. tostring(res.protocol))
-          conn:set_callbacks{{
-            on_message = function(m, b) print("message " .. m); conn:send(m, b) end,
-            on_error = function(kind, m) print("failed " .. kind) end,
-            on_close = function(code) print("closed " .. code) end,
-          }}
-        end)
-        turbo_ws.run()
-        print("done")
-        "#
-    );
-    lua_output(&script)
+    support::run_client(url, opts, r#"print("connected " .. res.status .. " " .. tostring(res.protocol))"#)
 }
 
 /// A one-connection TCP server: `serve` gets the request head and the stream.

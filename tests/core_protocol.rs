@@ -211,20 +211,22 @@ fn too_big_frames_and_messages_fail_with_1009() {
 /// protocol error (1002), refused from the header alone.
 #[test]
 fn a_length_of_2_pow_63_costs_one_connection() {
-    let mut header = vec![0x82u8, 0x80 | 127];
-    header.extend_from_slice(&(1u64 << 63).to_be_bytes());
-    header.extend_from_slice(&[1, 2, 3, 4]);
-    expect_failure(&header, 1002);
+    expect_failure(&binary_header_with_64_bit_length(1 << 63), 1002);
 }
 
 /// A length under 2^63 but past max_frame_size is refused with 1009 before
 /// any of the payload is awaited.
 #[test]
 fn an_announced_length_past_the_limit_gets_1009_at_once() {
+    expect_failure(&binary_header_with_64_bit_length(1 << 40), 1009);
+}
+
+/// A masked binary frame's header announcing `len` in the 64-bit form, no payload.
+fn binary_header_with_64_bit_length(len: u64) -> Vec<u8> {
     let mut header = vec![0x82u8, 0x80 | 127];
-    header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    header.extend_from_slice(&len.to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
-    expect_failure(&header, 1009);
+    header
 }
 
 #[test]

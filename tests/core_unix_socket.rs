@@ -34,31 +34,17 @@ impl Drop for SocketDir {
     }
 }
 
-/// Runs `core.connect(url, {unix_socket = path, <opts>})` in luajit; prints
-/// the answer's header names in order, then each event. Returns those lines.
+/// [`support::run_client`] with `unix_socket = socket`, printing the
+/// answer's header names in order and the peer address.
 fn run_client(url: &str, socket: &str, opts: &str) -> Vec<String> {
-    let script = format!(
-        r#"
-        io.stdout:setvbuf("line")
-        local turbo_ws = require "turbo_ws"
-        local core = turbo_ws.core
-        core.set_interval(8000, function() print("guard timeout"); core.close() end, nil, false)
-        core.connect({url:?}, {{ unix_socket = {socket:?}, {opts} }}, function(conn, res, msg)
-          if not conn then print("error " .. res .. " " .. tostring(msg)); return end
-          local names = {{}}
+    support::run_client(
+        url,
+        &format!("unix_socket = {socket:?}, {opts}"),
+        r#"local names = {}
           for i, h in ipairs(res.headers) do names[i] = h[1] end
           print("connected " .. res.status .. " " .. table.concat(names, ","))
-          print("peer " .. tostring(conn:remote_address()))
-          conn:set_callbacks{{
-            on_message = function(m, b) print("message " .. m); conn:send(m, b) end,
-            on_close = function(code) print("closed " .. code) end,
-          }}
-        end)
-        turbo_ws.run()
-        print("done")
-        "#
-    );
-    lua_output(&script)
+          print("peer " .. tostring(conn:remote_address()))"#,
+    )
 }
 
 #[test]

@@ -230,24 +230,25 @@ end
 -- Option names from the source files
 ---------------------------------------------------------------------------
 
--- Quoted names in the `{ ... }` that follows `opening` in `text`.
-local function block_strings(text, opening)
+-- The names `pattern` captures in the `{ ... }` that follows `opening` in
+-- `text`; nil when `opening` is not there.
+local function block_matches(text, opening, pattern)
   local s = text:find(opening, 1, true)
   if not s then return nil end
   local block = text:match("%b{}", s)
   local out = {}
-  for name in block:gmatch('"([%a_][%w_]*)"') do out[#out + 1] = name end
+  for name in block:gmatch(pattern) do out[#out + 1] = name end
   return out
+end
+
+-- Quoted names in the `{ ... }` that follows `opening` in `text`.
+local function block_strings(text, opening)
+  return block_matches(text, opening, '"([%a_][%w_]*)"')
 end
 
 -- Keys (`name =`) in the `{ ... }` that follows `opening` in `text`.
 local function block_keys(text, opening)
-  local s = text:find(opening, 1, true)
-  if not s then return nil end
-  local block = text:match("%b{}", s)
-  local out = {}
-  for name in block:gmatch("([%a_][%w_]*)%s*=") do out[#out + 1] = name end
-  return out
+  return block_matches(text, opening, "([%a_][%w_]*)%s*=")
 end
 
 local RUST_OPTION_METHODS = {

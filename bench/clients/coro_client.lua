@@ -6,7 +6,8 @@
 local uv = arg[5] == "luv" and require "luv" or nil
 local turbo_ws = require "turbo_ws"
 local websocket = turbo_ws.coro_websocket
-local core = turbo_ws.core
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
+local window = require "bench_window"
 local url, conns, inflight, seconds = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4])
 local frame = { opcode = 1, payload = string.rep("a", 32) }
 local count, measuring = 0, false
@@ -26,15 +27,6 @@ for _ = 1, conns do
   end)()
 end
 
-local now = core.gettimemonotonic
-local t0, c0
-core.add_timeout(now() + 1000, function()
-  measuring, t0, c0 = true, now(), os.clock()
-  core.add_timeout(now() + seconds * 1000, function()
-    local secs, cpu = (now() - t0) / 1000, os.clock() - c0
-    print(string.format('{"rate":%.0f,"cpu_us_per_msg":%.3f}', count / secs, count > 0 and cpu * 1e6 / count or 0))
-    io.stdout:flush()
-    os.exit(0)
-  end)
-end)
+window(seconds, function() measuring = true end, function() return count end)
+
 if uv then uv.run() else turbo_ws.run() end

@@ -3,6 +3,8 @@
 -- Usage: luajit turbo_client.lua URL CONNS INFLIGHT SECONDS
 local turbo = require "turbo_ws"
 turbo.log.disable_all()
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
+local window = require "bench_window"
 local url, conns, inflight, seconds = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4])
 local io_loop = turbo.ioloop.instance()
 local payload = string.rep("a", 32)
@@ -22,15 +24,6 @@ for _ = 1, conns do
   end)
 end
 
-local now = turbo.util.gettimemonotonic
-local t0, c0
-io_loop:add_timeout(now() + 1000, function()      -- one second of warm-up
-  measuring, t0, c0 = true, now(), os.clock()
-  io_loop:add_timeout(now() + seconds * 1000, function()
-    local secs, cpu = (now() - t0) / 1000, os.clock() - c0
-    print(string.format('{"rate":%.0f,"cpu_us_per_msg":%.3f}', count / secs, count > 0 and cpu * 1e6 / count or 0))
-    io.stdout:flush()
-    os.exit(0)
-  end)
-end)
+window(seconds, function() measuring = true end, function() return count end)
+
 io_loop:start()

@@ -16,6 +16,32 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs a Lua client doing `core.connect(url, { opts })` under an 8 s guard.
+/// It prints "error KIND MESSAGE", or runs `on_connect` (Lua with `conn` and
+/// `res` in scope, printing what the test checks) and then echoes, printing
+/// "message M", "failed KIND" and "closed CODE"; last "done". Those lines.
+pub fn run_client(url: &str, opts: &str, on_connect: &str) -> Vec<String> {
+    lua_output(&format!(
+        r#"
+        io.stdout:setvbuf("line")
+        local turbo_ws = require "turbo_ws"
+        local core = turbo_ws.core
+        core.set_interval(8000, function() print("guard timeout"); core.close() end, nil, false)
+        core.connect({url:?}, {{ {opts} }}, function(conn, res, msg)
+          if not conn then print("error " .. res .. " " .. tostring(msg)); return end
+          {on_connect}
+          conn:set_callbacks{{
+            on_message = function(m, b) print("message " .. m); conn:send(m, b) end,
+            on_error = function(kind, m) print("failed " .. kind) end,
+            on_close = function(code) print("closed " .. code) end,
+          }}
+        end)
+        turbo_ws.run()
+        print("done")
+        "#
+    ))
+}
+
 /// A Lua program running under luajit with build/turbo_ws.so; killed on drop.
 pub struct LuaProcess {
     pub child: Child,
