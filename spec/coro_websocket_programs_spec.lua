@@ -3,6 +3,7 @@
 -- unmodified luvit-style program, and examples/coro_client.lua.
 -- Shared helpers: spec/support/coro_websocket.lua.
 local C = require "spec.support.coro_websocket"
+local P = require "spec.support.peer"
 local turbo_ws, cws, core, ROOT, run_loop = C.turbo_ws, C.cws, C.core, C.ROOT, C.run_loop
 local cleanup, read_file, write_file = C.cleanup, C.read_file, C.write_file
 local test_server, temp_dir, stop_peer = C.test_server, C.temp_dir, C.stop_peer
@@ -29,10 +30,7 @@ describe("turbo_ws.coro_websocket", function()
   describe("programs", function()
     -- Runs a shell command with a time bound; returns exit status and output.
     local function run_cmd(cmd)
-      local p = assert(io.popen("timeout 20 " .. cmd .. " 2>&1; echo \"exit=$?\""))
-      local out = p:read("*a")
-      p:close()
-      return tonumber(out:match("exit=(%d+)%s*$")), out
+      return P.run("timeout 20 " .. cmd)
     end
     local env = "env LUA_CPATH='" .. ROOT .. "/build/?.so;;' "
       .. (os.getenv("TURBO_WS_LUA_DIR") and ("TURBO_WS_LUA_DIR='" .. ROOT .. "/lua' ") or "")

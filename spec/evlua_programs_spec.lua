@@ -60,21 +60,13 @@ describe("evlua programs", function()
   -- development, the faces from lua/).
   local ENV = "LUA_CPATH='./build/?.so;;' "
 
-  local function read_file(path)
-    local f = io.open(path)
-    if not f then return "" end
-    local text = f:read("*a")
-    f:close()
-    return text
-  end
+  local P = require "spec.support.peer"
+  local function read_file(path) return P.read_file(path) or "" end
 
   -- Runs a Lua program in a child luajit (bounded by `timeout`); returns
   -- its exit status and output.
   local function run_program(args)
-    local p = assert(io.popen(ENV .. "timeout 20 luajit " .. args .. " 2>&1; echo \"exit=$?\""))
-    local out = p:read("*a")
-    p:close()
-    return tonumber(out:match("exit=(%d+)%s*$")), out
+    return P.run(ENV .. "timeout 20 luajit " .. args)
   end
 
   it("run client calls from top-level code (the main thread runs the loop while waiting)", function()

@@ -4,6 +4,7 @@ local turbo = require "turbo_ws"
 local ioloop = turbo.ioloop
 local util = turbo.util
 local L = require "spec.support.loop"
+local P = require "spec.support.peer"
 local assert_error_with = L.assert_error_with
 local run_bounded = L.run_bounded
 
@@ -13,15 +14,10 @@ local now = util.gettimemonotonic
 -- Runs a Lua snippet in a fresh luajit; returns exit status and output.
 local function run_program(code)
   local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(code)
-  f:close()
-  local cmd = "LUA_CPATH='./build/?.so;;' luajit " .. path .. " 2>&1; echo \"exit=$?\""
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
+  P.write_file(path, code)
+  local status, out = P.run("LUA_CPATH='./build/?.so;;' luajit " .. path)
   os.remove(path)
-  return tonumber(out:match("exit=(%d+)")), out
+  return status, out
 end
 
 describe("turbo_ws.ioloop", function()

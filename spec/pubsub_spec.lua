@@ -11,12 +11,7 @@ local assert_error_with = L.assert_error_with
 local run_bounded = L.run_bounded
 local run_until = L.run_until
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local sh = require("spec.support.peer").output
 
 -- A redis-server of our own on 127.0.0.1:port.
 local Redis = {}

@@ -17,12 +17,7 @@ local function env()
 end
 
 -- Runs a command; returns its exit status and output.
-local function run(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"exit=$?\""))
-  local out = p:read("*a")
-  p:close()
-  return tonumber(out:match("exit=(%d+)%s*$")), out
-end
+local run = require("spec.support.peer").run
 
 -- Starts the example server on port 0; returns its port and a stop function.
 local function start_server()

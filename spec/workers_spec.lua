@@ -10,18 +10,12 @@ local assert_error_with = L.assert_error_with
 
 pcall(ffi.cdef, "int getpid(void);")
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local P = require "spec.support.peer"
+local sh = P.output
 
 local function write_file(code)
   local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(code)
-  f:close()
+  P.write_file(path, code)
   return path
 end
 

@@ -1,9 +1,27 @@
--- Starting an independent peer program for a spec file (the Python servers
--- in spec/support/), and the temporary files around it; not a spec itself.
+-- Programs a spec file runs: shell commands and child luajits (exit status
+-- and output), independent peers (the Python servers in spec/support/), and
+-- the temporary files around them; not a spec itself.
 -- Loaded with `local P = require "spec.support.peer"`.
 local core = require("turbo_ws").core
 
 local P = {}
+
+--- Runs a shell command (stderr too); returns its exit status and its
+-- output, which ends with a line "exit=N".
+function P.run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1; echo \"exit=$?\""))
+  local out = p:read("*a")
+  p:close()
+  return tonumber(out:match("exit=(%d+)%s*$")), out
+end
+
+--- Runs a shell command; its output (stdout and stderr).
+function P.output(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
 
 --- The whole file, or nil when it cannot be opened.
 function P.read_file(path)
