@@ -15,7 +15,7 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from raw_ws import accept_upgrade, read_frame, read_head  # noqa: E402
+from raw_ws import accept_upgrade, close_frame, listen, read_frame, read_head  # noqa: E402
 
 
 def read_close(conn):
@@ -35,21 +35,16 @@ def serve(conn):
     accept_upgrade(conn, head)
     if path.startswith("/peer/"):
         payload = int(path[6:]).to_bytes(2, "big") + b"r"
-        conn.sendall(bytes([0x88, len(payload)]) + payload)
+        conn.sendall(close_frame(payload))
         print("echoed", code_of(read_close(conn)), flush=True)
     else:
         payload = read_close(conn)
         print("sent", code_of(payload), flush=True)
-        conn.sendall(bytes([0x88, len(payload)]) + payload)
+        conn.sendall(close_frame(payload))
 
 
 def main():
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(60)
-    print("port", listener.getsockname()[1], flush=True)
+    listener = listen(16, [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)])
     while True:
         try:
             conn, _ = listener.accept()

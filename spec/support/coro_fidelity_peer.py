@@ -23,14 +23,13 @@ is answered by the request path:
 
 Stops when its stdin is closed, or after 120 s in any case.
 """
-import base64
-import hashlib
 import os
 import socket
 import sys
 import threading
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from raw_ws import accept_key, read_frame, read_head  # noqa: E402
 
 # (name, value) in the order and spelling sent; None = the accept key.
 SPELLING = [
@@ -50,24 +49,6 @@ STATUS = {
 }
 
 
-def read_head(conn):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            return None
-        data += chunk
-    return data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-
-
-def request_key(head):
-    for line in head.decode("latin-1").split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "sec-websocket-key":
-            return value.strip()
-    return ""
-
-
 def server_frame(opcode, payload):
     assert len(payload) < 65536
     if len(payload) < 126:
@@ -77,39 +58,22 @@ def server_frame(opcode, payload):
 
 def wait_for_close(conn):
     """Reads the client's frames until its close frame or EOF."""
-    buf = b""
-    while True:
-        chunk = conn.recv(4096)
-        if not chunk:
-            return
-        buf += chunk
-        while len(buf) >= 2:
-            length = buf[1] & 0x7F
-            header = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if buf[1] & 0x80 else 0)
-            if len(buf) < header:
-                break
-            if length == 126:
-                length = int.from_bytes(buf[2:4], "big")
-            elif length == 127:
-                length = int.from_bytes(buf[2:10], "big")
-            if len(buf) < header + length:
-                break
-            if buf[0] & 0x0F == 8:
-                return
-            buf = buf[header + length:]
+    try:
+        while read_frame(conn)[0] != 8:
+            pass
+    except EOFError:
+        return
 
 
 def serve(conn):
     try:
         conn.settimeout(10)
         head = read_head(conn)
-        if head is None:
-            return
-        path = head.split(b" ")[1].decode("latin-1")
+        path = head.split(" ")[1]
         if path in STATUS:
             conn.sendall(STATUS[path])
             return
-        accept = base64.b64encode(hashlib.sha1(request_key(head).encode() + GUID).digest()).decode()
+        accept = accept_key(head)
         if path.startswith("/bad/"):
             fields = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept}
             if path == "/bad/connection":
@@ -127,9 +91,9 @@ def serve(conn):
         lines = ["HTTP/1.1 101 Switching Protocols"]
         lines += ["%s: %s" % (name, accept if value is None else value) for name, value in SPELLING]
         conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        conn.sendall(server_frame(1, head) + server_frame(8, (1000).to_bytes(2, "big") + b"bye"))
+        conn.sendall(server_frame(1, head.encode("latin-1")) + server_frame(8, (1000).to_bytes(2, "big") + b"bye"))
         wait_for_close(conn)
-    except OSError:
+    except (OSError, EOFError):
         pass
     finally:
         conn.close()

@@ -16,17 +16,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from raw_ws import accept_upgrade, read_frame, read_head  # noqa: E402
+from raw_ws import accept_upgrade, close_frame, listen, read_frame, read_head  # noqa: E402
 
 
 def main():
     delay = float(sys.argv[1])
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(60)
-    print("port", listener.getsockname()[1], flush=True)
+    listener = listen(1, [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
     conn, _ = listener.accept()
     conn.settimeout(60)
     accept_upgrade(conn, read_head(conn))
@@ -35,7 +30,7 @@ def main():
     while True:
         opcode, length, payload = read_frame(conn)
         if opcode == 8:
-            conn.sendall(bytes([0x88, len(payload)]) + payload)
+            conn.sendall(close_frame(payload))
             break
         if opcode in (0, 1, 2):
             frames += 1
