@@ -101,11 +101,7 @@ local function capture_stderr(fn)
   return table.concat(text)
 end
 
-local function assert_error_with(expected, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error raised")
-  assert.truthy(tostring(err):find(expected, 1, true), "error was: " .. tostring(err))
-end
+local assert_error_with = require("spec.support.loop").assert_error_with
 
 ------------------------------------------------------------------------
 -- Raw TCP peers (ffi; non-blocking reads polled from the loop)
