@@ -255,8 +255,12 @@ describe("turbo_ws.coro_websocket", function()
         for _, p in ipairs(seen.pongs) do assert.are.equal("", p) end
         write()
         assert.is_nil(read())
+        -- One heartbeat may have been on its way while the close was sent;
+        -- after the close none may follow.
+        local at_close = #seen.pongs
+        assert.truthy(at_close <= n + 1, at_close .. " heartbeats at close, " .. n .. " before")
         sleep(150)
-        assert.are.equal(n, #seen.pongs)
+        assert.are.equal(at_close, #seen.pongs)
         server:close()
       end)
     end)
