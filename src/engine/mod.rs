@@ -16,6 +16,8 @@ pub mod dial;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod http_client;
+pub mod http_session;
 pub mod limits;
 pub mod pubsub;
 pub mod random;
