@@ -24,5 +24,7 @@ pub mod random;
 pub mod redirect;
 pub mod registry;
 pub mod server;
+pub mod signals;
 pub mod stream;
 pub mod tls;
+pub mod workers;
