@@ -1,9 +1,10 @@
 //! The engine: everything that moves WebSocket bytes, and knows nothing of
 //! Lua. Wire format and codec, permessage-deflate, the client handshake and
 //! redirect rules, streams, TLS and dialing, the server (listening, HTTP
-//! serving, the upgrade checks), one connection's driver, and the pub/sub
-//! hub with its backends. What happens is reported through traits
-//! (`connection::Events`, `server::Requests`, `pubsub::Events`); the
+//! serving, the upgrade checks), one connection's driver, the pub/sub hub
+//! with its backends, the HTTP client, worker processes and signals. What
+//! happens is reported through traits (`connection::Events`,
+//! `server::Requests`, `pubsub::Events`) or returned as plain values; the
 //! binding layer (`src/binding`) puts Lua on top of them.
 
 pub mod answer;
