@@ -76,7 +76,8 @@ async fn fetch(p: &Request) -> Result<Answer, Failure> {
     headers.retain(|(n, _)| {
         !n.eq_ignore_ascii_case("content-length") && !n.eq_ignore_ascii_case("transfer-encoding")
     });
-    let mut out = Outgoing { target: p.target.clone(), method: p.method.clone(), headers, body: p.body.clone() };
+    let mut out =
+        Outgoing { target: p.target.clone(), method: p.method.clone(), headers, body: p.body.clone() };
     let mut trail = Trail::new(&out.target.url);
     for redirects in 0..=p.max_redirects {
         let answer = exchange(&out, p).await.map_err(|e| (e, None))?;
@@ -398,7 +399,8 @@ mod tests {
         let answer = "HTTP/1.1 200 Fine Here\r\nContent-Length: 5\r\nX-Answer: a\r\n\r\nhello".to_owned();
         let peer = tokio::spawn(raw_peer(listener, vec![answer]));
         let url = format!("{base}/path?q=1");
-        let answer = LocalSet::new().run_until(request(&get(&url))).await.map_err(|(e, _)| e).expect("answer");
+        let answer =
+            LocalSet::new().run_until(request(&get(&url))).await.map_err(|(e, _)| e).expect("answer");
         assert_eq!((answer.status, answer.reason.as_str()), (200, "Fine Here"));
         assert_eq!(answer.body.as_deref(), Some(&b"hello"[..]));
         assert_eq!(answer.header("x-answer").as_deref(), Some("a"));
@@ -430,7 +432,8 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_redirect_over_the_limit_fails_with_the_redirect_answer() {
         let (listener, base) = listen().await;
-        let answers = vec!["HTTP/1.1 301 Moved\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n".to_owned()];
+        let answers =
+            vec!["HTTP/1.1 301 Moved\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n".to_owned()];
         let peer = tokio::spawn(raw_peer(listener, answers));
         let mut req = get(&format!("{base}/start"));
         req.max_redirects = 0;
