@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::task::LocalSet;
 
 use crate::binding::callback;
+use crate::engine::signals::Signals;
 
 /// What `start()`/`run()` wait for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,9 @@ pub struct Loop {
     registry: crate::engine::registry::Registry,
     /// The pub/sub hubs of this thread and the memory backend's queue.
     pubsub: Rc<crate::engine::pubsub::Bus>,
+    /// The program's signal handlers (`on_signal`), the signals listened
+    /// for, and the worker role (`workers`).
+    signals: Signals<Rc<RegistryKey>>,
     /// Another event loop brought into this one (`set_foreign_loop`).
     foreign: RefCell<Option<Foreign>>,
     /// A foreign hook is running: a nested park or idle check skips it.
@@ -125,8 +129,17 @@ struct Foreign {
     alive: Option<RegistryKey>,
 }
 
+// The one place the host context is found without being passed. Code
+// that has a `Lua` (the `core` functions) gets the loop from `get` and
+// passes it on; this is for what runs where nothing can be passed: tokio's
+// park hook (`on_thread_park` wants a `Send + Sync` closure, which cannot
+// hold the loop), and the engine's event traits implemented here
+// (`connection::Events`, `server::Requests`, `pubsub::Events`), whose
+// calls into Lua reach the trampolines through `callback`. One loop per
+// thread makes this exact: `get` refuses a second Lua state on the
+// thread. Add no other thread-local for host state: give it to `Loop`.
+// A plain pointer: no destructor runs at thread exit.
 thread_local! {
-    // A plain pointer: no destructor runs at thread exit.
     static CURRENT: Cell<Option<&'static Loop>> = const { Cell::new(None) };
 }
 
@@ -163,6 +176,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         trampolines: callback::Trampolines::default(),
         registry: crate::engine::registry::Registry::default(),
         pubsub: Rc::default(),
+        signals: Signals::default(),
         foreign: RefCell::new(None),
         in_foreign_hook: Cell::new(false),
         foreign_was_alive: Cell::new(false),
@@ -206,6 +220,10 @@ impl Loop {
 
     pub fn pubsub(&self) -> &Rc<crate::engine::pubsub::Bus> {
         &self.pubsub
+    }
+
+    pub fn signals(&self) -> &Signals<Rc<RegistryKey>> {
+        &self.signals
     }
 
     pub fn trampolines(&self) -> &callback::Trampolines {

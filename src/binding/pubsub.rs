@@ -93,14 +93,6 @@ impl Host for LoopHost {
     }
 }
 
-/// Closes every open hub of this thread (the graceful stop of a worker
-/// process uses it).
-pub fn close_all() {
-    if let Some(lp) = ioloop::current() {
-        lp.pubsub().close_all();
-    }
-}
-
 // ---------------------------------------------------------------- Lua API
 
 /// The Lua handle of a hub.

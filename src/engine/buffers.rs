@@ -13,6 +13,18 @@ const KEEP: usize = 32;
 /// Buffers with more capacity than this are freed, not kept.
 const MAX_KEPT_CAPACITY: usize = 256 << 10;
 
+// A per-thread cache, deliberately not host-context state (the host
+// context, `binding::ioloop::Loop`, owns what a program can observe:
+// the loop, timers, registry, signal handlers, pub/sub). This pool holds
+// only emptied memory: which pool lends a buffer changes nothing anyone
+// can see, so it needs no owner. It is taken and given back on every
+// burst of messages, deep in the codec and the connection driver, which
+// know no host context; a thread-local costs one TLS lookup there, where
+// a handle to an owner would have to be passed down every per-message
+// call. All connections of a loop run on the loop's one thread (tokio
+// current-thread runtime with a `LocalSet`), so per thread is per loop.
+// At thread exit its destructor only frees memory (no runtime, no Lua
+// values), so it need not be leaked like the loop.
 thread_local! {
     static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }

@@ -12,8 +12,26 @@ struct Pool {
     used: usize,
 }
 
+// A per-thread cache of OS entropy, deliberately not host-context state:
+// bytes drawn from it do not depend on who holds it, so it needs no
+// owner. It is read per frame a client sends (its masking key), in the
+// codec, which knows no host context; per thread, that costs no lock, no
+// system call and no handle passed down every call. It holds no Lua
+// values and its destructor only frees an array. What a cache of random
+// bytes must not survive is a fork (parent and child would draw the same
+// bytes): `engine::workers` calls `discard` in each new worker.
 thread_local! {
     static POOL_BYTES: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; POOL], used: POOL }) };
+}
+
+/// Forgets the bytes not drawn yet, so the next draw reads the OS source
+/// afresh. A forked child calls it: it must not repeat its parent's bytes.
+pub fn discard() {
+    POOL_BYTES.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.bytes = [0; POOL];
+        pool.used = POOL;
+    })
 }
 
 /// Fills `dest` with random bytes.
@@ -62,5 +80,26 @@ fn refill(bytes: &mut [u8; POOL]) {
         let digest = sha.finalize();
         let n = chunk.len();
         chunk.copy_from_slice(&digest[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unused() -> usize {
+        POOL_BYTES.with(|pool| POOL - pool.borrow().used)
+    }
+
+    #[test]
+    fn discarding_forgets_the_bytes_not_drawn_yet() {
+        discard();
+        assert_eq!(unused(), 0);
+        let _ = mask_key();
+        assert_eq!(unused(), POOL - 4);
+        discard();
+        assert_eq!(unused(), 0);
+        let _ = mask_key();
+        assert_eq!(unused(), POOL - 4, "the next draw refills from the OS");
     }
 }

@@ -1,0 +1,174 @@
+//! Signals as a host handles them, without Lua: the signals a program may
+//! handle (by name), what one arrival means (the program's handler, a
+//! worker's graceful stop, or the default action), and the record of
+//! handlers and listeners that belongs to one host context.
+//!
+//! Signals reach the loop through tokio's signal streams, which run no
+//! program code inside the OS signal handler; so this record needs no
+//! process-wide static: the host context owns it (`binding::ioloop::Loop`
+//! holds one, with Lua handlers as `H`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// The signals `on_signal` accepts and the workers' supervisor forwards.
+pub(crate) const HANDLED: &[(&str, libc::c_int)] = &[
+    ("SIGINT", libc::SIGINT),
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGHUP", libc::SIGHUP),
+    ("SIGUSR1", libc::SIGUSR1),
+    ("SIGUSR2", libc::SIGUSR2),
+];
+
+/// A worker's default grace for its graceful stop, until `workers()` sets one.
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+pub(crate) fn name(signo: libc::c_int) -> &'static str {
+    HANDLED.iter().find(|(_, n)| *n == signo).map(|(name, _)| *name).unwrap_or("signal")
+}
+
+/// "SIGINT", "INT", "sigint" and "int" all name SIGINT.
+pub(crate) fn parse(name: &str) -> Option<libc::c_int> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    HANDLED.iter().find(|(n, _)| *n == full).map(|(_, s)| *s)
+}
+
+/// What the signal would have done without a handler: end the process.
+pub(crate) fn default_action(signo: libc::c_int) {
+    // SAFETY: restoring the default disposition and raising the signal is
+    // async-signal-safe and ends the process, as the unhandled signal would.
+    unsafe {
+        libc::signal(signo, libc::SIG_DFL);
+        libc::raise(signo);
+    }
+}
+
+/// A stream of one signal's arrivals, for a task on the loop. The tokio
+/// runtime must be entered (it registers with the runtime's driver).
+pub(crate) fn arrivals(signo: libc::c_int) -> Result<tokio::signal::unix::Signal, String> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(signo))
+        .map_err(|e| format!("cannot handle {}: {e}", name(signo)))
+}
+
+/// What to do with a signal that arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Action<H> {
+    /// Call the program's handler.
+    Call(H),
+    /// A worker's first SIGINT/SIGTERM without a handler: stop gracefully,
+    /// giving connections this long.
+    Stop(Duration),
+    /// A repeated stop signal while the graceful stop runs.
+    Ignore,
+    /// No handler: what the signal does by default (`default_action`).
+    Default,
+}
+
+/// One host's signals: the program's handlers (of the host's kind `H`),
+/// which signals have a listener task, and the worker role with its
+/// graceful stop.
+pub(crate) struct Signals<H> {
+    handlers: RefCell<HashMap<libc::c_int, H>>,
+    /// Signals that have a listener task (it stays for good: tokio cannot
+    /// give a signal back to its default action).
+    listening: RefCell<HashSet<libc::c_int>>,
+    /// This process's worker index, when it is a worker.
+    worker: Cell<Option<u32>>,
+    grace: Cell<Duration>,
+    stopping: Cell<bool>,
+}
+
+impl<H> Default for Signals<H> {
+    fn default() -> Self {
+        Signals {
+            handlers: RefCell::new(HashMap::new()),
+            listening: RefCell::new(HashSet::new()),
+            worker: Cell::new(None),
+            grace: Cell::new(DEFAULT_GRACE),
+            stopping: Cell::new(false),
+        }
+    }
+}
+
+impl<H: Clone> Signals<H> {
+    /// Sets (or with None removes) the program's handler for `signo`.
+    pub(crate) fn set_handler(&self, signo: libc::c_int, handler: Option<H>) {
+        let mut handlers = self.handlers.borrow_mut();
+        match handler {
+            Some(h) => handlers.insert(signo, h),
+            None => handlers.remove(&signo),
+        };
+    }
+
+    /// What an arrival of `signo` means now. A worker's graceful stop is
+    /// started once; repeats are ignored.
+    pub(crate) fn action(&self, signo: libc::c_int) -> Action<H> {
+        if let Some(h) = self.handlers.borrow().get(&signo) {
+            return Action::Call(h.clone());
+        }
+        let stop_signal = signo == libc::SIGINT || signo == libc::SIGTERM;
+        match self.worker.get() {
+            Some(_) if stop_signal && self.stopping.replace(true) => Action::Ignore,
+            Some(_) if stop_signal => Action::Stop(self.grace.get()),
+            _ => Action::Default,
+        }
+    }
+
+    pub(crate) fn is_listening(&self, signo: libc::c_int) -> bool {
+        self.listening.borrow().contains(&signo)
+    }
+
+    pub(crate) fn mark_listening(&self, signo: libc::c_int) {
+        self.listening.borrow_mut().insert(signo);
+    }
+
+    /// This process is now worker `index`; its graceful stop allows `grace`.
+    pub(crate) fn become_worker(&self, index: u32, grace: Duration) {
+        self.worker.set(Some(index));
+        self.grace.set(grace);
+    }
+
+    /// This process's worker index, or None outside workers.
+    pub(crate) fn worker(&self) -> Option<u32> {
+        self.worker.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_accepted_with_or_without_sig_in_any_case() {
+        for given in ["SIGINT", "INT", "sigint", "int"] {
+            assert_eq!(parse(given), Some(libc::SIGINT), "{given}");
+        }
+        assert_eq!(parse("SIGKILL"), None);
+        assert_eq!(name(libc::SIGUSR2), "SIGUSR2");
+    }
+
+    #[test]
+    fn a_handler_wins_and_without_one_a_plain_process_takes_the_default() {
+        let signals: Signals<&str> = Signals::default();
+        signals.set_handler(libc::SIGHUP, Some("reload"));
+        assert_eq!(signals.action(libc::SIGHUP), Action::Call("reload"));
+        assert_eq!(signals.action(libc::SIGINT), Action::Default);
+        signals.set_handler(libc::SIGHUP, None);
+        assert_eq!(signals.action(libc::SIGHUP), Action::Default);
+    }
+
+    #[test]
+    fn a_worker_stops_gracefully_once_on_int_or_term() {
+        let signals: Signals<&str> = Signals::default();
+        signals.become_worker(3, Duration::from_secs(2));
+        assert_eq!(signals.worker(), Some(3));
+        assert_eq!(signals.action(libc::SIGUSR1), Action::Default);
+        assert_eq!(signals.action(libc::SIGTERM), Action::Stop(Duration::from_secs(2)));
+        assert_eq!(signals.action(libc::SIGINT), Action::Ignore);
+        // The program's own handler still takes precedence.
+        signals.set_handler(libc::SIGINT, Some("mine"));
+        assert_eq!(signals.action(libc::SIGINT), Action::Call("mine"));
+    }
+}
