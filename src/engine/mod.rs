@@ -24,3 +24,4 @@ pub mod registry;
 pub mod server;
 pub mod stream;
 pub mod tls;
+pub mod url_parts;
