@@ -68,6 +68,23 @@ function clientutil.error_code(kind, overrides)
   return (overrides and overrides[kind]) or KIND_TO_ERROR[kind] or errors.SOCKET_ERROR
 end
 
+--- Raises for a kwarg of the wrong type (misuse is an error at the
+-- call; Turbo failed later or not at all): `types` maps kwarg names to
+-- type names, and `cookie` may be a string or a table. `fname` names the
+-- call in the message; `level` is error()'s, as seen from the caller.
+function clientutil.check_kwargs(fname, kwargs, types, level)
+  for name, expected in pairs(types) do
+    local value = kwargs[name]
+    if value ~= nil and type(value) ~= expected then
+      error(("%s: kwarg '%s' must be a %s, got %s"):format(fname, name, expected, type(value)), level + 1)
+    end
+  end
+  local cookie = kwargs.cookie
+  if cookie ~= nil and type(cookie) ~= "string" and type(cookie) ~= "table" then
+    error(fname .. ": kwarg 'cookie' must be a string or a table", level + 1)
+  end
+end
+
 --- "a=1&b=2" from a params table, keys sorted so the URL is predictable.
 function clientutil.encode_params(params)
   local keys = {}

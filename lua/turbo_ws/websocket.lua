@@ -443,27 +443,13 @@ local KWARG_TYPES = {
   request_timeout = "number", connect_timeout = "number", max_redirects = "number",
   max_buffer_size = "number", user_agent = "string", auth_username = "string",
   auth_password = "string", ssl_options = "table", params = "table",
+  modify_headers = "function", on_headers = "function", on_connect = "function",
+  on_message = "function", on_close = "function", on_error = "function", on_ping = "function",
 }
-local CALLBACKS = { "modify_headers", "on_headers", "on_connect", "on_message",
-                    "on_close", "on_error", "on_ping" }
 
 local function check_kwargs(kwargs)
-  for name, expected in pairs(KWARG_TYPES) do
-    local value = kwargs[name]
-    if value ~= nil and type(value) ~= expected then
-      error(sformat("WebSocketClient: kwarg '%s' must be a %s, got %s", name, expected, type(value)), 4)
-    end
-  end
-  for _, name in ipairs(CALLBACKS) do
-    local value = kwargs[name]
-    if value ~= nil and type(value) ~= "function" then
-      error(sformat("WebSocketClient: kwarg '%s' must be a function, got %s", name, type(value)), 4)
-    end
-  end
-  local cookie, proto = kwargs.cookie, kwargs.websocket_protocol
-  if cookie ~= nil and type(cookie) ~= "string" and type(cookie) ~= "table" then
-    error("WebSocketClient: kwarg 'cookie' must be a string or a table", 4)
-  end
+  clientutil.check_kwargs("WebSocketClient", kwargs, KWARG_TYPES, 4)
+  local proto = kwargs.websocket_protocol
   if proto ~= nil and type(proto) ~= "string" and type(proto) ~= "table" then
     error("Invalid type of \"websocket_protocol\" value", 4)
   end
