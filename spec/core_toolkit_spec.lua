@@ -84,6 +84,13 @@ describe("turbo_ws.toolkit", function()
     assert.are.equal("", toolkit.close_payload(1005, ""))
   end)
 
+  it("reads the code and reason of a CLOSE payload, nil without a code", function()
+    assert.are.same({ 1000, "bye" }, { toolkit.split_close_payload("\3\232bye") })
+    assert.are.same({ 4000, "" }, { toolkit.split_close_payload("\15\160") })
+    assert.is_nil(toolkit.split_close_payload("\3"))
+    assert.is_nil(toolkit.split_close_payload(""))
+  end)
+
   it("brackets IPv6 hosts for URLs, once", function()
     assert.are.equal("[::1]", toolkit.url_host("::1"))
     assert.are.equal("[::1]", toolkit.url_host("[::1]"))

@@ -10,7 +10,7 @@
 local core = require "turbo_ws.core"
 local toolkit = require "turbo_ws.toolkit"
 
-local byte, sub, find, lower = string.byte, string.sub, string.find, string.lower
+local sub, find, lower = string.sub, string.find, string.lower
 local concat = table.concat
 local unpack = rawget(table, "unpack") or unpack
 
@@ -538,7 +538,7 @@ local function open_link(conn, heartbeat, socket_path)
     if payload == "" then
       ok, err = call(3, "close", false) -- an empty close frame, as the original
     else
-      ok, err = call(3, "close", byte(payload, 1) * 256 + byte(payload, 2), sub(payload, 3))
+      ok, err = call(3, "close", toolkit.split_close_payload(payload))
     end
     closing()
     return ok, err

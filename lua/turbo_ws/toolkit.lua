@@ -1,8 +1,8 @@
 --- turbo_ws.toolkit -- the Lua helpers every face shares (Turbo,
 -- coro-websocket, evlua), so that each face file keeps only the
 -- translation to its API's shape: calling program code and reporting
--- errors nobody caught, the message queue a connection's reader takes from, the host as it is
--- written in a URL, and the payload of a CLOSE frame.
+-- errors nobody caught, the message queue a connection's reader takes
+-- from, the host as it is written in a URL, and CLOSE frame payloads.
 --
 -- The protocol rules themselves are the core's (`core.split_url`,
 -- `core.valid_close_code`, `core.websocket_key`). This module loads only
@@ -12,7 +12,7 @@
 
 local tostring, setmetatable, select, xpcall = tostring, setmetatable, select, xpcall
 local unpack = rawget(table, "unpack") or unpack
-local char, floor = string.char, math.floor
+local byte, char, sub, floor = string.byte, string.char, string.sub, math.floor
 local traceback = debug.traceback
 local co_status, co_resume = coroutine.status, coroutine.resume
 
@@ -65,6 +65,12 @@ end
 function toolkit.close_payload(code, reason)
   if code == 1005 then return "" end
   return char(floor(code / 256) % 256, code % 256) .. (reason or "")
+end
+
+--- The code and reason in a CLOSE frame's payload; nil when it has no code.
+function toolkit.split_close_payload(payload)
+  if #payload < 2 then return nil end
+  return byte(payload, 1) * 256 + byte(payload, 2), sub(payload, 3)
 end
 
 ---------------------------------------------------------------------------

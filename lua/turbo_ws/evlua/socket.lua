@@ -256,17 +256,12 @@ function Socket:wake_senders()
   for i = 1, #waiters do waiters[i](true) end
 end
 
--- Close codes an endpoint may put on the wire: the core's rule.
-local sendable_code = core.valid_close_code
-
--- A CLOSE frame built by the caller: send its code and reason when they are
--- valid, else a plain 1000 (evlua's own close payload is free text).
+-- A CLOSE frame built by the caller: send its code and reason when the
+-- code may be sent (the core's rule), else a plain 1000 (evlua's own close
+-- payload is free text).
 function Socket:close_with_payload(payload)
-  local code, reason = C.WS_NORMAL_CLOSE, ""
-  if #payload >= 2 then
-    local c = payload:byte(1) * 256 + payload:byte(2)
-    if sendable_code(c) then code, reason = c, payload:sub(3) end
-  end
+  local code, reason = toolkit.split_close_payload(payload)
+  if not (code and core.valid_close_code(code)) then code, reason = C.WS_NORMAL_CLOSE, "" end
   self.closing = true
   if not pcall(self.conn.close, self.conn, code, reason) then
     self.conn:close(C.WS_NORMAL_CLOSE)
