@@ -274,7 +274,7 @@ local OPTION_SOURCES = {
   -- listen kwargs and ssl_options.
   { "docs/api/turbo.md", "lua/turbo_ws/websocket.lua",
     patterns = { "kwargs%.([%a_][%w_]*)" },
-    blocks = { "local CALLBACKS = " }, key_blocks = { "local KWARG_TYPES = " } },
+    key_blocks = { "local KWARG_TYPES = " } },
   -- ssl_options keys, read for both clients.
   { "docs/api/turbo.md", "lua/turbo_ws/clientutil.lua", calls = { "pick" } },
   -- HTTPClient:fetch kwargs, ssl_options.
