@@ -47,7 +47,11 @@ pub fn split(raw: &[u8]) -> Result<UrlParts<'_>, Error> {
         if !rest[..colon].contains(&b'/') {
             let scheme = &rest[..colon];
             if !is_scheme(scheme) {
-                return Err(bad(raw, "scheme", "the scheme must be a letter followed by letters, digits, '+', '-' or '.'"));
+                return Err(bad(
+                    raw,
+                    "scheme",
+                    "the scheme must be a letter followed by letters, digits, '+', '-' or '.'",
+                ));
             }
             parts.scheme = Some(scheme);
             rest = &rest[colon + 1..];
@@ -72,7 +76,8 @@ fn split_authority<'a>(raw: &[u8], authority: &'a [u8], parts: &mut UrlParts<'a>
         None => authority,
     };
     let (host, after_host) = if let Some(bracketed) = host_port.strip_prefix(b"[") {
-        let close = bracketed.iter().position(|&c| c == b']').ok_or_else(|| bad(raw, "host", "'[' without ']'"))?;
+        let close =
+            bracketed.iter().position(|&c| c == b']').ok_or_else(|| bad(raw, "host", "'[' without ']'"))?;
         let literal = &bracketed[..close];
         if std::str::from_utf8(literal).ok().and_then(|s| s.parse::<Ipv6Addr>().ok()).is_none() {
             return Err(bad(raw, "host", "what is inside [ ] is not an IPv6 address"));
@@ -161,7 +166,10 @@ mod tests {
     #[test]
     fn ipv6_literals_lose_their_brackets() {
         let p = parts("ws://[::ffff:127.0.0.1]:9000/x");
-        assert_eq!((p.host, p.port, p.path), (Some(&b"::ffff:127.0.0.1"[..]), Some(&b"9000"[..]), &b"/x"[..]));
+        assert_eq!(
+            (p.host, p.port, p.path),
+            (Some(&b"::ffff:127.0.0.1"[..]), Some(&b"9000"[..]), &b"/x"[..])
+        );
         assert_eq!(parts("wss://[2001:db8::7]").host, Some(&b"2001:db8::7"[..]));
         for raw in ["ws://[::1/", "ws://[zz]/", "ws://[127.0.0.1]/", "ws://[::1]x", "ws://h[1]/"] {
             assert_eq!(detail(raw), "host", "{raw}");
@@ -172,7 +180,9 @@ mod tests {
     fn ports_are_digits_up_to_65535() {
         assert_eq!(parts("ws://h:65535").port, Some(&b"65535"[..]));
         assert_eq!(parts("ws://h:0").port, Some(&b"0"[..]));
-        for raw in ["ws://h:abc/", "ws://h:80x", "ws://h:65536/", "ws://h:99999999999999999999/", "ws://h:1:2"] {
+        for raw in
+            ["ws://h:abc/", "ws://h:80x", "ws://h:65536/", "ws://h:99999999999999999999/", "ws://h:1:2"]
+        {
             assert_eq!(detail(raw), "port", "{raw}");
         }
     }
