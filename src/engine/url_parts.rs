@@ -209,6 +209,58 @@ mod tests {
         assert!(e.message.contains("'ws://h:x'"), "{}", e.message);
     }
 
+    /// The parts written back together, the way the faces rebuild URLs.
+    fn joined(p: &UrlParts) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut put = |prefix: &[u8], part: Option<&[u8]>, suffix: &[u8]| {
+            if let Some(bytes) = part {
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(bytes);
+                out.extend_from_slice(suffix);
+            }
+        };
+        put(b"", p.scheme, b":");
+        if let Some(host) = p.host {
+            put(b"//", p.userinfo.or(Some(b"")), if p.userinfo.is_some() { b"@" } else { b"" });
+            let bracketed = host.contains(&b':');
+            put(if bracketed { b"[" } else { b"" }, Some(host), if bracketed { b"]" } else { b"" });
+            put(b":", p.port, b"");
+        }
+        put(b"", Some(p.path), b"");
+        put(b"?", p.query, b"");
+        put(b"#", p.fragment, b"");
+        out
+    }
+
+    #[test]
+    fn what_splits_joins_back_to_the_same_bytes_and_nothing_panics() {
+        // Strings made of the characters that matter, from a fixed seed.
+        let alphabet = b"ws:/?#@[]:.1a9f%+-\x00 \xff";
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let (mut split_ok, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 16) as usize;
+            let raw: Vec<u8> =
+                (0..len).map(|i| alphabet[((seed >> (i * 4 % 60)) as usize + i) % alphabet.len()]).collect();
+            match split(&raw) {
+                Ok(p) => {
+                    split_ok += 1;
+                    assert_eq!(joined(&p), raw, "{:?}", String::from_utf8_lossy(&raw));
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(e.detail.is_some());
+                }
+            }
+        }
+        assert!(split_ok > 1000 && refused > 1000, "{split_ok} split, {refused} refused");
+        let p = parts("wss://u:p@[::1]:8443/a?b#c");
+        assert_eq!(joined(&p), b"wss://u:p@[::1]:8443/a?b#c");
+    }
+
     #[test]
     fn bytes_beyond_ascii_pass_as_they_are() {
         assert_eq!(parts("ws://h/\u{e9}\u{20ac}").path, "/\u{e9}\u{20ac}".as_bytes());
