@@ -20,8 +20,9 @@ pub fn handshake(method: &[u8], headers: &[(&[u8], &[u8])]) {
 }
 
 /// URL handling of `connect` and `http_request`, and a redirect's Location
-/// resolved against it.
+/// resolved against it; the faces' `split_url`.
 pub fn url(raw: &str, location: &str) {
+    let _ = crate::engine::url_parts::split(raw.as_bytes());
     for family in [Family::WebSocket, Family::Http] {
         if let Ok(target) = Target::parse(raw, family) {
             let _ = target.host_header();

@@ -275,7 +275,7 @@ local OPTION_SOURCES = {
   -- listen kwargs and ssl_options.
   { "docs/api/turbo.md", "lua/turbo_ws/websocket.lua",
     patterns = { "kwargs%.([%a_][%w_]*)" },
-    blocks = { "local CALLBACKS = " }, key_blocks = { "local KWARG_TYPES = " } },
+    key_blocks = { "local KWARG_TYPES = " } },
   -- ssl_options keys, read for both clients.
   { "docs/api/turbo.md", "lua/turbo_ws/clientutil.lua", calls = { "pick" } },
   -- HTTPClient:fetch kwargs, ssl_options.
@@ -541,6 +541,8 @@ local COVERED = {
   ["turbo_ws.clientutil"] = true,
   -- (the JSON behind turbo_ws.escape.json_* and pub/sub's tables)
   ["turbo_ws.json"] = true,
+  -- (the Lua helpers every face shares: error reports, the message queue)
+  ["turbo_ws.toolkit"] = true,
   ["turbo_ws.websocket_stream"] = true,  -- websocket.WebSocketIOStream
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
   ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true,

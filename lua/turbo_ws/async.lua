@@ -150,19 +150,6 @@ local KWARG_TYPES = {
   auth_username = "string", auth_password = "string", keep_alive = "boolean",
 }
 
-local function check_kwargs(kwargs)
-  for name, expected in pairs(KWARG_TYPES) do
-    local value = kwargs[name]
-    if value ~= nil and type(value) ~= expected then
-      error(sformat("HTTPClient:fetch: kwarg '%s' must be a %s, got %s", name, expected, type(value)), 3)
-    end
-  end
-  local cookie = kwargs.cookie
-  if cookie ~= nil and type(cookie) ~= "string" and type(cookie) ~= "table" then
-    error("HTTPClient:fetch: kwarg 'cookie' must be a string or a table", 3)
-  end
-end
-
 --- HTTPClient([ssl_options [, io_loop [, max_buffer_size]]]): ssl_options
 -- {priv_file, cert_file, ca_path, verify_ca = true}; max_buffer_size
 -- bounds a response body.
@@ -272,7 +259,7 @@ function HTTPClient:fetch(url, kwargs)
     error("HTTPClient:fetch: kwargs must be a table, got " .. type(kwargs), 2)
   end
   kwargs = kwargs or {}
-  check_kwargs(kwargs)
+  clientutil.check_kwargs("HTTPClient:fetch", kwargs, KWARG_TYPES, 2)
   local t, start = Task(), util.gettimemonotonic()
   local function finish(res)
     if res.error then log.error(sformat("[async.lua] Error code %d. %s", res.error.code, res.error.message)) end

@@ -5,12 +5,13 @@
 -- Internal: programs reach the codes as `websocket.errors` and
 -- `async.errors` (this same table).
 
+local core = require "turbo_ws.core"
 local escape = require "turbo_ws.escape"
-local httputil = require "turbo_ws.httputil"
+local toolkit = require "turbo_ws.toolkit"
 
 local type, tostring, tonumber, ipairs, pairs, next, select =
       type, tostring, tonumber, ipairs, pairs, next, select
-local sfind, slower, smatch = string.find, string.lower, string.match
+local slower = string.lower
 local concat, sort = table.concat, table.sort
 
 local clientutil = {}
@@ -67,6 +68,23 @@ function clientutil.error_code(kind, overrides)
   return (overrides and overrides[kind]) or KIND_TO_ERROR[kind] or errors.SOCKET_ERROR
 end
 
+--- Raises for a kwarg of the wrong type (misuse is an error at the
+-- call; Turbo failed later or not at all): `types` maps kwarg names to
+-- type names, and `cookie` may be a string or a table. `fname` names the
+-- call in the message; `level` is error()'s, as seen from the caller.
+function clientutil.check_kwargs(fname, kwargs, types, level)
+  for name, expected in pairs(types) do
+    local value = kwargs[name]
+    if value ~= nil and type(value) ~= expected then
+      error(("%s: kwarg '%s' must be a %s, got %s"):format(fname, name, expected, type(value)), level + 1)
+    end
+  end
+  local cookie = kwargs.cookie
+  if cookie ~= nil and type(cookie) ~= "string" and type(cookie) ~= "table" then
+    error(fname .. ": kwarg 'cookie' must be a string or a table", level + 1)
+  end
+end
+
 --- "a=1&b=2" from a params table, keys sorted so the URL is predictable.
 function clientutil.encode_params(params)
   local keys = {}
@@ -81,40 +99,44 @@ function clientutil.encode_params(params)
   return concat(parts, "&")
 end
 
--- Appends params to the query of `rest` (path?query#fragment).
-local function add_params(rest, params)
-  if type(params) ~= "table" or next(params) == nil then return rest end
-  local before, fragment = smatch(rest, "^([^#]*)(.*)$")
-  if before == "" then before = "/" end
-  local sep = sfind(before, "?", 1, true) and "&" or "?"
-  return before .. sep .. clientutil.encode_params(params) .. fragment
+-- The request target (path?query) with `params` (a table) joined to the
+-- query; an empty target becomes "/" when params need one.
+local function target_with(parts, params)
+  local path, query = parts.path, parts.query
+  if type(params) == "table" and next(params) ~= nil then
+    if path == "" and not query then path = "/" end
+    query = (query and query .. "&" or "") .. clientutil.encode_params(params)
+  end
+  return query and path .. "?" .. query or path
 end
 
 local DEFAULT_PORTS = { ws = 80, wss = 443, http = 80, https = 443 }
 
---- Parses and normalises `address`; `schemes` maps each accepted scheme
--- (lower case) to the one to use. `params` (a table) joins the query.
--- Returns {url, scheme, host_header, target = path?query}, or nil, error
--- code, message.
+--- Checks `address` (split by the core) and rebuilds it with the scheme
+-- to use: `schemes` maps each accepted one (lower case) to it. `params`
+-- (a table) joins the query. Returns {url, scheme, host_header, target =
+-- path?query}, or nil, error code, message.
 function clientutil.parse_target(address, params, schemes)
   if type(address) ~= "string" then
     return nil, errors.INVALID_URL, "URL must be string."
   end
-  local scheme, authority, rest = smatch(address, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
-  if not scheme then return nil, errors.INVALID_URL, "Invalid URL provided: " .. address end
-  local mapped = schemes[slower(scheme)]
+  local invalid = "Invalid URL provided: " .. address
+  local parts = core.split_url(address)
+  if not parts or not parts.host then return nil, errors.INVALID_URL, invalid end
+  local mapped = schemes[slower(parts.scheme)]
   if not mapped then
-    return nil, errors.INVALID_SCHEMA, "Invalid schema used in URL parameter: " .. scheme
+    return nil, errors.INVALID_SCHEMA, "Invalid schema used in URL parameter: " .. parts.scheme
   end
-  local url = mapped .. "://" .. authority .. add_params(rest, params)
-  local fields = httputil.parse_url_fields(url)
-  local host = fields and fields[httputil.UF.HOST]
-  if not host then return nil, errors.INVALID_URL, "Invalid URL provided: " .. address end
-  local port = tonumber(fields[httputil.UF.PORT])
-  local host_header = sfind(host, ":", 1, true) and ("[" .. host .. "]") or host
-  if port and port ~= DEFAULT_PORTS[mapped] then host_header = host_header .. ":" .. port end
-  return { url = url, scheme = mapped, host_header = host_header,
-           target = smatch(add_params(rest, params), "^([^#]*)") }
+  local host, port = parts.host, parts.port
+  if host == "" or port == "" then return nil, errors.INVALID_URL, invalid end
+  local host_port = toolkit.url_host(host) .. (port and ":" .. port or "")
+  local userinfo = parts.userinfo and parts.userinfo .. "@" or ""
+  local target = target_with(parts, params)
+  local fragment = parts.fragment and "#" .. parts.fragment or ""
+  local host_header = toolkit.url_host(host)
+  if port and tonumber(port) ~= DEFAULT_PORTS[mapped] then host_header = host_header .. ":" .. tonumber(port) end
+  return { url = mapped .. "://" .. userinfo .. host_port .. target .. fragment, scheme = mapped,
+           host_header = host_header, target = target }
 end
 
 --- The Cookie header for kwargs.cookie: a string as is, a table as

@@ -8,10 +8,10 @@
 -- frames are the program's decoder's, so it hands them on unchecked.
 -- Deliberate differences from the original are listed in docs/coro-websocket.md.
 local core = require "turbo_ws.core"
+local toolkit = require "turbo_ws.toolkit"
 
-local byte, char, sub, find, lower = string.byte, string.char, string.sub, string.find, string.lower
+local sub, find, lower = string.sub, string.find, string.lower
 local concat = table.concat
-local floor = math.floor
 local unpack = rawget(table, "unpack") or unpack
 
 local M = {}
@@ -61,22 +61,13 @@ local function need_coroutine(fname, level)
   return co
 end
 
--- Resumes a waiting coroutine. An error in it is the program's: report it
--- with its traceback and go on, so other connections are not affected.
-local function resume(co, ...)
-  if coroutine.status(co) ~= "suspended" then return end
-  local ok, err = coroutine.resume(co, ...)
-  if not ok then
-    io.stderr:write("turbo_ws.coro_websocket: uncaught error in coroutine: ",
-      debug.traceback(co, tostring(err)), "\n")
-  end
-end
+-- Resumes a waiting coroutine; an error in it is reported, and the other
+-- connections go on.
+local function resume(co) toolkit.resume("turbo_ws.coro_websocket", co) end
 
 ---------------------------------------------------------------------------
 -- Message tables
 ---------------------------------------------------------------------------
-
-local function be16(n) return char(floor(n / 256) % 256, n % 256) end
 
 local function is_control(opcode) return opcode >= 8 end
 local function is_known(opcode) return opcode <= 2 or (opcode >= 8 and opcode <= 10) end
@@ -96,37 +87,23 @@ end
 
 local URL_ERROR = "Sorry, only ws:// or wss:// protocols supported"
 
--- Splits what follows "scheme://" into host, port digits and the rest.
--- IPv6 literals are bracketed ("[::1]:8080"); the host is returned bare.
-local function split_authority(rest)
-  if sub(rest, 1, 1) == "[" then
-    local host, after = rest:match("^%[([%x:%.]+)%](.*)$")
-    if not host or not find(host, ":", 1, true) then return nil end
-    local port, tail = after:match("^:?(%d*)(.*)$")
-    if after ~= "" and not after:match("^[:/?#]") then return nil end
-    return host, port, tail
-  end
-  return rest:match("^([^:/?#]+):?(%d*)(.*)$")
-end
-
 -- "ws://host:port/path?query" -> {host, port, tls, pathname}, as the
 -- original: ws/wss only (case-sensitive), default ports 80/443, pathname
--- without query or fragment ("" when the URL has no path). Unlike the
--- original, IPv6 literals work, and a URL whose port or path cannot be
--- right (ws://h:abc/, ws://h:99999/) is refused instead of mis-parsed.
+-- without query or fragment ("" when the URL has no path). The core
+-- splits the URL; unlike the original, IPv6 literals work, and a URL
+-- whose port or path cannot be right (ws://h:abc/, ws://h:99999/) is
+-- refused instead of mis-parsed.
 function M.parseUrl(url)
   check_type("parseUrl", "argument #1 'url'", url, "string", 2)
-  local scheme, rest = url:match("^(wss?)://(.*)$")
+  local parts = core.split_url(url)
+  if not parts then return nil, "invalid WebSocket URL: " .. url end
   -- What the original refused (other schemes, no host) keeps its message.
-  if not scheme or rest == "" or rest:match("^[:/?#]") then return nil, URL_ERROR end
-  local host, port, tail = split_authority(rest)
-  if not host then return nil, "invalid WebSocket URL: " .. url end
-  local pathname = tail:match("^[^#?]*")
-  if pathname ~= "" and sub(pathname, 1, 1) ~= "/" then return nil, "invalid WebSocket URL: " .. url end
+  local scheme, host = parts.scheme, parts.host
+  if (scheme ~= "ws" and scheme ~= "wss") or not host or host == "" then return nil, URL_ERROR end
   local tls = scheme == "wss"
-  port = tonumber(port) or (tls and 443 or 80)
-  if port < 1 or port > 65535 then return nil, "invalid port in WebSocket URL: " .. url end
-  return { host = host, port = port, tls = tls, pathname = pathname }
+  local port = tonumber(parts.port) or (tls and 443 or 80)
+  if port == 0 then return nil, "invalid port in WebSocket URL: " .. url end
+  return { host = host, port = port, tls = tls, pathname = parts.path }
 end
 
 ---------------------------------------------------------------------------
@@ -267,8 +244,7 @@ end
 
 -- ws(s)://host:port with IPv6 literals bracketed.
 local function base_url(host, port, tls)
-  if find(host, ":", 1, true) and sub(host, 1, 1) ~= "[" then host = "[" .. host .. "]" end
-  return (tls and "wss://" or "ws://") .. host .. ":" .. port
+  return (tls and "wss://" or "ws://") .. toolkit.url_host(host) .. ":" .. port
 end
 
 -- A pipe, as coro-net: options.path when neither host nor port is given.
@@ -471,7 +447,7 @@ end
 
 -- State of one connection and the read/write/socket the program gets.
 local function open_link(conn, heartbeat, socket_path)
-  local inbox, head, tail = {}, 1, 0 -- messages not read yet (a queue)
+  local inbox = toolkit.queue()   -- messages not read yet
   local readers = {}              -- coroutines waiting in read(), FIFO
   local done = false              -- no more messages will come
   local close_sent = false        -- we closed (or the close was echoed)
@@ -486,8 +462,7 @@ local function open_link(conn, heartbeat, socket_path)
   end
 
   local function push(msg)
-    tail = tail + 1
-    inbox[tail] = msg
+    inbox:push(msg)
     wake_one()
   end
 
@@ -512,7 +487,7 @@ local function open_link(conn, heartbeat, socket_path)
       -- The peer's close is shown once the core has echoed it and the TCP
       -- connection is gone; a failure or a drop ends the stream with nil.
       if not close_sent and not failure and code ~= 1006 then
-        push(message(8, code == 1005 and "" or be16(code) .. (reason or "")))
+        push(message(8, toolkit.close_payload(code, reason)))
       end
       closing()
       done = true
@@ -529,12 +504,8 @@ local function open_link(conn, heartbeat, socket_path)
   local function read()
     local co = need_coroutine("read", 2)
     while true do
-      local msg = inbox[head]
-      if msg then
-        inbox[head] = nil
-        head = head + 1
-        return msg
-      end
+      local msg = inbox:pop()
+      if msg then return msg end
       if done then return nil, failure end
       readers[#readers + 1] = co
       coroutine.yield()
@@ -567,7 +538,7 @@ local function open_link(conn, heartbeat, socket_path)
     if payload == "" then
       ok, err = call(3, "close", false) -- an empty close frame, as the original
     else
-      ok, err = call(3, "close", byte(payload, 1) * 256 + byte(payload, 2), sub(payload, 3))
+      ok, err = call(3, "close", toolkit.split_close_payload(payload))
     end
     closing()
     return ok, err

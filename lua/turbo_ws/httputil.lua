@@ -27,6 +27,7 @@
 -- occurrences is the second result.
 
 local class = require "turbo_ws.class"
+local split_url = require("turbo_ws.core").split_url
 
 local type, tostring, tonumber, error, ipairs =
       type, tostring, tonumber, error, ipairs
@@ -124,6 +125,15 @@ local function http_date()
     return os.date("!%a, %d %b %Y %H:%M:%S GMT")
 end
 
+-- Adds the `count`th value `v` of a header to `value`, the header's value
+-- as `get` gives it: a string, then a table of strings from the second on.
+function httputil._gather(value, count, v)
+    if count == 1 then return v end
+    if count == 2 then return { value, v } end
+    value[count] = v
+    return value
+end
+
 --------------------------------------------------------------------------
 -- HTTPHeaders
 
@@ -152,13 +162,7 @@ function HTTPHeaders:get(key, caseinsensitive)
         local field = fields[i]
         if name_matches(field[1], key, lkey) then
             count = count + 1
-            if count == 1 then
-                value = field[2]
-            elseif count == 2 then
-                value = { value, field[2] }
-            else
-                value[count] = field[2]
-            end
+            value = httputil._gather(value, count, field[2])
         end
     end
     return value, count
@@ -284,60 +288,29 @@ function HTTPHeaders:__tostring()
 end
 
 --------------------------------------------------------------------------
--- URL parsing (what http-parser's http_parser_parse_url provides).
-
-local function split_target(rest, fields)
-    -- rest = [path][?query][#fragment]
-    local before_frag, fragment = smatch(rest, "^([^#]*)#(.*)$")
-    if not before_frag then before_frag = rest end
-    local path, query = smatch(before_frag, "^([^?]*)%?(.*)$")
-    if not path then path = before_frag end
-    if path ~= "" then fields[httputil.UF.PATH] = path end
-    if query and query ~= "" then fields[httputil.UF.QUERY] = query end
-    if fragment and fragment ~= "" then
-        fields[httputil.UF.FRAGMENT] = fragment
-    end
-end
-
-local function split_authority(authority, fields)
-    local userinfo, hostport = smatch(authority, "^(.*)@(.*)$")
-    if userinfo then
-        fields[httputil.UF.USERINFO] = userinfo
-    else
-        hostport = authority
-    end
-    local host, port = smatch(hostport, "^%[([%x:.]+)%](.*)$")  -- IPv6
-    if not host then
-        host, port = smatch(hostport, "^([^:]*)(.*)$")
-    end
-    if host == "" then return false end
-    fields[httputil.UF.HOST] = host
-    if port ~= "" then
-        local digits = smatch(port, "^:(%d+)$")
-        if not digits or tonumber(digits) > 65535 then return false end
-        fields[httputil.UF.PORT] = digits
-    end
-    return true
-end
+-- URL parsing: what http-parser's http_parser_parse_url gave Turbo, from
+-- the parts turbo_ws.core.split_url gives. A request target ("/path?query"
+-- or "*"), or an absolute URL with a host; as http-parser, empty parts are
+-- left out and a colon without a port is refused.
 
 --- Split `url` into a table indexed by httputil.UF values; nil when the
--- URL cannot be parsed. Accepts origin-form ("/path?query") and absolute
--- URLs ("ws://user@host:port/path?query#fragment").
+-- URL cannot be parsed.
 function httputil.parse_url_fields(url)
-    if type(url) ~= "string" or url == "" or sfind(url, "[%c ]") then
+    if type(url) ~= "string" then return nil end
+    local parts = split_url(url)
+    if not parts then return nil end
+    local UF, fields = httputil.UF, {}
+    if parts.scheme then
+        local host, port = parts.host, parts.port
+        if not host or host == "" or port == "" then return nil end
+        fields[UF.SCHEMA], fields[UF.USERINFO] = parts.scheme, parts.userinfo
+        fields[UF.HOST], fields[UF.PORT] = host, port
+    elseif ssub(parts.path, 1, 1) ~= "/" and url ~= "*" then
         return nil
     end
-    local fields = {}
-    if ssub(url, 1, 1) == "/" or url == "*" then
-        split_target(url, fields)
-        return fields
-    end
-    local schema, authority, rest = smatch(url, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
-    if not schema or not split_authority(authority, fields) then
-        return nil
-    end
-    fields[httputil.UF.SCHEMA] = schema
-    split_target(rest, fields)
+    if parts.path ~= "" then fields[UF.PATH] = parts.path end
+    if parts.query ~= "" then fields[UF.QUERY] = parts.query end
+    if parts.fragment ~= "" then fields[UF.FRAGMENT] = parts.fragment end
     return fields
 end
 

@@ -13,6 +13,7 @@
 -- Deliberate differences from Turbo are listed in docs/turbo-differences.md.
 
 local core = require "turbo_ws.core"
+local toolkit = require "turbo_ws.toolkit"
 local class = require "turbo_ws.class"
 local httputil = require "turbo_ws.httputil"
 local escape = require "turbo_ws.escape"
@@ -20,8 +21,8 @@ local log = require "turbo_ws.log"
 local util = require "turbo_ws.util"
 local hash = require "turbo_ws.hash"
 
-local type, tostring, tonumber, error, pairs, ipairs, pcall, xpcall, getmetatable =
-      type, tostring, tonumber, error, pairs, ipairs, pcall, xpcall, getmetatable
+local type, tostring, tonumber, error, pairs, ipairs, pcall, getmetatable =
+      type, tostring, tonumber, error, pairs, ipairs, pcall, getmetatable
 local sformat, slower, sfind, smatch, ssub = string.format, string.lower,
       string.find, string.match, string.sub
 local concat = table.concat
@@ -44,16 +45,15 @@ local JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 --------------------------------------------------------------------------
 -- Small helpers
 
--- Runs fn(...) and returns true, results; or false and the error with a
--- traceback when it is not an HTTPError (those are expected, not bugs).
--- A closure instead of xpcall's extra arguments, which Lua 5.1 lacks.
-local function protected(fn, ...)
-  local n, args = select("#", ...), { ... }
-  return xpcall(function() return fn(unpack(args, 1, n)) end, function(err)
-    if type(err) == "table" then return err end
-    return debug.traceback(tostring(err), 2)
-  end)
+-- An error with its traceback, unless it is an HTTPError (those are
+-- expected, not bugs).
+local function traced(err)
+  if type(err) == "table" then return err end
+  return debug.traceback(tostring(err), 2)
 end
+
+-- Runs fn(...) and returns true, results; or false and the error, traced.
+local function protected(fn, ...) return toolkit.xpcall(fn, traced, ...) end
 web._protected = protected
 
 local function is_http_error(err)
@@ -111,18 +111,11 @@ end
 -- table of strings when repeated, nil; then the count), looked up in the
 -- flat list `raw` = { method, uri, version, name1, value1, name2, ... }.
 local function raw_header(raw, name)
-  local lname = slower(name)
-  local value, count = nil, 0
+  local lname, value, count = slower(name), nil, 0
   for i = 4, #raw, 2 do
     if slower(raw[i]) == lname then
       count = count + 1
-      if count == 1 then
-        value = raw[i + 1]
-      elseif count == 2 then
-        value = { value, raw[i + 1] }
-      else
-        value[count] = raw[i + 1]
-      end
+      value = httputil._gather(value, count, raw[i + 1])
     end
   end
   return value, count
@@ -227,7 +220,7 @@ function HTTPRequest:initialize(req, info, secure, lazy)
   self._raw = raw
   -- (Only HTTPRequest's own instances look fields up through its __index.)
   lazy = lazy and getmetatable(self) == instance_methods and self.body == ""
-    and type(self.uri) == "string" and sfind(self.uri, "^/[^%c ]*$")
+    and type(self.uri) == "string" and ssub(self.uri, 1, 1) == "/" and core.split_url(self.uri) ~= nil
   if not lazy then self:_materialize() end
 end
 
@@ -263,20 +256,22 @@ function HTTPRequest:supports_http_1_1()
   return self.version == "HTTP/1.1"
 end
 
---- Sends the one response this request gets. If the core refuses it (a
--- header value with CR, LF or NUL, say), the core has answered 500 at
--- once; that is logged and the error raised on.
-function HTTPRequest:_respond(status, headers, body)
+--- Whether the request got its answer (or can get none: it was upgraded).
+function HTTPRequest:_answered()
   local req = self._req
-  if not req or req:answered() then
-    error("the response to this request has already been sent", 3)
-  end
+  return not req or req:answered()
+end
+
+--- Sends the one response this request gets, and logs it. If the core
+-- refuses it (a header value with CR, LF or NUL, say), the core has
+-- answered 500 at once; that is logged and the error raised on.
+function HTTPRequest:_respond(status, headers, body)
+  if self:_answered() then error("the response to this request has already been sent", 3) end
+  local req = self._req
   self._req = nil
   local ok, err = pcall(req.respond, req, status, headers, body)
-  if not ok then
-    web._log_request(self, 500)
-    error(err, 0)
-  end
+  web._log_request(self, ok and status or 500)
+  if not ok then error(err, 0) end
 end
 
 --------------------------------------------------------------------------
@@ -525,17 +520,16 @@ function RequestHandler:clear_cookie(name, domain)
   self:set_cookie(name, "", domain, 0)
 end
 
--- "Set-Cookie" values for the cookies set so far.
-function RequestHandler:_cookie_headers()
-  local values = {}
-  for i, c in ipairs(self._set_cookie or NONE) do
+-- Appends a Set-Cookie field to `list` for each cookie set so far.
+function RequestHandler:_add_cookie_headers(list)
+  for _, c in ipairs(self._set_cookie or NONE) do
     local expires = c.expire_hours == 0 and 0 or os.time() + c.expire_hours * 3600
     local parts = { (escape.escape(c.name)) .. "=" .. (escape.escape(c.value)), "Path=/" }
     if c.domain then parts[#parts + 1] = "Domain=" .. c.domain end
     parts[#parts + 1] = "Expires=" .. util.time_format_cookie(expires)
-    values[i] = concat(parts, "; ")
+    list[#list + 1] = { "Set-Cookie", concat(parts, "; ") }
   end
-  return values
+  return list
 end
 
 -- The response headers as the core wants them: { {name, value}, ... }.
@@ -544,11 +538,7 @@ function RequestHandler:_response_headers()
   if status ~= 204 and status ~= 304 and not self:get_header("Content-Type") then
     self:add_header("Content-Type", DEFAULT_CONTENT_TYPE)
   end
-  local list = self.headers:to_list()
-  for _, cookie in ipairs(self:_cookie_headers()) do
-    list[#list + 1] = { "Set-Cookie", cookie }
-  end
-  return list
+  return self:_add_cookie_headers(self.headers:to_list())
 end
 
 --- Sends the response; only once per request.
@@ -561,7 +551,6 @@ function RequestHandler:finish(chunk)
   local body = concat(self._write_buffer or NONE)
   self._write_buffer = nil
   self.request:_respond(self._status_code, self:_response_headers(), body)
-  web._log_request(self.request, self._status_code)
   self:on_finish()
 end
 
@@ -596,17 +585,15 @@ function RequestHandler:_execute()
   if self._auto_finish ~= false and not self._finished then self:finish() end
 end
 
---- Called by the Application for each request. When the handler has
--- returned, a request that is neither answered nor left to an
--- asynchronous handler (set_async(true)) gets a 500 now: no client waits
--- for an answer that nothing will send. (_execute finishes such requests
--- itself, as Turbo does; this catches a subclass that replaced finish()
--- or _execute without answering.)
+--- Called by the Application for each request. A request the handler
+-- left unanswered and not asynchronous (set_async(true)) -- a subclass
+-- that replaced finish() or _execute, say -- gets a 500 now: no client
+-- waits for an answer nothing will send.
 function RequestHandler:_serve()
   local ok, err = protected(self._execute, self)
   if not ok then
     web._fail_request(self.request, err)
-  elseif self._auto_finish ~= false and not web._answered(self.request) then
+  elseif self._auto_finish ~= false and not self.request:_answered() then
     web._fail_request(self.request, "the handler returned without answering the request")
   end
 end
@@ -625,12 +612,6 @@ function web._log_request(request, status)
   end
 end
 
---- Whether `request` got its answer (or can get none: it was upgraded).
-function web._answered(request)
-  local req = request._req
-  return not req or req:answered()
-end
-
 --- Answers `request` with an error page: an HTTPError's code and message,
 -- or a 500 for any other error (logged with its traceback; not sent).
 function web._fail_request(request, err)
@@ -641,15 +622,13 @@ function web._fail_request(request, err)
     log.error("[web.lua] Error in RequestHandler:\n" .. tostring(err))
     code, message = 500, httputil.status_codes[500]
   end
-  if web._answered(request) then
+  if request:_answered() then
     -- The response already went out (e.g. an error after finish()).
     return
   end
   request:_respond(code, { { "Content-Type", "text/plain; charset=UTF-8" },
     { "Server", DEFAULT_SERVER_NAME } }, message)
-  web._log_request(request, code)
 end
-web._is_http_error = is_http_error
 
 --------------------------------------------------------------------------
 -- StaticFileHandler
@@ -836,7 +815,6 @@ function Application:_on_request(req, info, secure)
   if not handler_class then
     if self.default_host then
       request:_respond(301, { { "Location", self.default_host } }, "")
-      web._log_request(request, 301)
     else
       web._fail_request(request, web.HTTPError(404))
     end

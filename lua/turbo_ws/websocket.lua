@@ -19,6 +19,7 @@
 -- only once connected). Deliberate differences: docs/turbo-differences.md.
 
 local core = require "turbo_ws.core"
+local toolkit = require "turbo_ws.toolkit"
 local class = require "turbo_ws.class"
 local web = require "turbo_ws.web"
 local httputil = require "turbo_ws.httputil"
@@ -28,11 +29,12 @@ local util = require "turbo_ws.util"
 local clientutil = require "turbo_ws.clientutil"
 local WebSocketIOStream = require "turbo_ws.websocket_stream"
 
-local type, tostring, error, ipairs, pairs, xpcall, select =
-      type, tostring, error, ipairs, pairs, xpcall, select
+local type, tostring, error, ipairs, pairs, select =
+      type, tostring, error, ipairs, pairs, select
 local sformat, slower, sfind = string.format, string.lower, string.find
 local concat = table.concat
 local unpack = unpack or table.unpack
+local caught, txpcall = toolkit.caught, toolkit.xpcall
 
 local websocket = {}
 
@@ -57,20 +59,8 @@ websocket._error_code = error_code
 --------------------------------------------------------------------------
 -- Calling user code
 
--- Does this xpcall pass extra arguments on (LuaJIT, 5.2+)? Then no
--- closure is needed per call, which matters for on_message.
-local XPCALL_ARGS = select(2, xpcall(function(a) return a end, function() end, true)) == true
-
-local function traceback(err)
-  return { message = tostring(err), trace = debug.traceback(tostring(err), 2) }
-end
-
 -- Calls fn(...); returns true, or false and {message, trace}.
-local function try(fn, ...)
-  if XPCALL_ARGS then return xpcall(fn, traceback, ...) end
-  local n, args = select("#", ...), { ... }
-  return xpcall(function() return fn(unpack(args, 1, n)) end, traceback)
-end
+local function try(fn, ...) return txpcall(fn, caught, ...) end
 
 -- Closes a core connection unless it is already closing.
 local function close_conn(conn, code, reason)
@@ -339,10 +329,7 @@ function Handler:_upgrade_headers()
       list[#list + 1] = field
     end
   end
-  for _, cookie in ipairs(self:_cookie_headers()) do
-    list[#list + 1] = { "Set-Cookie", cookie }
-  end
-  return list
+  return self:_add_cookie_headers(list)
 end
 
 -- Calls hook `name` of the handler. A failing hook is logged; unless it
@@ -442,16 +429,6 @@ local CORE_REQUEST_HEADERS = {
   ["sec-websocket-version"] = true, ["sec-websocket-extensions"] = true,
 }
 
--- 16 random bytes, base64: the handshake nonce (RFC 6455 4.1). From the
--- system's generator when there is one, else math.random.
-local urandom
-local function websocket_key()
-  if urandom == nil then urandom = io.open("/dev/urandom", "rb") or false end
-  local bytes = urandom and urandom:read(16)
-  if not bytes or #bytes ~= 16 then bytes = util.rand_str(16) end
-  return (escape.base64_encode(bytes, nil, true))
-end
-
 -- The schemes a WebSocketClient accepts: Turbo connected http(s)://
 -- addresses too; they mean ws(s)://.
 local SCHEMES = { ws = "ws", wss = "wss", http = "ws", https = "wss" }
@@ -466,27 +443,13 @@ local KWARG_TYPES = {
   request_timeout = "number", connect_timeout = "number", max_redirects = "number",
   max_buffer_size = "number", user_agent = "string", auth_username = "string",
   auth_password = "string", ssl_options = "table", params = "table",
+  modify_headers = "function", on_headers = "function", on_connect = "function",
+  on_message = "function", on_close = "function", on_error = "function", on_ping = "function",
 }
-local CALLBACKS = { "modify_headers", "on_headers", "on_connect", "on_message",
-                    "on_close", "on_error", "on_ping" }
 
 local function check_kwargs(kwargs)
-  for name, expected in pairs(KWARG_TYPES) do
-    local value = kwargs[name]
-    if value ~= nil and type(value) ~= expected then
-      error(sformat("WebSocketClient: kwarg '%s' must be a %s, got %s", name, expected, type(value)), 4)
-    end
-  end
-  for _, name in ipairs(CALLBACKS) do
-    local value = kwargs[name]
-    if value ~= nil and type(value) ~= "function" then
-      error(sformat("WebSocketClient: kwarg '%s' must be a function, got %s", name, type(value)), 4)
-    end
-  end
-  local cookie, proto = kwargs.cookie, kwargs.websocket_protocol
-  if cookie ~= nil and type(cookie) ~= "string" and type(cookie) ~= "table" then
-    error("WebSocketClient: kwarg 'cookie' must be a string or a table", 4)
-  end
+  clientutil.check_kwargs("WebSocketClient", kwargs, KWARG_TYPES, 4)
+  local proto = kwargs.websocket_protocol
   if proto ~= nil and type(proto) ~= "string" and type(proto) ~= "table" then
     error("Invalid type of \"websocket_protocol\" value", 4)
   end
@@ -521,7 +484,7 @@ function Client:_build_request_headers(target)
   headers:add("User-Agent", kwargs.user_agent or DEFAULT_USER_AGENT)
   headers:add("Upgrade", "websocket")
   headers:add("Connection", "Upgrade")
-  headers:add("Sec-WebSocket-Key", websocket_key())
+  headers:add("Sec-WebSocket-Key", core.websocket_key())
   headers:add("Sec-WebSocket-Version", "13")
   local proto = kwargs.websocket_protocol
   if proto then

@@ -1,11 +1,23 @@
-//! Protocol rules the Lua faces share, exported from the engine so that no
-//! face keeps its own copy: today the close-code rule.
+//! What the Lua faces share, exported from the engine so that no face
+//! keeps its own copy: the close-code rule, URL splitting and handshake
+//! keys.
 //!
-//! `core.valid_close_code(code) -> boolean`: whether `code` may be sent and
-//! received in a close frame (`frame::check_close_code`). Any Lua value is
-//! accepted; what is not a whole number in 0–65535 is simply not valid.
+//! - `core.valid_close_code(code) -> boolean`: whether `code` may be sent
+//!   and received in a close frame (`frame::check_close_code`). Any Lua
+//!   value is accepted; what is not a whole number in 0–65535 is simply
+//!   not valid.
+//! - `core.split_url(url) -> parts | nil, kind, message, detail`: the
+//!   parts of a URL as written (`engine::url_parts`); a URL that does not
+//!   split is an answer (`bad_url` and which part), not an error, since
+//!   the faces turn it into their own error values.
+//! - `core.websocket_key() -> string`: a fresh Sec-WebSocket-Key (16
+//!   random bytes, base64), for a face that shows the handshake request
+//!   before the core sends it.
 
-use mlua::{Lua, Table, Value};
+use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
+
+use crate::binding::args;
+use crate::engine::url_parts::{self, UrlParts};
 
 fn valid_close_code(v: &Value) -> bool {
     let code = match v {
@@ -18,8 +30,38 @@ fn valid_close_code(v: &Value) -> bool {
         && crate::engine::frame::check_close_code(code as u16)
 }
 
+fn split_url(lua: &Lua, v: Value) -> mlua::Result<MultiValue> {
+    let raw = args::string("turbo_ws.split_url", 1, "url", v)?;
+    let raw = raw.as_bytes();
+    match url_parts::split(&raw) {
+        Ok(parts) => parts_table(lua, &parts)?.into_lua_multi(lua),
+        Err(e) => (Value::Nil, e.kind.name(), e.message, e.detail).into_lua_multi(lua),
+    }
+}
+
+fn parts_table(lua: &Lua, parts: &UrlParts) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, 7)?;
+    let optional = [
+        ("scheme", parts.scheme),
+        ("userinfo", parts.userinfo),
+        ("host", parts.host),
+        ("port", parts.port),
+        ("query", parts.query),
+        ("fragment", parts.fragment),
+    ];
+    for (name, value) in optional {
+        if let Some(bytes) = value {
+            t.raw_set(name, lua.create_string(bytes)?)?;
+        }
+    }
+    t.raw_set("path", lua.create_string(parts.path)?)?;
+    Ok(t)
+}
+
 /// Registers the shared rules in the `core` table.
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set("valid_close_code", lua.create_function(|_, v: Value| Ok(valid_close_code(&v)))?)?;
+    core.set("split_url", lua.create_function(split_url)?)?;
+    core.set("websocket_key", lua.create_function(|_, ()| Ok(crate::engine::frame::generate_key()))?)?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::engine::error::{Error, Kind};
 use crate::engine::redirect::{Hop, Trail};
 use crate::engine::stream::Stream;
 use crate::engine::tls;
+use crate::engine::url_parts;
 
 /// Which URL schemes a client speaks: each family has a plain and a secure one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +73,7 @@ impl Target {
             .ok_or_else(|| Error::new(Kind::BadUrl, format!("no host in URL '{raw}'")))?
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Target { host, port, tls, path: raw_path(raw), url, family })
+        Ok(Target { host, port, tls, path: raw_path(raw, &url), url, family })
     }
 
     /// What identifies the server: TLS or not, host (lower case) and port.
@@ -111,14 +112,19 @@ impl Target {
     }
 }
 
-/// The path and query of a URL as written, without normalisation.
-fn raw_path(raw: &str) -> String {
-    let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
-    let without_fragment = after_scheme.split('#').next().unwrap_or("");
-    match without_fragment.find(['/', '?']) {
-        Some(i) if without_fragment[i..].starts_with('?') => format!("/{}", &without_fragment[i..]),
-        Some(i) => without_fragment[i..].to_owned(),
-        None => "/".to_owned(),
+/// The path and query of a URL as written, without normalisation ("/"
+/// when there is no path); where the URL does not split as written (a
+/// space in the path, say), the parser's percent-encoded form of them.
+fn raw_path(raw: &str, url: &url::Url) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (path, query) = match url_parts::split(raw.as_bytes()) {
+        Ok(parts) if parts.host.is_some() => (text(parts.path), parts.query.map(text)),
+        _ => (url.path().to_owned(), url.query().map(str::to_owned)),
+    };
+    let path = if path.is_empty() { "/".to_owned() } else { path };
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     }
 }
 
@@ -219,10 +225,14 @@ mod tests {
 
     #[test]
     fn raw_path_keeps_what_was_written() {
-        assert_eq!(raw_path("ws://h/a/../b?x=1#frag"), "/a/../b?x=1");
-        assert_eq!(raw_path("ws://h"), "/");
-        assert_eq!(raw_path("ws://h?q"), "/?q");
-        assert_eq!(raw_path("ws://[::1]:9/p"), "/p");
+        let path = |raw: &str| Target::parse(raw, Family::WebSocket).unwrap().path;
+        assert_eq!(path("ws://h/a/../b?x=1#frag"), "/a/../b?x=1");
+        assert_eq!(path("ws://h/%7e/A?Q"), "/%7e/A?Q");
+        assert_eq!(path("ws://h"), "/");
+        assert_eq!(path("ws://h?q"), "/?q");
+        assert_eq!(path("ws://[::1]:9/p"), "/p");
+        // What cannot go on the request line as written is encoded.
+        assert_eq!(path("ws://h/a b?c d"), "/a%20b?c%20d");
     }
 
     #[test]

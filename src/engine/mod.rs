@@ -28,4 +28,5 @@ pub mod server;
 pub mod signals;
 pub mod stream;
 pub mod tls;
+pub mod url_parts;
 pub mod workers;

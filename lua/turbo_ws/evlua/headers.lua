@@ -1,5 +1,7 @@
 --- turbo_ws.evlua.headers -- header tables as evlua programs index them,
 -- and the small text helpers the face needs (JSON strings, query strings).
+local json = require "turbo_ws.json"
+
 local M = {}
 
 -- Words whose usual spelling is not simply capitalised.
@@ -51,11 +53,6 @@ function M.get(list, name)
   return nil
 end
 
-local JSON_SHORT = {
-  ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
-  ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
-}
-
 -- One UTF-8 sequence (or stray byte) as JSON \u escapes.
 local function escape_code_point(seq)
   local b1, n = seq:byte(1), #seq
@@ -80,13 +77,11 @@ local function escape_code_point(seq)
 end
 
 --- `s` as a JSON string literal using only printable ASCII, so the same
--- text is valid both as a body and as an HTTP header value (X-msg).
+-- text is valid both as a body and as an HTTP header value (X-msg): the
+-- shared JSON encoder's string, with DEL and what is not ASCII escaped too.
 function M.json_string(s)
-  s = s:gsub('[%c"\\]', function(c)
-    return JSON_SHORT[c] or ("\\u%04x"):format(c:byte())
-  end)
-  s = s:gsub("[\128-\255][\128-\191]*", escape_code_point)
-  return '"' .. s .. '"'
+  s = json.encode(s):gsub("\127", "\\u007f")
+  return (s:gsub("[\128-\255][\128-\191]*", escape_code_point))
 end
 
 --- evlua's error document: {"error_message": msg}.

@@ -2,6 +2,7 @@
 -- the request / response objects (evlua's "httpsreq" / "httpsresp")
 -- that `handle_request`, `ws.accept` and handler modules' `init` get.
 local core = require "turbo_ws.core"
+local toolkit = require "turbo_ws.toolkit"
 local headers = require "turbo_ws.evlua.headers"
 local socket = require "turbo_ws.evlua.socket"
 
@@ -151,14 +152,10 @@ end
 ------------------------------------------------------------------------
 -- serve
 
-local function caught(err)
-  return { message = tostring(err), trace = debug.traceback(tostring(err), 2) }
-end
-
 -- A raised error answers 500 with evlua's error document, as its
 -- controller does; the server goes on.
 local function fail(req, err)
-  io.stderr:write("turbo_ws.evlua: error in handle_request: ", err.trace, "\n")
+  toolkit.report("turbo_ws.evlua", "error in handle_request", err.trace)
   if req:answered() then return end
   local json = headers.error_json(err.message)
   req:respond(500, { { "Content-Type", "application/json" }, { "X-msg", json } }, json)
@@ -168,7 +165,7 @@ local function on_request(server, req, info)
   local request = setmetatable({ _req = req, _info = info, _server = server }, Request)
   local response = setmetatable({ _req = req, _status = 200, _headers = {}, _body = {} },
                                 Response)
-  local ok, err = xpcall(server.handle_request, caught, request, response)
+  local ok, err = xpcall(server.handle_request, toolkit.caught, request, response)
   if ok then
     finish(response)
   else

@@ -10,6 +10,7 @@
 local ffi = require "ffi"
 local bit = require "bit"
 local core = require "turbo_ws.core"
+local toolkit = require "turbo_ws.toolkit"
 local wait = require "turbo_ws.evlua.wait"
 local C = require "turbo_ws.evlua.ws_const"
 
@@ -40,10 +41,6 @@ local Socket = {}
 Socket.__index = Socket
 
 local function now() return core.gettimemonotonic() end
-
-local function report(what, err)
-  io.stderr:write("turbo_ws.evlua: error in ", what, ": ", tostring(err), "\n")
-end
 
 -- A copy of `payload` in an `unsigned char[n+1]` whose last byte is NUL,
 -- so that `ffi.string(buf)` works on text as evlua programs expect.
@@ -85,21 +82,12 @@ function Socket:make_msg(op, payload)
 end
 
 function Socket:push(item)
-  self.last = self.last + 1
-  self.items[self.last] = item
+  self.inbox:push(item)
   if self.handler then
     self:drain()
   else
     self:wake("recv_waiter")
   end
-end
-
-function Socket:pop()
-  if self.first > self.last then return nil end
-  local item = self.items[self.first]
-  self.items[self.first] = nil
-  self.first = self.first + 1
-  return item
 end
 
 function Socket:wake(slot)
@@ -138,31 +126,31 @@ function Socket:dispatch(op, payload)
   local ok, err = xpcall(dispatcher, traceback, self.request, self.response, frame)
   frames[key] = outer
   frame.msg = nil
-  if not ok then report("handler module '" .. self.handler .. "'", err) end
+  if not ok then toolkit.report("turbo_ws.evlua", "error in handler module '" .. self.handler .. "'", err) end
 end
 
 -- One message at a time, in order, each in its own coroutine: a handler
 -- that yields holds back the messages behind it; when it finishes, the
 -- next one is started from a fresh loop callback.
+function Socket:dispatch_one(op, payload)
+  self.busy = true
+  self:dispatch(op, payload)
+  self.busy = false
+  if not self.inbox:is_empty() then core.add_callback(Socket.drain, self) end
+end
+
 function Socket:drain()
   if self.busy then return end
-  local item = self:pop()
-  if not item then return end
-  self.busy = true
-  self:dispatch(item.op, item.payload)
-  self.busy = false
-  if self.first <= self.last then core.add_callback(Socket.drain, self) end
+  local item = self.inbox:pop()
+  if item then self:dispatch_one(item.op, item.payload) end
 end
 
 --- An incoming message or PING/PONG. With a handler and nothing queued or
 -- running it is dispatched at once, without queueing (the same order and
 -- the same one-at-a-time rule as going through the queue).
 function Socket:deliver(op, payload)
-  if self.handler and not self.busy and self.first > self.last then
-    self.busy = true
-    self:dispatch(op, payload)
-    self.busy = false
-    if self.first <= self.last then core.add_callback(Socket.drain, self) end
+  if self.handler and not self.busy and self.inbox:is_empty() then
+    self:dispatch_one(op, payload)
   else
     self:push{ op = op, payload = payload }
   end
@@ -174,11 +162,7 @@ local function final_item(self, code, reason)
   if code == C.WS_RESERVED_ABNORMAL_CLOSE then
     return { fail = "the connection was closed without a closing handshake" }
   end
-  local payload = ""
-  if code ~= C.WS_RESERVED_NO_STATUS_CODE then
-    payload = string.char(bit.rshift(code, 8), bit.band(code, 0xFF)) .. reason
-  end
-  return { op = C.FRAME_OP_CLOSE, payload = payload }
+  return { op = C.FRAME_OP_CLOSE, payload = toolkit.close_payload(code, reason) }
 end
 
 function Socket:on_close(code, reason)
@@ -197,7 +181,7 @@ end
 -- timeout (and closes the connection), on a failed or closed connection.
 function Socket:recv(what, timeout)
   local deadline = now() + timeout * 1000
-  while self.first > self.last do
+  while self.inbox:is_empty() do
     if self.done_reading or self.closing or not self.open then
       error(what .. ": the websocket is closed", 0)
     end
@@ -212,7 +196,7 @@ function Socket:recv(what, timeout)
     end
     wait.wait(function(finish) self.recv_waiter = finish end, left / 1000)
   end
-  local item = self:pop()
+  local item = self.inbox:pop()
   if item.fail then
     self.done_reading = true
     error(what .. ": " .. item.fail, 0)
@@ -272,17 +256,12 @@ function Socket:wake_senders()
   for i = 1, #waiters do waiters[i](true) end
 end
 
--- Close codes an endpoint may put on the wire: the core's rule.
-local sendable_code = core.valid_close_code
-
--- A CLOSE frame built by the caller: send its code and reason when they are
--- valid, else a plain 1000 (evlua's own close payload is free text).
+-- A CLOSE frame built by the caller: send its code and reason when the
+-- code may be sent (the core's rule), else a plain 1000 (evlua's own close
+-- payload is free text).
 function Socket:close_with_payload(payload)
-  local code, reason = C.WS_NORMAL_CLOSE, ""
-  if #payload >= 2 then
-    local c = payload:byte(1) * 256 + payload:byte(2)
-    if sendable_code(c) then code, reason = c, payload:sub(3) end
-  end
+  local code, reason = toolkit.split_close_payload(payload)
+  if not (code and core.valid_close_code(code)) then code, reason = C.WS_NORMAL_CLOSE, "" end
   self.closing = true
   if not pcall(self.conn.close, self.conn, code, reason) then
     self.conn:close(C.WS_NORMAL_CLOSE)
@@ -355,7 +334,7 @@ function M.new(conn, role, handler, request, response)
   local sock = setmetatable({
     conn = conn, role = role, handler = handler, proxy = proxy,
     request = request, response = response,
-    items = {}, first = 1, last = 0, busy = false, open = true,
+    inbox = toolkit.queue(), busy = false, open = true,
   }, Socket)
   sock.frame = { socket = sock, msg = nil }
   mt[STATE] = sock

@@ -6,16 +6,11 @@
 -- main thread (a plain top-level script, as evpoco's client samples are)
 -- they run the loop until the answer arrives.
 local core = require "turbo_ws.core"
+local toolkit = require "turbo_ws.toolkit"
 
 local unpack = unpack or table.unpack -- luacheck: ignore
 
 local M = {}
-
--- A resumed coroutine's uncaught error has nobody else to go to.
-local function report(co, err)
-  io.stderr:write("turbo_ws.evlua: uncaught error in a resumed coroutine: ",
-                  debug.traceback(co, tostring(err)), "\n")
-end
 
 -- Runs the loop until `is_done()`; for waits on the main thread.
 local function run_until(is_done, has_timer)
@@ -44,8 +39,8 @@ function M.wait(start, seconds)
     results = { n = select("#", ...), ... }
     if timer then core.remove_timeout(timer) end
     if co and yielded then
-      local ok, err = coroutine.resume(co)
-      if not ok then report(co, err) end
+      -- An uncaught error in it has nobody else to go to.
+      toolkit.resume("turbo_ws.evlua", co)
     elseif not co and core.running() then
       core.close()
     end

@@ -2,6 +2,7 @@
 -- `accept` (server side of the upgrade), `connect` (client side) and
 -- `handle_msg` (what the loop runs for every incoming frame).
 local core = require "turbo_ws.core"
+local toolkit = require "turbo_ws.toolkit"
 local C = require "turbo_ws.evlua.ws_const"
 local headers = require "turbo_ws.evlua.headers"
 local http = require "turbo_ws.evlua.http"
@@ -142,23 +143,18 @@ end)
 
 local DEFAULT_PORT = { http = 80, ws = 80, https = 443, wss = 443 }
 
---- "http://h:9982/a/b?x" -> "h", 9982, "/a/b?x". The scheme gives the
--- default port only: TLS is `secure`'s choice, as in evlua.
+--- "http://h:9982/a/b?x" -> "h", 9982, "/a/b?x" (the core splits it).
+-- The scheme gives the default port only: TLS is `secure`'s choice, as
+-- in evlua. Credentials are not sent.
 local function parse_url(url)
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  local default = scheme and DEFAULT_PORT[scheme:lower()]
+  local parts, _, message = core.split_url(url)
+  if not parts then error("ws.connect: " .. message, 3) end
+  local default = parts.scheme and DEFAULT_PORT[parts.scheme:lower()]
   if not default then error("ws.connect: unsupported URL '" .. url .. "'", 3) end
-  local authority, path = rest:match("^([^/?#]*)([^#]*)")
-  authority = authority:gsub("^.*@", "") -- credentials are not sent
-  local host, port
-  if authority:sub(1, 1) == "[" then
-    host, port = authority:match("^(%[[^%]]+%]):?(%d*)$")
-  else
-    host, port = authority:match("^([^:]+):?(%d*)$")
-  end
-  if not host then error("ws.connect: no host in URL '" .. url .. "'", 3) end
-  if path == "" or path:sub(1, 1) == "?" then path = "/" .. path end
-  return host, tonumber(port) or default, path
+  if not parts.host or parts.host == "" then error("ws.connect: no host in URL '" .. url .. "'", 3) end
+  local path = parts.path == "" and "/" or parts.path
+  if parts.query then path = path .. "?" .. parts.query end
+  return toolkit.url_host(parts.host), tonumber(parts.port) or default, path
 end
 
 -- Request fields the core writes itself, and evlua's `method` entry.

@@ -36,15 +36,13 @@ local function header_length(size, masked)
   return n
 end
 
--- What evlua's senders return: the frame's description.
-local function fill_descriptor(d, sock, flags, payload)
+-- What evlua's senders return: the description of a frame of `size`
+-- bytes sent on `sock`, written into `d` (its `buf` is the caller's).
+local function describe(d, sock, flags, size)
   local masked = sock.role == "client"
-  d.size = #payload
-  d.flags = flags
-  d.buf = d.buf or socket.cbuf(payload)
-  d.use_mask = masked
-  d.hdr_len = header_length(d.size, masked)
-  d.total_len = d.hdr_len + d.size
+  d.size, d.flags, d.use_mask = size, flags, masked
+  d.hdr_len = header_length(size, masked)
+  d.total_len = d.hdr_len + size
   return d
 end
 
@@ -79,19 +77,10 @@ local LAZY_MIN = 256
 
 -- A new description of a whole frame `payload` sent on `sock`.
 local function new_descriptor(sock, flags, payload)
-  local masked = sock.role == "client"
-  local size = #payload
-  local hdr_len = header_length(size, masked)
-  if size < LAZY_MIN then
-    return {
-      size = size, flags = flags, buf = socket.cbuf(payload), use_mask = masked,
-      hdr_len = hdr_len, total_len = hdr_len + size,
-    }
+  if #payload < LAZY_MIN then
+    return describe({ buf = socket.cbuf(payload) }, sock, flags, #payload)
   end
-  local d = setmetatable({
-    size = size, flags = flags, use_mask = masked,
-    hdr_len = hdr_len, total_len = hdr_len + size,
-  }, Lazy)
+  local d = describe(setmetatable({}, Lazy), sock, flags, #payload)
   unmade[d] = payload
   return d
 end
@@ -118,9 +107,6 @@ end
 -- CLOSE already echoed). Raises on timeout (`conn._recv_timeout`, closing
 -- the connection), when closed, and after a CLOSE was returned.
 function ws_util.recv_frame(conn)
-  if type(conn) ~= "table" then
-    error("ws_util.recv_frame: connection (table) expected, got " .. type(conn), 2)
-  end
   local sock = socket_of(conn, "ws_util.recv_frame")
   if conn.msg_handler ~= nil or sock.handler then
     error("Cannot invoke ws_util.recv_frame when message_handler is set for the websocket", 2)
@@ -157,7 +143,8 @@ function ws_util.send_frame(inp)
   else
     error(("ws_util.send_frame: reserved opcode 0x%X"):format(op), 2)
   end
-  return fill_descriptor(inp, sock, flags, payload)
+  inp.buf = inp.buf or socket.cbuf(payload)
+  return describe(inp, sock, flags, #payload)
 end
 
 --- `ping(conn [, payload])`: sends a PING (payload at most 125 bytes,

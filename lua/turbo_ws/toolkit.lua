@@ -1,0 +1,106 @@
+--- turbo_ws.toolkit -- the Lua helpers every face shares (Turbo,
+-- coro-websocket, evlua), so that each face file keeps only the
+-- translation to its API's shape: calling program code and reporting
+-- errors nobody caught, the message queue a connection's reader takes
+-- from, the host as it is written in a URL, and CLOSE frame payloads.
+--
+-- The protocol rules themselves are the core's (`core.split_url`,
+-- `core.valid_close_code`, `core.websocket_key`). This module loads only
+-- the standard library: the coro-websocket and evlua faces use it
+-- without loading the Turbo face, and it defines no globals.
+-- Internal: not part of any face's documented API.
+
+local tostring, setmetatable, select, xpcall = tostring, setmetatable, select, xpcall
+local unpack = rawget(table, "unpack") or unpack
+local byte, char, sub, floor = string.byte, string.char, string.sub, math.floor
+local traceback = debug.traceback
+local co_status, co_resume = coroutine.status, coroutine.resume
+
+local toolkit = {}
+
+--- Writes "<source>: <what>: <err>" on stderr, for an error nobody else
+-- can be told of (the loop goes on). io.stderr is read at each call, so a
+-- program or test that swaps it is honoured.
+function toolkit.report(source, what, err)
+  io.stderr:write(source, ": ", what, ": ", tostring(err), "\n")
+end
+
+--- An xpcall handler that keeps the message and the traceback:
+-- `{message = tostring(err), trace = traceback}`.
+function toolkit.caught(err)
+  local message = tostring(err)
+  return { message = message, trace = traceback(message, 2) }
+end
+
+-- Does xpcall pass extra arguments on to the function (LuaJIT, 5.2+)?
+-- Then no closure is needed per call, which matters for on_message.
+local XPCALL_ARGS = select(2, xpcall(function(a) return a end, function() end, true)) == true
+
+--- xpcall(fn, handler, ...), also where xpcall passes no arguments (Lua 5.1).
+function toolkit.xpcall(fn, handler, ...)
+  if XPCALL_ARGS then return xpcall(fn, handler, ...) end
+  local n, args = select("#", ...), { ... }
+  return xpcall(function() return fn(unpack(args, 1, n)) end, handler)
+end
+
+--- Resumes `co` with `...` if it is suspended (someone else may have
+-- resumed it already). An error in it is the program's: reported under
+-- `source` with the coroutine's traceback, so other connections go on.
+function toolkit.resume(source, co, ...)
+  if co_status(co) ~= "suspended" then return end
+  local ok, err = co_resume(co, ...)
+  if not ok then
+    toolkit.report(source, "uncaught error in a coroutine", traceback(co, tostring(err)))
+  end
+end
+
+--- The host as it is written in a URL: an IPv6 address in brackets.
+function toolkit.url_host(host)
+  if host:find(":", 1, true) and host:sub(1, 1) ~= "[" then return "[" .. host .. "]" end
+  return host
+end
+
+--- The payload of a CLOSE frame for the code and reason a connection was
+-- closed with: empty for 1005 (no status code was sent).
+function toolkit.close_payload(code, reason)
+  if code == 1005 then return "" end
+  return char(floor(code / 256) % 256, code % 256) .. (reason or "")
+end
+
+--- The code and reason in a CLOSE frame's payload; nil when it has no code.
+function toolkit.split_close_payload(payload)
+  if #payload < 2 then return nil end
+  return byte(payload, 1) * 256 + byte(payload, 2), sub(payload, 3)
+end
+
+---------------------------------------------------------------------------
+-- A first-in first-out queue: what a connection received and its reader
+-- has not taken yet.
+
+local Queue = {}
+Queue.__index = Queue
+
+--- A new, empty queue.
+function toolkit.queue()
+  return setmetatable({ first = 1, last = 0 }, Queue)
+end
+
+function Queue:push(item)
+  local last = self.last + 1
+  self.last = last
+  self[last] = item
+end
+
+--- The oldest item, removed; nil when empty.
+function Queue:pop()
+  local first = self.first
+  if first > self.last then return nil end
+  local item = self[first]
+  self[first] = nil
+  self.first = first + 1
+  return item
+end
+
+function Queue:is_empty() return self.first > self.last end
+
+return toolkit
