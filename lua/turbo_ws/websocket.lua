@@ -65,11 +65,18 @@ local function traceback(err)
   return { message = tostring(err), trace = debug.traceback(tostring(err), 2) }
 end
 
--- Calls fn(...); returns true, or false and {message, trace}.
-local function try(fn, ...)
-  if XPCALL_ARGS then return xpcall(fn, traceback, ...) end
-  local n, args = select("#", ...), { ... }
-  return xpcall(function() return fn(unpack(args, 1, n)) end, traceback)
+-- Calls fn(...); returns true, or false and {message, trace}. Two
+-- versions, so that LuaJIT's compiler never meets the closure of the
+-- second (it does not compile functions that make one), and on_message
+-- runs compiled.
+local try
+if XPCALL_ARGS then
+  try = function(fn, ...) return xpcall(fn, traceback, ...) end
+else
+  try = function(fn, ...)
+    local n, args = select("#", ...), { ... }
+    return xpcall(function() return fn(unpack(args, 1, n)) end, traceback)
+  end
 end
 
 -- Closes a core connection unless it is already closing.
