@@ -540,6 +540,8 @@ local COVERED = {
   ["turbo_ws.clientutil"] = true,
   -- (the JSON behind turbo_ws.escape.json_* and pub/sub's tables)
   ["turbo_ws.json"] = true,
+  -- (the faces' FFI send path; docs/architecture.md, "One message")
+  ["turbo_ws.fast_send"] = true,
   ["turbo_ws.websocket_stream"] = true,  -- websocket.WebSocketIOStream
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
   ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true,
