@@ -84,7 +84,14 @@ impl LuaEvents {
 
 impl Events for LuaEvents {
     fn message(&self, data: &[u8], binary: bool) {
-        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else { return };
+        let Some(lp) = ioloop::current() else { return };
+        let Some(lua) = lp.lua() else { return };
+        // Only the key's number, under a short borrow: the callback may
+        // replace the callbacks while it runs.
+        let Some(key) = self.callbacks.borrow().on_message.as_ref().map(RegistryKey::id) else { return };
+        if callback::call_registered_with_bytes(lp, &lua, "on_message", key, data, binary).is_some() {
+            return;
+        }
         if let Some(func) = self.callback(&lua, |c| &c.on_message) {
             callback::call_with_bytes(&lua, "on_message", &func, data, binary);
         }
