@@ -76,6 +76,33 @@ describe("fast_send", function()
     server:close()
   end)
 
+  it("refuses a handle it does not know, or one whose connection was collected", function()
+    assert.are.equal(1, fast_send(0, "x", 1, 0))
+    assert.are.equal(1, fast_send(123456789, "x", 1, 0))
+    local received, server_conn, closed = {}, nil, false
+    local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req)
+      server_conn = req:upgrade()
+      server_conn:set_callbacks{
+        on_message = function(m) received[#received + 1] = m end,
+        on_close = function() closed = true end,
+      }
+    end)
+    local handle
+    core.connect("ws://127.0.0.1:" .. server:port() .. "/", nil, function(conn)
+      handle = conn:_send_handle()
+      assert.are.equal(0, fast_send(handle, "first", 5, 0))
+    end)
+    run_until(function() return #received == 1 end)
+    -- The client connection's userdata is garbage now (still open: the
+    -- core keeps the connection itself until it ends).
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(1, fast_send(handle, "second", 6, 0))
+    server_conn:close()
+    run_until(function() return closed end)
+    server:close()
+  end)
+
   it("refuses once the connection is closing; conn:send then says closed", function()
     local conn, _, server = connected()
     conn:close()

@@ -16,9 +16,10 @@
 -- open, queue full, text not UTF-8): `conn:send` then reports why, exactly
 -- as without the fast path.
 --
--- `handle` is `conn:_send_handle()`, the address of the connection's
--- state as a number (nil if it cannot be one: no fast path). Invariant: use it only while the same object holds `conn` (the
--- userdata keeps that state alive; a handle kept alone may dangle).
+-- `handle` is `conn:_send_handle()`: a number the core knows the
+-- connection by (nil when it has none: then there is no fast path). It
+-- holds no address: once the connection is gone the same number finds
+-- nothing, and the answer is 1 (src/binding/fast_send.rs).
 --
 -- This module is false without the FFI (PUC Lua): faces use `conn:send`.
 
@@ -27,4 +28,4 @@ local core = require "turbo_ws.core"
 local ok, ffi = pcall(require, "ffi")
 if not ok or core._send_entry == nil then return false end
 
-return ffi.cast("int (*)(uintptr_t, const char *, size_t, int)", core._send_entry)
+return ffi.cast("int (*)(uint64_t, const char *, size_t, int)", core._send_entry)

@@ -7,16 +7,13 @@
 //! refers to its own connection is not kept alive past the close.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{c_int, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
-use mlua::{
-    AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, RegistryKey, Table, UserData, UserDataMethods, Value,
-};
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
 
 use crate::binding::args;
 use crate::binding::callback;
+use crate::binding::fast_send;
 use crate::binding::ioloop;
 use crate::binding::opts::Opts;
 use crate::engine::codec::Role;
@@ -141,7 +138,8 @@ pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>) -> Connection {
         let weak: Weak<dyn Closable> = Rc::downgrade(&shared) as Weak<dyn Closable>;
         events.registry_id.set(lp.registry().add_connection(weak));
     }
-    Connection { shared, events }
+    let handle = Rc::new(fast_send::Handle::new(&shared));
+    Connection { shared, events, handle }
 }
 
 /// The Lua handle of a connection.
@@ -149,6 +147,8 @@ pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>) -> Connection {
 pub struct Connection {
     pub shared: Rc<Shared>,
     events: Rc<LuaEvents>,
+    /// Its number for `fast_send`, given back when the last clone goes.
+    handle: Rc<fast_send::Handle>,
 }
 
 const SEND: &str = "turbo_ws connection:send";
@@ -189,51 +189,6 @@ fn outcome(result: Result<(), Error>) -> Outcome {
     }
 }
 
-/// A message's opcode, or None for text that is not UTF-8 (which may
-/// only be sent as binary).
-fn message_opcode(bytes: &[u8], binary: bool) -> Option<u8> {
-    if binary {
-        Some(frame::BINARY)
-    } else {
-        std::str::from_utf8(bytes).is_ok().then_some(frame::TEXT)
-    }
-}
-
-/// `conn:send(data, binary)` for the faces' LuaJIT FFI fast path
-/// (lua/turbo_ws/fast_send.lua): a plain C call instead of a Lua C API
-/// method call, which costs more than the send itself. Returns 0 when the
-/// message was queued and 1 when it was not, for any reason (not open,
-/// queue full, text not UTF-8, a caught panic); then nothing changed and
-/// the face calls `conn:send`, which raises or answers exactly as always.
-///
-/// # Safety
-/// `handle` is what `conn:_send_handle()` returned for a connection
-/// userdata the caller still holds (the userdata's `Rc` keeps the
-/// `Shared` at that address alive); `data` points at `len` readable bytes
-/// (a Lua string held by the caller for the call).
-unsafe extern "C" fn fast_send(handle: usize, data: *const u8, len: usize, binary: c_int) -> c_int {
-    if handle == 0 || (data.is_null() && len > 0) {
-        return 1;
-    }
-    let shared = &*(handle as *const Shared);
-    let bytes: &[u8] = if len == 0 { &[] } else { std::slice::from_raw_parts(data, len) };
-    // No unwinding may cross the C boundary; a panic becomes "not sent".
-    let sent = catch_unwind(AssertUnwindSafe(|| {
-        let Some(opcode) = message_opcode(bytes, binary != 0) else { return false };
-        shared.try_send(bytes, |out, p| out.push_message(opcode, p))
-    }));
-    match sent {
-        Ok(true) => 0,
-        _ => 1,
-    }
-}
-
-/// Adds `core._send_entry`, the address of [`fast_send`], for the faces.
-pub fn register(_lua: &Lua, core: &Table) -> mlua::Result<()> {
-    let entry: unsafe extern "C" fn(usize, *const u8, usize, c_int) -> c_int = fast_send;
-    core.set("_send_entry", LightUserData(entry as *mut c_void))
-}
-
 impl UserData for Connection {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // send(data [, binary]) -> true | nil, kind, message
@@ -243,7 +198,7 @@ impl UserData for Connection {
                 return Err(args::bad(SEND, 1, "data", "string", &data));
             };
             let bytes = data.as_bytes();
-            let Some(opcode) = message_opcode(&bytes, binary) else {
+            let Some(opcode) = fast_send::message_opcode(&bytes, binary) else {
                 return Err(args::misuse(
                     SEND,
                     "bad argument #1 'data' (a text message must be valid UTF-8; send it as binary)",
@@ -251,15 +206,9 @@ impl UserData for Connection {
             };
             Ok(outcome(this.shared.send(&bytes, |out, p| out.push_message(opcode, p))))
         });
-        // _send_handle() -> the handle fast_send takes (internal, for the
-        // faces; valid while this userdata is held): the address of the
-        // connection's state as a Lua number, which LuaJIT's compiled code
-        // passes to C as it is (a light userdata it cannot), or nil where
-        // a number cannot hold it exactly.
-        methods.add_method("_send_handle", |_, this, ()| {
-            let address = Rc::as_ptr(&this.shared) as usize;
-            Ok((address < 1 << f64::MANTISSA_DIGITS).then_some(address as f64))
-        });
+        // _send_handle() -> the number fast_send knows this connection by
+        // (internal, for the faces), or nil when it has none.
+        methods.add_method("_send_handle", |_, this, ()| Ok(this.handle.number()));
         methods.add_method("ping", |_, this, data: Value| {
             send_control(this, "turbo_ws connection:ping", frame::PING, data)
         });
