@@ -76,6 +76,28 @@ describe("fast_send", function()
     server:close()
   end)
 
+  it("is what conn:send uses; its answers and errors are mlua's method's (conn:_send)", function()
+    local conn, received, server = connected({ max_buffered = 1000 })
+    assert.are_not.equal(conn.send, conn._send)
+    assert.is_true(conn:send("one"))
+    assert.is_true(conn:send("two", false))
+    assert.are.equal(3, select("#", conn:send("three")))
+    local function failure(method, ...)
+      local ok, err = pcall(method, ...)
+      assert.is_false(ok)
+      return tostring(err)
+    end
+    local misuses = { { conn, 123 }, { conn, "x", 1 }, { conn, "\255" }, { nil, "x" }, { {}, "x" } }
+    for _, args in ipairs(misuses) do
+      assert.are.equal(failure(conn._send, unpack(args, 1, 3)), failure(conn.send, unpack(args, 1, 3)))
+    end
+    assert.are.same({ conn:_send(string.rep("x", 2000)) }, { conn:send(string.rep("x", 2000)) })
+    -- Both refused the same way (queue full): three arrive.
+    run_until(function() return #received == 3 end)
+    conn:close()
+    server:close()
+  end)
+
   it("refuses a handle it does not know, or one whose connection was collected", function()
     assert.are.equal(1, fast_send(0, "x", 1, 0))
     assert.are.equal(1, fast_send(123456789, "x", 1, 0))

@@ -308,5 +308,10 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
 
 /// The Lua handle of `conn`.
 pub fn userdata(lua: &Lua, conn: Connection) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(conn)
+    let handle = conn.handle.number();
+    let ud = lua.create_userdata(conn)?;
+    if let (Some(handle), Some(handles)) = (handle, fast_send::method_handles(lua, &ud)?) {
+        handles.raw_set(&ud, handle)?;
+    }
+    Ok(ud)
 }

@@ -143,6 +143,57 @@ unsafe extern "C" fn fast_send(handle: u64, data: *const u8, len: usize, binary:
     }
 }
 
+/// `conn:send` in Lua: the FFI call when it can (the connection's handle
+/// looked up in a weak table by its userdata), else the mlua method, which
+/// then raises or answers as always. Nil without the FFI.
+const SEND_METHOD: &str = r#"
+local method, handles = ...
+local fast_send = require "turbo_ws.fast_send"
+if not fast_send then return nil end
+local type = type
+return function(conn, data, binary)
+  local handle = handles[conn]
+  if handle and type(data) == "string" and (binary == nil or binary == true or binary == false)
+     and fast_send(handle, data, #data, binary and 1 or 0) == 0 then
+    return true, nil, nil
+  end
+  return method(conn, data, binary)
+end
+"#;
+
+/// Where the handles of this state's connection userdata are kept for
+/// the Lua `send` method.
+const HANDLES_KEY: &str = "turbo_ws.send_handles";
+
+/// The weak table (userdata -> handle) the Lua `send` method reads, after
+/// putting that method in place of mlua's in the connections' method
+/// table on first use (mlua's stays there as `_send`). None when there
+/// is no FFI, or the methods are not a table.
+pub fn method_handles(lua: &Lua, ud: &mlua::AnyUserData) -> mlua::Result<Option<Table>> {
+    match lua.named_registry_value::<mlua::Value>(HANDLES_KEY)? {
+        mlua::Value::Table(handles) => return Ok(Some(handles)),
+        mlua::Value::Nil => {}
+        _ => return Ok(None),
+    }
+    // Tried once per state: false marks "no Lua send method here".
+    lua.set_named_registry_value(HANDLES_KEY, false)?;
+    let mlua::Value::Table(methods) = ud.metatable()?.get::<mlua::Value>("__index")? else {
+        return Ok(None);
+    };
+    let method: mlua::Function = methods.raw_get("send")?;
+    let handles = lua.create_table()?;
+    let weak_keys = lua.create_table()?;
+    weak_keys.raw_set("__mode", "k")?;
+    handles.set_metatable(Some(weak_keys))?;
+    let send: Option<mlua::Function> =
+        lua.load(SEND_METHOD).set_name("=turbo_ws.send").call((method.clone(), handles.clone()))?;
+    let Some(send) = send else { return Ok(None) };
+    methods.raw_set("_send", method)?;
+    methods.raw_set("send", send)?;
+    lua.set_named_registry_value(HANDLES_KEY, &handles)?;
+    Ok(Some(handles))
+}
+
 /// Adds `core._send_entry`, the address of [`fast_send`], for the faces.
 pub fn register(_lua: &Lua, core: &Table) -> mlua::Result<()> {
     let entry: unsafe extern "C" fn(u64, *const u8, usize, c_int) -> c_int = fast_send;
