@@ -1,6 +1,7 @@
-//! `conn:send` for the faces' LuaJIT FFI fast path
-//! (lua/turbo_ws/fast_send.lua): a plain C call instead of a Lua C API
-//! method call through mlua, which cost more than the send itself.
+//! `conn:send` for LuaJIT's FFI (lua/turbo_ws/fast_send.lua): a plain C
+//! call instead of a Lua C API method call through mlua, which cost more
+//! than the send itself. The faces call it directly; the core API's
+//! `conn:send` is a Lua method that calls it (`SEND_METHOD`).
 //!
 //! Lua never holds an address: a connection's handle is a number, an
 //! index into this thread's table of open connections plus a generation
