@@ -51,6 +51,7 @@ fn load_core(lua: &Lua) -> mlua::Result<()> {
     binding::workers::register(lua, &core)?;
     binding::toolkit::register(lua, &core)?;
     binding::fd_watch::register(lua, &core)?;
+    binding::fast_send::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
 
     register_embedded(lua)?;

@@ -543,6 +543,8 @@ local COVERED = {
   ["turbo_ws.json"] = true,
   -- (the Lua helpers every face shares: error reports, the message queue)
   ["turbo_ws.toolkit"] = true,
+  -- (the faces' FFI send path; docs/architecture.md, "One message")
+  ["turbo_ws.fast_send"] = true,
   ["turbo_ws.websocket_stream"] = true,  -- websocket.WebSocketIOStream
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
   ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true,

@@ -9,6 +9,7 @@
 -- Deliberate differences from the original are listed in docs/coro-websocket.md.
 local core = require "turbo_ws.core"
 local toolkit = require "turbo_ws.toolkit"
+local fast_send = require "turbo_ws.fast_send"
 
 local sub, find, lower = string.sub, string.find, string.lower
 local concat = table.concat
@@ -547,7 +548,13 @@ local function open_link(conn, heartbeat, socket_path)
   -- One whole message. While the peer does not read (the core refuses
   -- past max_buffered), the writing coroutine waits for the queue to drain,
   -- as the original's write waits for libuv: backpressure, nothing lost.
+  local send_handle = fast_send and conn:_send_handle()
   local function send_message(payload, binary)
+    -- The common case, queued at once (see turbo_ws.fast_send).
+    if send_handle and type(payload) == "string"
+       and fast_send(send_handle, payload, #payload, binary and 1 or 0) == 0 then
+      return true
+    end
     while true do
       local ok, a, kind, msg = pcall(conn.send, conn, payload, binary)
       if not ok then error("turbo_ws.coro_websocket.write: " .. tostring(a), 4) end

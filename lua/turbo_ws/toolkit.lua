@@ -37,10 +37,15 @@ end
 local XPCALL_ARGS = select(2, xpcall(function(a) return a end, function() end, true)) == true
 
 --- xpcall(fn, handler, ...), also where xpcall passes no arguments (Lua 5.1).
-function toolkit.xpcall(fn, handler, ...)
-  if XPCALL_ARGS then return xpcall(fn, handler, ...) end
-  local n, args = select("#", ...), { ... }
-  return xpcall(function() return fn(unpack(args, 1, n)) end, handler)
+-- Two versions chosen here, not one with a branch: LuaJIT does not compile
+-- a function that makes a closure, and on_message runs through this.
+if XPCALL_ARGS then
+  toolkit.xpcall = xpcall
+else
+  function toolkit.xpcall(fn, handler, ...)
+    local n, args = select("#", ...), { ... }
+    return xpcall(function() return fn(unpack(args, 1, n)) end, handler)
+  end
 end
 
 --- Resumes `co` with `...` if it is suspended (someone else may have

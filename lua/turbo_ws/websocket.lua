@@ -28,6 +28,7 @@ local log = require "turbo_ws.log"
 local util = require "turbo_ws.util"
 local clientutil = require "turbo_ws.clientutil"
 local WebSocketIOStream = require "turbo_ws.websocket_stream"
+local fast_send = require "turbo_ws.fast_send"
 
 local type, tostring, error, ipairs, pairs, select =
       type, tostring, error, ipairs, pairs, select
@@ -108,6 +109,12 @@ function Stream:write_message(msg, binary)
   if type(msg) == "table" then msg = escape.json_encode(msg) end
   if type(msg) ~= "string" then
     error("write_message: string or table expected, got " .. type(msg), 2)
+  end
+  -- The common case, queued at once (see turbo_ws.fast_send); anything
+  -- else takes conn:send below, which says why.
+  local handle = self._send_handle
+  if handle and fast_send(handle, msg, #msg, binary and 1 or 0) == 0 then
+    return true, nil, nil
   end
   -- The core refuses sends once the connection is closing; asking it is
   -- cheaper than asking for its state before every message.
@@ -387,6 +394,7 @@ end
 -- Wires the core connection to the handler's hooks and opens.
 function Handler:_attach(conn)
   self._conn = conn
+  if fast_send then self._send_handle = conn:_send_handle() end
   local request = self.request
   local on_message = self.on_message
   conn:set_callbacks({
@@ -555,6 +563,7 @@ function Client:_connected(conn, res, msg, response)
     return self:_failed(error_code(kind), msg)
   end
   self._conn = conn
+  if fast_send then self._send_handle = conn:_send_handle() end
   self:_wire(conn)
   if self._closed then return close_conn(conn, 1000) end
   self.response = res

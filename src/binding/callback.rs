@@ -12,11 +12,13 @@
 //! and the next call gets a fresh one.
 
 use std::cell::RefCell;
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::thread::ThreadStatus;
-use mlua::{Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Thread, Value};
+use mlua::{ffi, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Thread, Value};
+
+use crate::binding::ioloop::Loop;
 
 /// Its address marks "the trampoline finished a call and is idle".
 static IDLE_MARK: u8 = 0;
@@ -155,6 +157,53 @@ pub fn call_with_bytes(lua: &Lua, what: &str, func: &Function, data: &[u8], flag
         let ptr = LightUserData(data.as_ptr() as *mut c_void);
         run_in(trampolines, co, (bytes_mark(), func, ptr, data.len(), flag))
     })
+}
+
+/// [`call_with_bytes`] for the function registered under `key` (a
+/// registry reference), the hot path of every message: the function and
+/// the arguments are pushed straight onto the idle coroutine's stack
+/// (where its next resume takes them from), with no function handle made
+/// and no argument conversion. None when this path is not available
+/// (no loop, or no ffi to make strings with): then the caller uses
+/// `call_with_bytes`.
+pub fn call_registered_with_bytes(
+    lp: &Loop,
+    lua: &Lua,
+    what: &str,
+    key: c_int,
+    data: &[u8],
+    flag: bool,
+) -> Option<bool> {
+    let trampolines = lp.trampolines();
+    if !trampolines.makes_strings.get() {
+        return None;
+    }
+    Some(guarded(what, || {
+        let co = trampolines.take_idle(lua)?;
+        // As in call_with_bytes: the pointer is read at once by the
+        // trampoline, before anything could yield.
+        let ptr = data.as_ptr() as *mut c_void;
+        // SAFETY: `co` is a coroutine of this state that nothing runs.
+        if !unsafe { push_bytes_call(co.state(), key, ptr, data.len(), flag) } {
+            return Err(mlua::Error::runtime("internal error: the idle coroutine cannot take a call"));
+        }
+        run_in(trampolines, co, ())
+    }))
+}
+
+/// Pushes (bytes mark, registry[key], pointer, length, flag) onto an idle
+/// trampoline coroutine (yielded, empty stack): the values mlua's next
+/// resume of it passes on. False, pushing nothing, if it is not idle.
+unsafe fn push_bytes_call(state: *mut ffi::lua_State, key: c_int, ptr: *mut c_void, len: usize, flag: bool) -> bool {
+    if ffi::lua_status(state) != ffi::LUA_YIELD || ffi::lua_gettop(state) != 0 || ffi::lua_checkstack(state, 5) == 0 {
+        return false;
+    }
+    ffi::lua_pushlightuserdata(state, bytes_mark().0);
+    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
+    ffi::lua_pushlightuserdata(state, ptr);
+    ffi::lua_pushnumber(state, len as ffi::lua_Number);
+    ffi::lua_pushboolean(state, c_int::from(flag));
+    true
 }
 
 fn resume_in_coroutine(lua: &Lua, func: &Function, args: impl IntoLuaMulti) -> mlua::Result<()> {

@@ -13,6 +13,7 @@ use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserDat
 
 use crate::binding::args;
 use crate::binding::callback;
+use crate::binding::fast_send;
 use crate::binding::ioloop;
 use crate::binding::opts::Opts;
 use crate::engine::codec::Role;
@@ -80,7 +81,14 @@ impl LuaEvents {
 
 impl Events for LuaEvents {
     fn message(&self, data: &[u8], binary: bool) {
-        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else { return };
+        let Some(lp) = ioloop::current() else { return };
+        let Some(lua) = lp.lua() else { return };
+        // Only the key's number, under a short borrow: the callback may
+        // replace the callbacks while it runs.
+        let Some(key) = self.callbacks.borrow().on_message.as_ref().map(RegistryKey::id) else { return };
+        if callback::call_registered_with_bytes(lp, &lua, "on_message", key, data, binary).is_some() {
+            return;
+        }
         if let Some(func) = self.callback(&lua, |c| &c.on_message) {
             callback::call_with_bytes(&lua, "on_message", &func, data, binary);
         }
@@ -130,7 +138,8 @@ pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>) -> Connection {
         let weak: Weak<dyn Closable> = Rc::downgrade(&shared) as Weak<dyn Closable>;
         events.registry_id.set(lp.registry().add_connection(weak));
     }
-    Connection { shared, events }
+    let handle = Rc::new(fast_send::Handle::new(&shared));
+    Connection { shared, events, handle }
 }
 
 /// The Lua handle of a connection.
@@ -138,6 +147,8 @@ pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>) -> Connection {
 pub struct Connection {
     pub shared: Rc<Shared>,
     events: Rc<LuaEvents>,
+    /// Its number for `fast_send`, given back when the last clone goes.
+    handle: Rc<fast_send::Handle>,
 }
 
 const SEND: &str = "turbo_ws connection:send";
@@ -187,15 +198,17 @@ impl UserData for Connection {
                 return Err(args::bad(SEND, 1, "data", "string", &data));
             };
             let bytes = data.as_bytes();
-            if !binary && std::str::from_utf8(&bytes).is_err() {
+            let Some(opcode) = fast_send::message_opcode(&bytes, binary) else {
                 return Err(args::misuse(
                     SEND,
                     "bad argument #1 'data' (a text message must be valid UTF-8; send it as binary)",
                 ));
-            }
-            let opcode = if binary { frame::BINARY } else { frame::TEXT };
+            };
             Ok(outcome(this.shared.send(&bytes, |out, p| out.push_message(opcode, p))))
         });
+        // _send_handle() -> the number fast_send knows this connection by
+        // (internal, for the faces), or nil when it has none.
+        methods.add_method("_send_handle", |_, this, ()| Ok(this.handle.number()));
         methods.add_method("ping", |_, this, data: Value| {
             send_control(this, "turbo_ws connection:ping", frame::PING, data)
         });
@@ -295,5 +308,10 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
 
 /// The Lua handle of `conn`.
 pub fn userdata(lua: &Lua, conn: Connection) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(conn)
+    let handle = conn.handle.number();
+    let ud = lua.create_userdata(conn)?;
+    if let (Some(handle), Some(handles)) = (handle, fast_send::method_handles(lua, &ud)?) {
+        handles.raw_set(&ud, handle)?;
+    }
+    Ok(ud)
 }

@@ -9,6 +9,7 @@ pub mod args;
 pub mod callback;
 pub mod client;
 pub mod connection;
+pub mod fast_send;
 pub mod fd_watch;
 pub mod http_client;
 pub mod http_session;

@@ -217,12 +217,34 @@ impl Shared {
     pub fn send(&self, payload: &[u8], push: impl FnOnce(&mut Outbox, &[u8])) -> Result<(), Error> {
         self.can_send()?;
         let queued = self.out.borrow().queued();
-        if queued > 0 && queued + payload.len() > self.limits.max_buffered {
+        if !self.has_room(queued, payload.len()) {
             return Err(self.refuse_send(queued));
         }
         push(&mut self.out.borrow_mut(), payload);
         self.wake();
         Ok(())
+    }
+
+    /// `send` when it would succeed; otherwise nothing happens (no error
+    /// built, no refusal recorded) and it returns false, so that the
+    /// caller can take `send` itself to learn why. The binding's fast path.
+    pub fn try_send(&self, payload: &[u8], push: impl FnOnce(&mut Outbox, &[u8])) -> bool {
+        if self.can_send_now() && self.has_room(self.out.borrow().queued(), payload.len()) {
+            push(&mut self.out.borrow_mut(), payload);
+            self.wake();
+            return true;
+        }
+        false
+    }
+
+    fn can_send_now(&self) -> bool {
+        matches!(self.state.get(), State::Connecting | State::Open)
+    }
+
+    /// A message into an empty queue is always taken, so any single
+    /// message can be sent; past `max_buffered` the queue is full.
+    fn has_room(&self, queued: usize, len: usize) -> bool {
+        queued == 0 || queued.saturating_add(len) <= self.limits.max_buffered
     }
 
     /// The peer has not read what is queued: refuse, or close it for good.

@@ -12,6 +12,7 @@ local bit = require "bit"
 local core = require "turbo_ws.core"
 local toolkit = require "turbo_ws.toolkit"
 local wait = require "turbo_ws.evlua.wait"
+local fast_send = require "turbo_ws.fast_send"
 local C = require "turbo_ws.evlua.ws_const"
 
 local M = {}
@@ -225,6 +226,18 @@ end
 -- not ask for its state first (`check_alive`): a first refusal on a
 -- connection that is no longer alive raises check_alive's error.
 function Socket:send_message(what, payload, binary, timeout)
+  -- The common case, queued at once (see turbo_ws.fast_send). Kept apart
+  -- from the waiting below: LuaJIT does not compile a function that
+  -- makes a closure, and this one runs for every message.
+  local handle = self.send_handle
+  if handle and type(payload) == "string"
+     and fast_send(handle, payload, #payload, binary and 1 or 0) == 0 then
+    return
+  end
+  return self:_send_or_wait(what, payload, binary, timeout)
+end
+
+function Socket:_send_or_wait(what, payload, binary, timeout)
   local deadline
   while true do
     local ok, kind, message = self.conn:send(payload, binary)
@@ -333,6 +346,7 @@ function M.new(conn, role, handler, request, response)
   mt.__tostring = function() return label end
   local sock = setmetatable({
     conn = conn, role = role, handler = handler, proxy = proxy,
+    send_handle = fast_send and conn:_send_handle() or nil,
     request = request, response = response,
     inbox = toolkit.queue(), busy = false, open = true,
   }, Socket)
