@@ -77,6 +77,7 @@ suite_cmd "smoke lua5.4" env LUA_CPATH="./build/lua54/?.so;;" lua5.4 tests/smoke
 suite_cmd "smoke luajit" env LUA_CPATH="./build/?.so;;" luajit tests/smoke.lua
 suite_cmd "luarocks make" bash scripts/rock-check.sh
 suite_cmd "luarocks install src.rock" bash scripts/rock-check.sh install
+suite_counted "layout (docs/architecture.md rules)" python3 scripts/layout-check.py
 suite_counted "doc check" env LUA_CPATH="./build/?.so;;" luajit tests/doc_check.lua
 suite_counted "browser (chromium)" bash scripts/browser-test.sh
 suite_counted "autobahn server, Turbo face (quick)" bash scripts/conformance.sh quick server

@@ -18,8 +18,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use mlua::thread::ThreadStatus;
 use mlua::{ffi, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Thread, Value};
 
-use crate::binding::ioloop::Loop;
-
 /// Its address marks "the trampoline finished a call and is idle".
 static IDLE_MARK: u8 = 0;
 /// Its address marks a call whose first argument is bytes to make a string of.
@@ -57,7 +55,8 @@ return function() return run(yield(idle)) end, tostr ~= nil
 "#;
 
 /// The trampoline body and one idle coroutine running it. Owned by the
-/// leaked loop, so these handles are never released after the state closes.
+/// loop (the host context), which hands them to every call; leaked with
+/// it, so these handles are never released after the state closes.
 #[derive(Default)]
 pub struct Trampolines {
     body: RefCell<Option<Function>>,
@@ -120,8 +119,8 @@ impl Trampolines {
 
 /// Calls `func(args...)` in a coroutine; errors and panics are reported.
 /// Returns false when the call failed (the caller may clean up after it).
-pub fn call(lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) -> bool {
-    guarded(what, || resume_in_coroutine(lua, func, args))
+pub fn call(trampolines: &Trampolines, lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) -> bool {
+    guarded(what, || resume_in_coroutine(trampolines, lua, func, args))
 }
 
 /// Runs `f`, reporting its error or panic (none crosses into the loop);
@@ -142,12 +141,15 @@ fn guarded(what: &str, f: impl FnOnce() -> mlua::Result<()>) -> bool {
 
 /// Calls `func(data as a string, flag)` like [`call`], the hot path of every
 /// message: where it can, the string is made inside the coroutine.
-pub fn call_with_bytes(lua: &Lua, what: &str, func: &Function, data: &[u8], flag: bool) -> bool {
+pub fn call_with_bytes(
+    trampolines: &Trampolines,
+    lua: &Lua,
+    what: &str,
+    func: &Function,
+    data: &[u8],
+    flag: bool,
+) -> bool {
     guarded(what, || {
-        let Some(lp) = crate::binding::ioloop::current() else {
-            return func.call::<()>((lua.create_string(data)?, flag));
-        };
-        let trampolines = lp.trampolines();
         let co = trampolines.take_idle(lua)?;
         if !trampolines.makes_strings.get() {
             return run_in(trampolines, co, (func, lua.create_string(data)?, flag));
@@ -167,14 +169,13 @@ pub fn call_with_bytes(lua: &Lua, what: &str, func: &Function, data: &[u8], flag
 /// (no loop, or no ffi to make strings with): then the caller uses
 /// `call_with_bytes`.
 pub fn call_registered_with_bytes(
-    lp: &Loop,
+    trampolines: &Trampolines,
     lua: &Lua,
     what: &str,
     key: c_int,
     data: &[u8],
     flag: bool,
 ) -> Option<bool> {
-    let trampolines = lp.trampolines();
     if !trampolines.makes_strings.get() {
         return None;
     }
@@ -206,11 +207,12 @@ unsafe fn push_bytes_call(state: *mut ffi::lua_State, key: c_int, ptr: *mut c_vo
     true
 }
 
-fn resume_in_coroutine(lua: &Lua, func: &Function, args: impl IntoLuaMulti) -> mlua::Result<()> {
-    let Some(lp) = crate::binding::ioloop::current() else {
-        return func.call::<()>(args);
-    };
-    let trampolines = lp.trampolines();
+fn resume_in_coroutine(
+    trampolines: &Trampolines,
+    lua: &Lua,
+    func: &Function,
+    args: impl IntoLuaMulti,
+) -> mlua::Result<()> {
     let co = trampolines.take_idle(lua)?;
     run_in(trampolines, co, (func, args))
 }
@@ -247,13 +249,10 @@ fn after_resume(trampolines: &Trampolines, co: Thread, results: MultiValue) -> m
 /// callbacks: when it yields values again the yield handler gets it, when
 /// its callback returns it is reused, an error is reported. False when it
 /// raised.
-pub fn resume(co: Thread, args: MultiValue) -> bool {
+pub fn resume(trampolines: &Trampolines, co: Thread, args: MultiValue) -> bool {
     guarded("resumed coroutine", || {
         let results: MultiValue = co.resume(args)?;
-        match crate::binding::ioloop::current() {
-            Some(lp) => after_resume(lp.trampolines(), co, results),
-            None => Ok(()),
-        }
+        after_resume(trampolines, co, results)
     })
 }
 

@@ -90,13 +90,14 @@ fn connect(lua: &Lua, lp: &'static Loop, (url, opts, on_done): (Value, Value, Va
 }
 
 fn report_success(on_done: &RegistryKey, conn: connection::Connection, answer: &Answer) -> bool {
-    let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else {
+    let Some(lp) = ioloop::current() else { return false };
+    let Some(lua) = lp.lua() else {
         return false;
     };
     let call = || -> mlua::Result<()> {
         let func: Function = lua.registry_value(on_done)?;
         let conn = connection::userdata(&lua, conn)?;
-        callback::call(&lua, "connect callback", &func, (conn, answer::to_lua(&lua, answer)?));
+        callback::call(lp.trampolines(), &lua, "connect callback", &func, (conn, answer::to_lua(&lua, answer)?));
         Ok(())
     };
     match call() {
@@ -109,7 +110,8 @@ fn report_success(on_done: &RegistryKey, conn: connection::Connection, answer: &
 }
 
 fn report_failure(on_done: &RegistryKey, (err, answer): Failure) {
-    let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else {
+    let Some(lp) = ioloop::current() else { return };
+    let Some(lua) = lp.lua() else {
         return;
     };
     let call = || -> mlua::Result<()> {
@@ -119,7 +121,7 @@ fn report_failure(on_done: &RegistryKey, (err, answer): Failure) {
             None => Value::Nil,
         };
         let args = (Value::Nil, err.kind.name(), err.message, answer, err.detail);
-        callback::call(&lua, "connect callback", &func, args);
+        callback::call(lp.trampolines(), &lua, "connect callback", &func, args);
         Ok(())
     };
     if let Err(e) = call() {

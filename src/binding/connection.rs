@@ -68,11 +68,12 @@ impl LuaEvents {
         what: &str,
         args: impl FnOnce(&Lua) -> mlua::Result<A>,
     ) {
-        let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else { return };
+        let Some(lp) = ioloop::current() else { return };
+        let Some(lua) = lp.lua() else { return };
         let Some(func) = self.callback(&lua, which) else { return };
         match args(&lua) {
             Ok(a) => {
-                callback::call(&lua, what, &func, a);
+                callback::call(lp.trampolines(), &lua, what, &func, a);
             }
             Err(e) => callback::report(what, &e.to_string()),
         }
@@ -86,11 +87,11 @@ impl Events for LuaEvents {
         // Only the key's number, under a short borrow: the callback may
         // replace the callbacks while it runs.
         let Some(key) = self.callbacks.borrow().on_message.as_ref().map(RegistryKey::id) else { return };
-        if callback::call_registered_with_bytes(lp, &lua, "on_message", key, data, binary).is_some() {
+        if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, data, binary).is_some() {
             return;
         }
         if let Some(func) = self.callback(&lua, |c| &c.on_message) {
-            callback::call_with_bytes(&lua, "on_message", &func, data, binary);
+            callback::call_with_bytes(lp.trampolines(), &lua, "on_message", &func, data, binary);
         }
     }
 

@@ -110,10 +110,11 @@ async fn watch(fd: AsyncFd<OwnedFd>, w: Rc<Watch>, callback: RegistryKey, alive:
         };
         let mask = mask_of(guard.ready(), events);
         if mask != 0 {
-            let Some(lua) = ioloop::current().and_then(|lp| lp.lua()) else { break };
+            let Some(lp) = ioloop::current() else { break };
+            let Some(lua) = lp.lua() else { break };
             match lua.registry_value::<Function>(&callback) {
                 Ok(func) => {
-                    callback::call(&lua, "fd handler", &func, mask);
+                    callback::call(lp.trampolines(), &lua, "fd handler", &func, mask);
                 }
                 Err(e) => callback::report("fd handler", &e.to_string()),
             }

@@ -102,7 +102,7 @@ fn report(lp: &Loop, on_done: &RegistryKey, outcome: Result<Answer, Failure>) {
         let func: Function = lua.registry_value(on_done)?;
         match outcome {
             Ok(answer) => {
-                callback::call(&lua, "http_request callback", &func, answer::to_lua(&lua, &answer)?)
+                callback::call(lp.trampolines(), &lua, "http_request callback", &func, answer::to_lua(&lua, &answer)?)
             }
             Err((err, answer)) => {
                 let answer = match answer {
@@ -110,6 +110,7 @@ fn report(lp: &Loop, on_done: &RegistryKey, outcome: Result<Answer, Failure>) {
                     None => Value::Nil,
                 };
                 callback::call(
+                    lp.trampolines(),
                     &lua,
                     "http_request callback",
                     &func,

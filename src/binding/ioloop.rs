@@ -51,18 +51,18 @@ impl LuaCall {
     }
 
     /// Calls `func(arg)` (or `func()` without an argument) in a coroutine.
-    pub fn invoke(&self, lua: &Lua, what: &str) {
+    pub fn invoke(&self, lp: &Loop, lua: &Lua, what: &str) {
         let func = match lua.registry_value::<mlua::Function>(&self.func) {
             Ok(f) => f,
             Err(e) => return callback::report(what, &e.to_string()),
         };
         match &self.arg {
             None => {
-                callback::call(lua, what, &func, ());
+                callback::call(lp.trampolines(), lua, what, &func, ());
             }
             Some(key) => match lua.registry_value::<Value>(key) {
                 Ok(arg) => {
-                    callback::call(lua, what, &func, arg);
+                    callback::call(lp.trampolines(), lua, what, &func, arg);
                 }
                 Err(e) => callback::report(what, &e.to_string()),
             },
@@ -382,7 +382,7 @@ impl Loop {
         self.callbacks_scheduled.set(false);
         let Some(lua) = self.lua() else { return };
         for call in batch {
-            call.invoke(&lua, "ioloop callback");
+            call.invoke(self, &lua, "ioloop callback");
         }
         self.wake.notify_one();
     }
@@ -484,7 +484,7 @@ impl Loop {
         // Not held across the call: the callback may add or remove timers.
         let timer = self.timers.borrow().get(&id).map(|t| (t.call.clone(), t.period));
         let Some((call, period)) = timer else { return };
-        call.invoke(lua, if period.is_some() { "interval" } else { "timeout" });
+        call.invoke(self, lua, if period.is_some() { "interval" } else { "timeout" });
         match period {
             // Unless the callback cleared it, keep the interval's phase, but
             // never queue a burst after a stall.
@@ -541,7 +541,7 @@ pub fn shutdown(lp: &'static Loop, timeout: Duration, on_done: Option<LuaCall>) 
             registry.abort_all();
         }
         if let (Some(call), Some(lua)) = (on_done, lp.lua()) {
-            call.invoke(&lua, "shutdown callback");
+            call.invoke(lp, &lua, "shutdown callback");
         }
     });
 }
@@ -687,7 +687,7 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
                     "bad argument #1 'co' (cannot resume a running or dead coroutine)",
                 ));
             }
-            Ok(callback::resume(co, rest))
+            Ok(callback::resume(lp.trampolines(), co, rest))
         })?,
     )?;
 

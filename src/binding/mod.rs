@@ -1,8 +1,8 @@
 //! The binding layer: the only Rust code that touches Lua (mlua). The
 //! loop and its host context (`ioloop`), calls into Lua (`callback`),
 //! argument and option checks (`args`), the userdata of connections,
-//! servers, hubs and watchers, and the `turbo_ws.core` functions each
-//! module registers.
+//! servers, hubs and watchers, the `turbo_ws.core` functions each
+//! module registers, and the entry points that build it (`module`).
 
 pub mod answer;
 pub mod args;
@@ -14,6 +14,7 @@ pub mod fd_watch;
 pub mod http_client;
 pub mod http_session;
 pub mod ioloop;
+pub mod module;
 pub mod opts;
 pub mod pubsub;
 pub mod server;

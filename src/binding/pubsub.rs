@@ -43,7 +43,7 @@ impl Events for LuaEvents {
         for key in to {
             match lua.registry_value::<Function>(&key) {
                 Ok(f) => {
-                    callback::call(&lua, "pubsub subscriber", &f, (message.clone(), name.clone()));
+                    callback::call(self.lp.trampolines(), &lua, "pubsub subscriber", &f, (message.clone(), name.clone()));
                 }
                 Err(e) => callback::report("pubsub subscriber", &e.to_string()),
             }
@@ -58,7 +58,7 @@ impl Events for LuaEvents {
         };
         match lua.registry_value::<Function>(key) {
             Ok(f) => {
-                callback::call(&lua, "pubsub on_error", &f, (kind.name(), message));
+                callback::call(self.lp.trampolines(), &lua, "pubsub on_error", &f, (kind.name(), message));
             }
             Err(e) => callback::report("pubsub on_error", &e.to_string()),
         }
@@ -68,7 +68,7 @@ impl Events for LuaEvents {
         let (Some(key), Some(lua)) = (&self.on_connect, self.lp.lua()) else { return };
         match lua.registry_value::<Function>(key) {
             Ok(f) => {
-                callback::call(&lua, "pubsub on_connect", &f, ());
+                callback::call(self.lp.trampolines(), &lua, "pubsub on_connect", &f, ());
             }
             Err(e) => callback::report("pubsub on_connect", &e.to_string()),
         }

@@ -126,7 +126,7 @@ impl Requests for LuaRequests {
             // The request went with the failed userdata: the client gets a 500.
             Err(e) => return callback::report("on_request", &e.to_string()),
         };
-        if !callback::call(&lua, "on_request", &on_request, (handle.clone(), info)) {
+        if !callback::call(self.lp.trampolines(), &lua, "on_request", &on_request, (handle.clone(), info)) {
             // The handler failed before answering: the client gets a 500
             // now, not when the request object is garbage-collected.
             match handle.borrow::<Request>() {

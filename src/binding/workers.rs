@@ -47,7 +47,7 @@ fn dispatch(lp: &'static Loop, signo: libc::c_int) {
     match lp.signals().action(signo) {
         Action::Call(key) => match lua.registry_value::<Function>(&key) {
             Ok(f) => {
-                callback::call(&lua, "signal handler", &f, signals::name(signo));
+                callback::call(lp.trampolines(), &lua, "signal handler", &f, signals::name(signo));
             }
             Err(e) => callback::report("signal handler", &e.to_string()),
         },
