@@ -119,7 +119,13 @@ impl Trampolines {
 
 /// Calls `func(args...)` in a coroutine; errors and panics are reported.
 /// Returns false when the call failed (the caller may clean up after it).
-pub fn call(trampolines: &Trampolines, lua: &Lua, what: &str, func: &Function, args: impl IntoLuaMulti) -> bool {
+pub fn call(
+    trampolines: &Trampolines,
+    lua: &Lua,
+    what: &str,
+    func: &Function,
+    args: impl IntoLuaMulti,
+) -> bool {
     guarded(what, || resume_in_coroutine(trampolines, lua, func, args))
 }
 
@@ -195,8 +201,17 @@ pub fn call_registered_with_bytes(
 /// Pushes (bytes mark, registry[key], pointer, length, flag) onto an idle
 /// trampoline coroutine (yielded, empty stack): the values mlua's next
 /// resume of it passes on. False, pushing nothing, if it is not idle.
-unsafe fn push_bytes_call(state: *mut ffi::lua_State, key: c_int, ptr: *mut c_void, len: usize, flag: bool) -> bool {
-    if ffi::lua_status(state) != ffi::LUA_YIELD || ffi::lua_gettop(state) != 0 || ffi::lua_checkstack(state, 5) == 0 {
+unsafe fn push_bytes_call(
+    state: *mut ffi::lua_State,
+    key: c_int,
+    ptr: *mut c_void,
+    len: usize,
+    flag: bool,
+) -> bool {
+    if ffi::lua_status(state) != ffi::LUA_YIELD
+        || ffi::lua_gettop(state) != 0
+        || ffi::lua_checkstack(state, 5) == 0
+    {
         return false;
     }
     ffi::lua_pushlightuserdata(state, bytes_mark().0);

@@ -97,7 +97,13 @@ fn report_success(on_done: &RegistryKey, conn: connection::Connection, answer: &
     let call = || -> mlua::Result<()> {
         let func: Function = lua.registry_value(on_done)?;
         let conn = connection::userdata(&lua, conn)?;
-        callback::call(lp.trampolines(), &lua, "connect callback", &func, (conn, answer::to_lua(&lua, answer)?));
+        callback::call(
+            lp.trampolines(),
+            &lua,
+            "connect callback",
+            &func,
+            (conn, answer::to_lua(&lua, answer)?),
+        );
         Ok(())
     };
     match call() {

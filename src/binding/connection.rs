@@ -87,7 +87,9 @@ impl Events for LuaEvents {
         // Only the key's number, under a short borrow: the callback may
         // replace the callbacks while it runs.
         let Some(key) = self.callbacks.borrow().on_message.as_ref().map(RegistryKey::id) else { return };
-        if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, data, binary).is_some() {
+        if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, data, binary)
+            .is_some()
+        {
             return;
         }
         if let Some(func) = self.callback(&lua, |c| &c.on_message) {

@@ -101,9 +101,13 @@ fn report(lp: &Loop, on_done: &RegistryKey, outcome: Result<Answer, Failure>) {
     let call = || -> mlua::Result<()> {
         let func: Function = lua.registry_value(on_done)?;
         match outcome {
-            Ok(answer) => {
-                callback::call(lp.trampolines(), &lua, "http_request callback", &func, answer::to_lua(&lua, &answer)?)
-            }
+            Ok(answer) => callback::call(
+                lp.trampolines(),
+                &lua,
+                "http_request callback",
+                &func,
+                answer::to_lua(&lua, &answer)?,
+            ),
             Err((err, answer)) => {
                 let answer = match answer {
                     Some(a) => Value::Table(answer::to_lua(&lua, a.as_ref())?),

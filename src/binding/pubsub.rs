@@ -43,7 +43,13 @@ impl Events for LuaEvents {
         for key in to {
             match lua.registry_value::<Function>(&key) {
                 Ok(f) => {
-                    callback::call(self.lp.trampolines(), &lua, "pubsub subscriber", &f, (message.clone(), name.clone()));
+                    callback::call(
+                        self.lp.trampolines(),
+                        &lua,
+                        "pubsub subscriber",
+                        &f,
+                        (message.clone(), name.clone()),
+                    );
                 }
                 Err(e) => callback::report("pubsub subscriber", &e.to_string()),
             }
