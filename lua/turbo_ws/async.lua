@@ -199,15 +199,14 @@ function HTTPClient:_request_options(kwargs, method, headers, target, body)
       list[#list + 1] = field
     end
   end
-  local max_redirects = kwargs.max_redirects or 4
-  if kwargs.allow_redirects == false then max_redirects = 0 end
+  local connect_timeout, timeout, max_redirects = clientutil.request_limits(kwargs)
   return {
     method = headers:get_method() or method,
     version = headers:get_version(),
     headers = list,
     body = body,
-    connect_timeout = kwargs.connect_timeout or 20,
-    timeout = kwargs.request_timeout or 60,
+    connect_timeout = connect_timeout,
+    timeout = timeout,
     max_redirects = max_redirects,
     max_body_size = self.max_buffer_size,
     decompress = kwargs.use_gzip ~= false,

@@ -85,6 +85,15 @@ function clientutil.check_kwargs(fname, kwargs, types, level)
   end
 end
 
+--- The kwargs both Turbo clients read the same way, as core options:
+-- connect and request timeouts (Turbo's 20 s and 60 s) and the redirect
+-- limit (`max_redirects`, 4; none with `allow_redirects = false`).
+function clientutil.request_limits(kwargs)
+  local max_redirects = kwargs.max_redirects or 4
+  if kwargs.allow_redirects == false then max_redirects = 0 end
+  return kwargs.connect_timeout or 20, kwargs.request_timeout or 60, max_redirects
+end
+
 --- "a=1&b=2" from a params table, keys sorted so the URL is predictable.
 function clientutil.encode_params(params)
   local keys = {}

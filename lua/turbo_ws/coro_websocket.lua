@@ -66,6 +66,16 @@ end
 -- connections go on.
 local function resume(co) toolkit.resume("turbo_ws.coro_websocket", co) end
 
+-- Waits in `list` (of readers or senders) until resumed, then leaves it:
+-- whoever resumed it may not have taken it out.
+local function wait_in(list, co)
+  list[#list + 1] = co
+  coroutine.yield()
+  for i = #list, 1, -1 do
+    if list[i] == co then table.remove(list, i) end
+  end
+end
+
 ---------------------------------------------------------------------------
 -- Message tables
 ---------------------------------------------------------------------------
@@ -508,11 +518,7 @@ local function open_link(conn, heartbeat, socket_path)
       local msg = inbox:pop()
       if msg then return msg end
       if done then return nil, failure end
-      readers[#readers + 1] = co
-      coroutine.yield()
-      for i = #readers, 1, -1 do -- resumed by someone else: stop waiting
-        if readers[i] == co then table.remove(readers, i) end
-      end
+      wait_in(readers, co)
     end
   end
 
@@ -562,11 +568,7 @@ local function open_link(conn, heartbeat, socket_path)
       if kind ~= "too_big" or not co or main or close_sent or done or conn:state() ~= "open" then
         return result(a, kind, msg)
       end
-      senders[#senders + 1] = co
-      coroutine.yield()
-      for i = #senders, 1, -1 do -- resumed by someone else: stop waiting
-        if senders[i] == co then table.remove(senders, i) end
-      end
+      wait_in(senders, co)
     end
   end
 

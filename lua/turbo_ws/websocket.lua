@@ -540,13 +540,12 @@ function Client:_connect_options(headers)
       extra[#extra + 1] = field
     end
   end
-  local max_redirects = kwargs.max_redirects or 4
-  if kwargs.allow_redirects == false then max_redirects = 0 end
+  local connect_timeout, timeout, max_redirects = clientutil.request_limits(kwargs)
   return {
     headers = extra,
     protocols = protocols,
-    connect_timeout = kwargs.connect_timeout or 20,
-    timeout = kwargs.request_timeout or 60,
+    connect_timeout = connect_timeout,
+    timeout = timeout,
     max_redirects = max_redirects,
     tls = clientutil.tls_options(kwargs.ssl_options, kwargs),
     max_message_size = kwargs.max_buffer_size,
