@@ -534,9 +534,10 @@ impl PendingRequest {
     }
 }
 
-/// The upgraded connection's task: holds its slot while it runs.
+/// Waits for hyper to hand over the upgraded stream, then runs the
+/// connection as a task of its own that holds the slot: this task (and
+/// what waiting for the upgrade took) is gone before the connection idles.
 async fn run_upgraded(on_upgrade: OnUpgrade, shared: Rc<Shared>, slot: Rc<Slot>) {
-    let _slot = slot;
     match on_upgrade.await.map(|u| u.downcast::<TokioIo<Stream>>()) {
         Ok(Ok(parts)) => {
             let stream = parts.io.into_inner();
@@ -545,7 +546,8 @@ async fn run_upgraded(on_upgrade: OnUpgrade, shared: Rc<Shared>, slot: Rc<Slot>)
             // that buffer for the connection's whole life.
             drop(parts.read_buf);
             shared.opened(&stream);
-            connection::run(shared, stream, leftover).await;
+            let requests = slot.0.requests.clone();
+            requests.spawn(Box::pin(connection::run_holding(shared, stream, leftover, slot)));
         }
         Ok(Err(_)) => shared.finish(
             Some(Error::new(Kind::Io, "upgrade on an unexpected stream type")),
