@@ -14,7 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -26,7 +26,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Sleep};
 
 use crate::engine::buffers;
-use crate::engine::codec::{Event, Outbox, Reader, Role, Step, Violation};
+use crate::engine::codec::{DirectWrite, Event, Outbox, Reader, Role, Step, Violation};
 use crate::engine::deflate::{Agreed, Deflater, Inflater};
 use crate::engine::error::{Error, Kind};
 use crate::engine::frame;
@@ -408,9 +408,26 @@ impl Keepalive {
     }
 }
 
+/// The connection's stream, shared by the task, which reads and writes
+/// it, and the outbox, which writes a large frame to it at once when
+/// nothing is queued (no copy into the outbox; see `codec::DIRECT_MIN`).
+/// Taken out for the closing steps.
+struct Socket(RefCell<Option<Stream>>);
+
+impl DirectWrite for Socket {
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> usize {
+        let Ok(stream) = self.0.try_borrow() else { return 0 };
+        match &*stream {
+            // A TLS stream copies into its records anyway.
+            Some(Stream::Plain(tcp)) => tcp.try_write_vectored(bufs).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
 /// Moves bytes between the socket, the reader, the events and the outbox.
 struct Driver {
-    stream: Stream,
+    socket: Rc<Socket>,
     reader: Reader,
     input: BytesMut,
     read_size: usize,
@@ -430,10 +447,10 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(stream: Stream, leftover: BytesMut, sh: &Shared) -> Driver {
+    fn new(socket: Rc<Socket>, leftover: BytesMut, sh: &Shared) -> Driver {
         let limits = &sh.limits;
         Driver {
-            stream,
+            socket,
             reader: Reader::new(
                 sh.role,
                 limits.max_frame_size,
@@ -586,7 +603,9 @@ impl Driver {
         } else {
             self.input.reserve(want);
         }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.input) {
+        let mut socket = self.socket.0.borrow_mut();
+        let Some(stream) = socket.as_mut() else { return Poll::Ready(Ok(0)) };
+        match tokio_util::io::poll_read_buf(Pin::new(stream), cx, &mut self.input) {
             Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => {
                 if self.input.is_empty() {
@@ -601,6 +620,8 @@ impl Driver {
     fn write_out(&mut self, sh: &Shared, cx: &mut Context<'_>) -> io::Result<()> {
         self.since_write = 0;
         let mut out = sh.out.borrow_mut();
+        let mut socket = self.socket.0.borrow_mut();
+        let Some(stream) = socket.as_mut() else { return Err(io::ErrorKind::NotConnected.into()) };
         loop {
             if out.len() < PONG_BACKLOG && !sh.close_sent.get() {
                 if let Some(pong) = sh.pending_pong.borrow_mut().take() {
@@ -610,7 +631,7 @@ impl Driver {
             if out.is_empty() {
                 break;
             }
-            match Pin::new(&mut self.stream).poll_write(cx, out.bytes()) {
+            match Pin::new(&mut *stream).poll_write(cx, out.bytes()) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     out.written(n);
@@ -622,12 +643,14 @@ impl Driver {
         }
         drop(out);
         if self.unflushed {
-            match Pin::new(&mut self.stream).poll_flush(cx) {
+            match Pin::new(&mut *stream).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => {}
             }
         }
+        // on_drain may send, and a large frame goes to the socket directly.
+        drop(socket);
         if sh.notify_drained() {
             // on_drain queued more: come back to write it.
             cx.waker().wake_by_ref();
@@ -638,20 +661,22 @@ impl Driver {
     /// Best effort: tell the peer why we fail the connection, then close TCP.
     async fn fail(&mut self, sh: &Shared, code: u16) {
         sh.queue_close(Some(code), "");
+        let Some(mut stream) = self.socket.0.borrow_mut().take() else { return };
         let pending = sh.out.borrow().bytes().to_vec();
         let send = async {
-            self.stream.write_all(&pending).await?;
-            self.stream.flush().await
+            stream.write_all(&pending).await?;
+            stream.flush().await
         };
         if let Ok(Ok(())) = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, send).await {
             sh.out.borrow_mut().written(pending.len());
         }
-        self.shutdown().await;
+        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, stream.shutdown()).await;
     }
 
     /// Closes the TCP (and TLS) stream politely, bounded in time.
     async fn shutdown(&mut self) {
-        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, self.stream.shutdown()).await;
+        let Some(mut stream) = self.socket.0.borrow_mut().take() else { return };
+        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, stream.shutdown()).await;
     }
 }
 
@@ -674,9 +699,16 @@ pub fn run_holding<G: 'static>(
     leftover: BytesMut,
     guard: G,
 ) -> impl Future<Output = ()> {
-    let mut driver = Driver::new(stream, leftover, &shared);
+    let direct = matches!(stream, Stream::Plain(_)) && shared.role == Role::Server;
+    let socket = Rc::new(Socket(RefCell::new(Some(stream))));
+    if direct {
+        shared.out.borrow_mut().write_directly_to(Some(socket.clone()));
+    }
+    let mut driver = Driver::new(socket, leftover, &shared);
     async move {
         let end = poll_fn(|cx| driver.poll(&shared, cx)).await;
+        // From here on the task writes nothing more the program sends.
+        shared.out.borrow_mut().write_directly_to(None);
         let (error, code, reason) = Box::pin(end_of(&shared, &mut driver, end)).await;
         drop(driver);
         shared.finish(error, code, reason);
