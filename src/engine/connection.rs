@@ -93,6 +93,13 @@ pub trait Events {
     fn attached(&self) -> bool;
 }
 
+/// The limits `Shared` reads while the connection runs.
+struct SendLimits {
+    max_buffered: usize,
+    close_slow_readers: bool,
+    close_timeout: Duration,
+}
+
 /// State shared by the program's handle and the task.
 pub struct Shared {
     state: Cell<State>,
@@ -112,12 +119,15 @@ pub struct Shared {
     /// Closed for not reading (`close_slow_readers`): reported in on_error.
     slow_reader: Cell<bool>,
     events: Rc<dyn Events>,
-    limits: Limits,
+    limits: SendLimits,
+    /// The rest of the limits, for the task to start with (taken then):
+    /// an open connection's state keeps only what it reads while running.
+    start_limits: Cell<Option<Box<Limits>>>,
     role: Role,
     /// permessage-deflate, when the handshake agreed on it.
     deflate: Option<Agreed>,
     peer: Cell<Option<SocketAddr>>,
-    protocol: RefCell<Option<String>>,
+    protocol: RefCell<Option<Box<str>>>,
     /// The close code and reason received from the peer.
     peer_close: RefCell<Option<(u16, String)>>,
 }
@@ -145,7 +155,12 @@ impl Shared {
             blocked: Cell::new(false),
             slow_reader: Cell::new(false),
             events,
-            limits,
+            limits: SendLimits {
+                max_buffered: limits.max_buffered,
+                close_slow_readers: limits.close_slow_readers,
+                close_timeout: limits.close_timeout,
+            },
+            start_limits: Cell::new(Some(Box::new(limits))),
             role,
             deflate,
             peer: Cell::new(None),
@@ -164,7 +179,7 @@ impl Shared {
     }
 
     pub fn set_protocol(&self, protocol: Option<String>) {
-        *self.protocol.borrow_mut() = protocol;
+        *self.protocol.borrow_mut() = protocol.map(String::into_boxed_str);
     }
 
     pub fn state(&self) -> State {
@@ -173,7 +188,7 @@ impl Shared {
 
     /// The subprotocol agreed on, if any.
     pub fn protocol(&self) -> Option<String> {
-        self.protocol.borrow().clone()
+        self.protocol.borrow().as_deref().map(str::to_owned)
     }
 
     /// The peer's address, once open.
@@ -448,7 +463,8 @@ struct Driver {
 
 impl Driver {
     fn new(socket: Rc<Socket>, leftover: BytesMut, sh: &Shared) -> Driver {
-        let limits = &sh.limits;
+        let limits = sh.start_limits.take().unwrap_or_default();
+        let limits = &*limits;
         Driver {
             socket,
             reader: Reader::new(
@@ -789,16 +805,19 @@ pub(crate) mod recorder {
 mod tests {
     use super::*;
 
-    /// An idle connection's task is its largest allocation after the
-    /// kernel's socket: it must stay the `Driver` plus a few pointers
-    /// (it was 900 bytes when the closing steps and the upgrade were in it).
+    /// An idle connection's task and state are its largest allocations
+    /// after the kernel's socket: the task must stay the `Driver` plus a few
+    /// pointers (it was 900 bytes when the closing steps and the upgrade
+    /// were in it), the state without the limits only the task reads (400).
     #[tokio::test]
-    async fn the_connection_task_is_little_more_than_its_driver() {
+    async fn the_connection_task_and_state_stay_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let tcp = tokio::net::TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
         let events = Rc::new(recorder::Recorder::default());
         let shared = Shared::new(Limits::default(), Role::Server, None, events);
         let task = run_holding(shared, Stream::Plain(tcp), BytesMut::new(), Rc::new(()));
+        let state = std::mem::size_of::<Shared>();
+        assert!(state <= 320, "Shared is {state} bytes");
         let driver = std::mem::size_of::<Driver>();
         assert!(driver <= 224, "Driver is {driver} bytes");
         assert!(std::mem::size_of_val(&task) <= driver + 48, "task is {} bytes", std::mem::size_of_val(&task));
