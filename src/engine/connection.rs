@@ -812,7 +812,8 @@ mod tests {
     #[tokio::test]
     async fn the_connection_task_and_state_stay_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let tcp = tokio::net::TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
+        let tcp =
+            tokio::net::TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
         let events = Rc::new(recorder::Recorder::default());
         let shared = Shared::new(Limits::default(), Role::Server, None, events);
         let task = run_holding(shared, Stream::Plain(tcp), BytesMut::new(), Rc::new(()));
@@ -820,6 +821,10 @@ mod tests {
         assert!(state <= 320, "Shared is {state} bytes");
         let driver = std::mem::size_of::<Driver>();
         assert!(driver <= 224, "Driver is {driver} bytes");
-        assert!(std::mem::size_of_val(&task) <= driver + 48, "task is {} bytes", std::mem::size_of_val(&task));
+        assert!(
+            std::mem::size_of_val(&task) <= driver + 48,
+            "task is {} bytes",
+            std::mem::size_of_val(&task)
+        );
     }
 }
