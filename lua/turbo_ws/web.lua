@@ -127,9 +127,23 @@ end
 -- access, from the pristine copy of the request in self._raw; each gives
 -- what the eager constructor would have given at arrival, whatever the
 -- program changed in the meantime and in whichever order they are read.
--- `headers` builds all four, as the eager constructor did, and drops
+-- `headers` builds them all, as the eager constructor did, and drops
 -- _raw. The only visible difference: pairs() lists a field once read.
+-- (With the request line's url, path, version, the empty body and "http"
+-- left out too, a request holds 8 fields: one 8-slot hash part, not 16.)
 local LAZY = {}
+
+-- The path of an origin-form request target: up to the query or fragment.
+local function target_path(uri)
+  return (smatch(uri, "^[^?#]*"))
+end
+
+function LAZY.url(self) return self._raw[2] or nil end
+function LAZY.path(self) return target_path(self._raw[2]) end
+function LAZY.version(self) return self._raw[3] or nil end
+-- Lazy requests are those without a body, and secure ones store "https".
+function LAZY.body() return "" end
+function LAZY.protocol() return "http" end
 
 function LAZY.host(self)
   return (raw_header(self._raw, "Host"))
@@ -161,6 +175,8 @@ local function build_field(self, key)
   return value
 end
 
+local REQUEST_LINE_FIELDS = { "url", "path", "version", "body", "protocol" }
+
 function LAZY.headers(self)
   local raw = self._raw
   local headers = httputil.HTTPParser({ method = raw[1] or nil, url = raw[2] or nil, version = raw[3] or nil })
@@ -175,6 +191,7 @@ function LAZY.headers(self)
     headers._arguments = arguments
     headers._arguments_parsed = true
   end
+  for _, key in ipairs(REQUEST_LINE_FIELDS) do build_field(self, key) end
   build_field(self, "host")
   build_field(self, "connection")
   self._raw = nil
@@ -200,14 +217,11 @@ function HTTPRequest:initialize(req, info, secure, lazy)
   self._start = util.gettimemonotonic()
   self.method = info.method
   self.uri = info.uri
-  self.url = info.uri
-  self.path = info.path
   if info.query ~= nil then self.query = info.query end  -- (NOTE on nil fields)
-  self.version = info.version
-  self.body = info.body or ""
   self.remote_ip = info.remote_ip
   self.remote_port = info.remote_port
-  self.protocol = secure and "https" or "http"
+  if secure then self.protocol = "https" end
+  local body = info.body or ""
   -- The header fields flat, not as {name, value} tables: a third of the
   -- size. (false stands for a missing method, uri or version.)
   local fields = info.headers or {}
@@ -219,9 +233,20 @@ function HTTPRequest:initialize(req, info, secure, lazy)
   end
   self._raw = raw
   -- (Only HTTPRequest's own instances look fields up through its __index.)
-  lazy = lazy and getmetatable(self) == instance_methods and self.body == ""
+  lazy = lazy and getmetatable(self) == instance_methods and body == ""
     and type(self.uri) == "string" and ssub(self.uri, 1, 1) == "/" and core.split_url(self.uri) ~= nil
-  if not lazy then self:_materialize() end
+    and info.path == target_path(self.uri)
+  if not lazy then
+    self.url, self.path, self.version, self.body = info.uri, info.path, info.version, body
+    if not secure then self.protocol = "http" end
+    self:_materialize()
+  end
+end
+
+-- request.path, without building it (the router reads it on every request).
+function HTTPRequest:_path()
+  if rawget(self, "_raw") == nil or rawget(self, "path") ~= nil then return self.path end
+  return LAZY.path(self)
 end
 
 -- Builds every lazy field now (the constructor's eager behaviour). Runs
@@ -306,8 +331,9 @@ local SUPPORTED_METHODS = { "GET", "HEAD", "POST", "DELETE", "PUT", "OPTIONS", "
 
 -- A WebSocketHandler instance lives as long as its connection, so no
 -- field is set that would only hold a default: _finished and _auto_finish
--- stay nil until set (nil meaning false and true), _set_cookie and
--- _write_buffer until something is added (NONE stands for them).
+-- stay nil until set (nil meaning false and true), _status_code until set
+-- (nil meaning 200), _set_cookie and _write_buffer until something is
+-- added (NONE stands for them).
 local NONE = {}
 
 function RequestHandler:initialize(application, request, url_args, options)
@@ -425,7 +451,7 @@ function RequestHandler:clear()
   local app = self.application
   self:add_header("Server", app and app.application_name or DEFAULT_SERVER_NAME)
   if self._write_buffer ~= nil then self._write_buffer = nil end  -- (NOTE on nil fields)
-  self._status_code = 200
+  if self._status_code ~= nil then self._status_code = nil end  -- 200
 end
 
 function RequestHandler:add_header(name, value) self.headers:add(name, value) end
@@ -440,7 +466,7 @@ function RequestHandler:set_status(status_code)
   self._status_code = status_code
 end
 
-function RequestHandler:get_status() return self._status_code end
+function RequestHandler:get_status() return self._status_code or 200 end
 
 --- Adds `chunk` to the body; a table is sent as JSON.
 function RequestHandler:write(chunk)
@@ -534,7 +560,7 @@ end
 
 -- The response headers as the core wants them: { {name, value}, ... }.
 function RequestHandler:_response_headers()
-  local status = self._status_code
+  local status = self._status_code or 200
   if status ~= 204 and status ~= 304 and not self:get_header("Content-Type") then
     self:add_header("Content-Type", DEFAULT_CONTENT_TYPE)
   end
@@ -550,7 +576,7 @@ function RequestHandler:finish(chunk)
   self._finished = true
   local body = concat(self._write_buffer or NONE)
   self._write_buffer = nil
-  self.request:_respond(self._status_code, self:_response_headers(), body)
+  self.request:_respond(self._status_code or 200, self:_response_headers(), body)
   self:on_finish()
 end
 
@@ -797,7 +823,7 @@ end
 -- (the whole match when the pattern has none, as string.match gives)
 -- and the route's options.
 function Application:_get_request_handlers(request)
-  local path = request.path or "/"
+  local path = request:_path() or "/"
   for _, route in ipairs(self.handlers) do
     local captures = { smatch(path, route[1]) }
     if #captures > 0 then return route[2], captures, route[3] end

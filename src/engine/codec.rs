@@ -6,6 +6,9 @@
 //! that arrives in one frame is unmasked where it lies and handed out as a
 //! slice, so the only copy after the socket read is the Lua string.
 
+use std::io::IoSlice;
+use std::rc::Rc;
+
 use bytes::{Buf, BytesMut};
 
 use crate::engine::deflate::{Deflater, InflateError, Inflater};
@@ -265,11 +268,25 @@ fn frame_start_len(input: &[u8]) -> usize {
     2 + len_bytes + if b1 & 0x80 != 0 { 4 } else { 0 }
 }
 
+/// A socket a large frame can be written to at once, past the outbox.
+pub trait DirectWrite {
+    /// Writes what the socket takes now without waiting; 0 when it takes
+    /// nothing or fails (the connection's own write then finds out why).
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> usize;
+}
+
+/// Frames with at least this much payload go straight to the socket when
+/// nothing is queued before them: copying them into the outbox would cost
+/// more than the system call that batching saves.
+pub const DIRECT_MIN: usize = 8 << 10;
+
 /// Encoded frames waiting for the socket.
 pub struct Outbox {
     role: Role,
     /// Set when permessage-deflate was agreed.
     deflater: Option<Deflater>,
+    /// Where large frames are written without a copy, when the stream allows it.
+    direct: Option<Rc<dyn DirectWrite>>,
     buf: BytesMut,
     /// Payload bytes (before compression) put in since the buffer was last
     /// empty, and the wire bytes they became.
@@ -279,7 +296,12 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(role: Role, deflater: Option<Deflater>) -> Outbox {
-        Outbox { role, deflater, buf: BytesMut::new(), payload: 0, wire: 0 }
+        Outbox { role, deflater, direct: None, buf: BytesMut::new(), payload: 0, wire: 0 }
+    }
+
+    /// Lets large frames be written to `socket` directly (see `DIRECT_MIN`).
+    pub fn write_directly_to(&mut self, socket: Option<Rc<dyn DirectWrite>>) {
+        self.direct = socket;
     }
 
     /// Appends a whole message as one frame, compressed when
@@ -303,6 +325,20 @@ impl Outbox {
             Role::Client => Some(crate::engine::random::mask_key()),
             Role::Server => None,
         };
+        if mask.is_none() && self.buf.is_empty() && payload.len() >= DIRECT_MIN {
+            if let Some(direct) = &self.direct {
+                let mut head = [0u8; frame::MAX_HEADER];
+                let mut free = &mut head[..];
+                frame::write_header(&mut free, fin, rsv1, opcode, payload.len(), None);
+                let head_len = frame::MAX_HEADER - free.len();
+                let head = &head[..head_len];
+                let written = direct.try_write(&[IoSlice::new(head), IoSlice::new(payload)]);
+                if written < head_len + payload.len() {
+                    self.queue_unwritten(head, payload, written, original);
+                }
+                return;
+            }
+        }
         let room = frame::MAX_HEADER + payload.len();
         if self.buf.capacity() == 0 {
             self.buf = crate::engine::buffers::take(room);
@@ -318,6 +354,20 @@ impl Outbox {
         }
         self.payload += original;
         self.wire += self.buf.len() - before;
+    }
+
+    /// Queues what a direct write left of a frame (into an empty outbox).
+    fn queue_unwritten(&mut self, head: &[u8], payload: &[u8], written: usize, original: usize) {
+        let (head_rest, payload_rest) = match written.checked_sub(head.len()) {
+            None => (&head[written..], payload),
+            Some(past_head) => (&head[..0], &payload[past_head..]),
+        };
+        self.buf = crate::engine::buffers::take(head_rest.len() + payload_rest.len());
+        self.buf.extend_from_slice(head_rest);
+        self.buf.extend_from_slice(payload_rest);
+        // As after a partial write: `queued` is in proportion to what is left.
+        self.payload = original;
+        self.wire = head.len() + payload.len();
     }
 
     /// Payload bytes, as Lua gave them, not yet handed to the socket.
@@ -458,5 +508,77 @@ mod tests {
         let mut payload = client.bytes()[n..].to_vec();
         frame::apply_mask(&mut payload, h.mask.unwrap());
         assert_eq!(payload, b"abc");
+    }
+
+    /// A socket that takes at most `room` bytes per write, and the bytes it took.
+    struct Socket {
+        room: std::cell::Cell<usize>,
+        got: std::cell::RefCell<Vec<u8>>,
+    }
+
+    impl DirectWrite for Socket {
+        fn try_write(&self, bufs: &[IoSlice<'_>]) -> usize {
+            let mut got = self.got.borrow_mut();
+            let before = got.len();
+            for b in bufs {
+                let take = b.len().min(self.room.get() - (got.len() - before));
+                got.extend_from_slice(&b[..take]);
+            }
+            got.len() - before
+        }
+    }
+
+    fn direct_outbox(room: usize) -> (Outbox, Rc<Socket>) {
+        let socket = Rc::new(Socket { room: room.into(), got: Default::default() });
+        let mut out = Outbox::new(Role::Server, None);
+        out.write_directly_to(Some(socket.clone()));
+        (out, socket)
+    }
+
+    fn frame_of(payload: &[u8]) -> Vec<u8> {
+        let mut expected = BytesMut::new();
+        frame::write_header(&mut expected, true, false, frame::BINARY, payload.len(), None);
+        expected.extend_from_slice(payload);
+        expected.to_vec()
+    }
+
+    #[test]
+    fn a_large_frame_into_an_empty_outbox_goes_to_the_socket_uncopied() {
+        let payload = vec![7u8; DIRECT_MIN];
+        let (mut out, socket) = direct_outbox(usize::MAX);
+        out.push_message(frame::BINARY, &payload);
+        assert!(out.is_empty());
+        assert_eq!(*socket.got.borrow(), frame_of(&payload));
+        // Small frames are batched in the outbox as before.
+        out.push(frame::TEXT, true, b"hi");
+        assert_eq!(out.bytes(), b"\x81\x02hi");
+    }
+
+    #[test]
+    fn what_the_socket_does_not_take_is_queued_in_order() {
+        let payload: Vec<u8> = (0..DIRECT_MIN + 100).map(|i| i as u8).collect();
+        let whole = frame_of(&payload);
+        for room in [0, 1, 3, 4, 5000, whole.len() - 1] {
+            let (mut out, socket) = direct_outbox(room);
+            out.push_message(frame::BINARY, &payload);
+            let mut wire = socket.got.borrow().clone();
+            assert_eq!(wire.len(), room);
+            assert_eq!(out.len(), whole.len() - room);
+            // Later frames queue behind the rest, even large ones.
+            out.push_message(frame::BINARY, &payload);
+            wire.extend_from_slice(out.bytes());
+            assert_eq!(wire, [whole.clone(), whole.clone()].concat(), "room {room}");
+            assert!(out.queued() <= 2 * payload.len());
+        }
+    }
+
+    #[test]
+    fn a_client_masks_so_it_never_writes_directly() {
+        let socket = Rc::new(Socket { room: usize::MAX.into(), got: Default::default() });
+        let mut out = Outbox::new(Role::Client, None);
+        out.write_directly_to(Some(socket.clone()));
+        out.push_message(frame::BINARY, &vec![1u8; DIRECT_MIN]);
+        assert!(socket.got.borrow().is_empty());
+        assert!(out.len() > DIRECT_MIN);
     }
 }

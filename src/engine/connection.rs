@@ -14,7 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -26,7 +26,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Sleep};
 
 use crate::engine::buffers;
-use crate::engine::codec::{Event, Outbox, Reader, Role, Step, Violation};
+use crate::engine::codec::{DirectWrite, Event, Outbox, Reader, Role, Step, Violation};
 use crate::engine::deflate::{Agreed, Deflater, Inflater};
 use crate::engine::error::{Error, Kind};
 use crate::engine::frame;
@@ -93,6 +93,13 @@ pub trait Events {
     fn attached(&self) -> bool;
 }
 
+/// The limits `Shared` reads while the connection runs.
+struct SendLimits {
+    max_buffered: usize,
+    close_slow_readers: bool,
+    close_timeout: Duration,
+}
+
 /// State shared by the program's handle and the task.
 pub struct Shared {
     state: Cell<State>,
@@ -112,12 +119,15 @@ pub struct Shared {
     /// Closed for not reading (`close_slow_readers`): reported in on_error.
     slow_reader: Cell<bool>,
     events: Rc<dyn Events>,
-    limits: Limits,
+    limits: SendLimits,
+    /// The rest of the limits, for the task to start with (taken then):
+    /// an open connection's state keeps only what it reads while running.
+    start_limits: Cell<Option<Box<Limits>>>,
     role: Role,
     /// permessage-deflate, when the handshake agreed on it.
     deflate: Option<Agreed>,
     peer: Cell<Option<SocketAddr>>,
-    protocol: RefCell<Option<String>>,
+    protocol: RefCell<Option<Box<str>>>,
     /// The close code and reason received from the peer.
     peer_close: RefCell<Option<(u16, String)>>,
 }
@@ -145,7 +155,12 @@ impl Shared {
             blocked: Cell::new(false),
             slow_reader: Cell::new(false),
             events,
-            limits,
+            limits: SendLimits {
+                max_buffered: limits.max_buffered,
+                close_slow_readers: limits.close_slow_readers,
+                close_timeout: limits.close_timeout,
+            },
+            start_limits: Cell::new(Some(Box::new(limits))),
             role,
             deflate,
             peer: Cell::new(None),
@@ -164,7 +179,7 @@ impl Shared {
     }
 
     pub fn set_protocol(&self, protocol: Option<String>) {
-        *self.protocol.borrow_mut() = protocol;
+        *self.protocol.borrow_mut() = protocol.map(String::into_boxed_str);
     }
 
     pub fn state(&self) -> State {
@@ -173,7 +188,7 @@ impl Shared {
 
     /// The subprotocol agreed on, if any.
     pub fn protocol(&self) -> Option<String> {
-        self.protocol.borrow().clone()
+        self.protocol.borrow().as_deref().map(str::to_owned)
     }
 
     /// The peer's address, once open.
@@ -391,20 +406,20 @@ enum KeepaliveAction {
 }
 
 impl Keepalive {
-    fn new(limits: &Limits) -> Option<Keepalive> {
+    fn new(limits: &Limits) -> Option<Box<Keepalive>> {
         let tick = match (limits.ping_interval, limits.idle_timeout) {
             (Some(p), Some(i)) => p.min(i),
             (Some(t), None) | (None, Some(t)) => t,
             (None, None) => return None,
         };
-        Some(Keepalive {
+        Some(Box::new(Keepalive {
             timer: Box::pin(sleep(tick)),
             tick,
             ping_after: limits.ping_interval,
             close_after: limits.idle_timeout,
             reads_at_last_tick: 0,
             quiet_for: Duration::ZERO,
-        })
+        }))
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, reads: u64) -> KeepaliveAction {
@@ -430,9 +445,26 @@ impl Keepalive {
     }
 }
 
+/// The connection's stream, shared by the task, which reads and writes
+/// it, and the outbox, which writes a large frame to it at once when
+/// nothing is queued (no copy into the outbox; see `codec::DIRECT_MIN`).
+/// Taken out for the closing steps.
+struct Socket(RefCell<Option<Stream>>);
+
+impl DirectWrite for Socket {
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> usize {
+        let Ok(stream) = self.0.try_borrow() else { return 0 };
+        match &*stream {
+            // A TLS stream copies into its records anyway.
+            Some(Stream::Plain(tcp)) => tcp.try_write_vectored(bufs).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
 /// Moves bytes between the socket, the reader, the events and the outbox.
 struct Driver {
-    stream: Stream,
+    socket: Rc<Socket>,
     reader: Reader,
     input: BytesMut,
     read_size: usize,
@@ -443,7 +475,8 @@ struct Driver {
     /// Messages delivered since the outbox was last written.
     since_write: u32,
     close_timer: Option<Pin<Box<Sleep>>>,
-    keepalive: Option<Keepalive>,
+    /// Boxed: most connections have none, and the task's size is per connection.
+    keepalive: Option<Box<Keepalive>>,
     /// Frames read so far (the keepalive's sign of life).
     reads: u64,
     /// Reading pauses with this many bytes unwritten.
@@ -451,10 +484,11 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(stream: Stream, leftover: BytesMut, sh: &Shared) -> Driver {
-        let limits = &sh.limits;
+    fn new(socket: Rc<Socket>, leftover: BytesMut, sh: &Shared) -> Driver {
+        let limits = sh.start_limits.take().unwrap_or_default();
+        let limits = &*limits;
         Driver {
-            stream,
+            socket,
             reader: Reader::new(
                 sh.role,
                 limits.max_frame_size,
@@ -607,7 +641,9 @@ impl Driver {
         } else {
             self.input.reserve(want);
         }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.input) {
+        let mut socket = self.socket.0.borrow_mut();
+        let Some(stream) = socket.as_mut() else { return Poll::Ready(Ok(0)) };
+        match tokio_util::io::poll_read_buf(Pin::new(stream), cx, &mut self.input) {
             Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => {
                 if self.input.is_empty() {
@@ -622,6 +658,8 @@ impl Driver {
     fn write_out(&mut self, sh: &Shared, cx: &mut Context<'_>) -> io::Result<()> {
         self.since_write = 0;
         let mut out = sh.out.borrow_mut();
+        let mut socket = self.socket.0.borrow_mut();
+        let Some(stream) = socket.as_mut() else { return Err(io::ErrorKind::NotConnected.into()) };
         loop {
             if out.len() < PONG_BACKLOG && !sh.close_sent.get() {
                 if let Some(pong) = sh.pending_pong.borrow_mut().take() {
@@ -631,7 +669,7 @@ impl Driver {
             if out.is_empty() {
                 break;
             }
-            match Pin::new(&mut self.stream).poll_write(cx, out.bytes()) {
+            match Pin::new(&mut *stream).poll_write(cx, out.bytes()) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     out.written(n);
@@ -643,12 +681,14 @@ impl Driver {
         }
         drop(out);
         if self.unflushed {
-            match Pin::new(&mut self.stream).poll_flush(cx) {
+            match Pin::new(&mut *stream).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => {}
             }
         }
+        // on_drain may send, and a large frame goes to the socket directly.
+        drop(socket);
         if sh.notify_drained() {
             // on_drain queued more: come back to write it.
             cx.waker().wake_by_ref();
@@ -659,31 +699,59 @@ impl Driver {
     /// Best effort: tell the peer why we fail the connection, then close TCP.
     async fn fail(&mut self, sh: &Shared, code: u16) {
         sh.queue_close(Some(code), "");
+        let Some(mut stream) = self.socket.0.borrow_mut().take() else { return };
         let pending = sh.out.borrow().bytes().to_vec();
         let send = async {
-            self.stream.write_all(&pending).await?;
-            self.stream.flush().await
+            stream.write_all(&pending).await?;
+            stream.flush().await
         };
         if let Ok(Ok(())) = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, send).await {
             sh.out.borrow_mut().written(pending.len());
         }
-        self.shutdown().await;
+        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, stream.shutdown()).await;
     }
 
     /// Closes the TCP (and TLS) stream politely, bounded in time.
     async fn shutdown(&mut self) {
-        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, self.stream.shutdown()).await;
+        let Some(mut stream) = self.socket.0.borrow_mut().take() else { return };
+        let _ = tokio::time::timeout(FAIL_FLUSH_TIMEOUT, stream.shutdown()).await;
     }
 }
 
 /// Runs an established connection until it is closed; `leftover` holds
 /// bytes read past the handshake.
-pub async fn run(shared: Rc<Shared>, stream: Stream, leftover: BytesMut) {
-    let mut driver = Driver::new(stream, leftover, &shared);
-    let end = poll_fn(|cx| driver.poll(&shared, cx)).await;
-    let (error, code, reason) = end_of(&shared, &mut driver, end).await;
-    drop(driver);
-    shared.finish(error, code, reason);
+pub fn run(shared: Rc<Shared>, stream: Stream, leftover: BytesMut) -> impl Future<Output = ()> {
+    run_holding(shared, stream, leftover, ())
+}
+
+/// `run`, keeping `guard` until the connection is over (a server's count
+/// of open connections).
+///
+/// The task is the largest part of an idle connection's memory, so its
+/// future holds little more than the `Driver`: made here rather than
+/// inside the `async` block (which would keep `stream` and `leftover` as
+/// well), with the closing steps boxed.
+pub fn run_holding<G: 'static>(
+    shared: Rc<Shared>,
+    stream: Stream,
+    leftover: BytesMut,
+    guard: G,
+) -> impl Future<Output = ()> {
+    let direct = matches!(stream, Stream::Plain(_)) && shared.role == Role::Server;
+    let socket = Rc::new(Socket(RefCell::new(Some(stream))));
+    if direct {
+        shared.out.borrow_mut().write_directly_to(Some(socket.clone()));
+    }
+    let mut driver = Driver::new(socket, leftover, &shared);
+    async move {
+        let end = poll_fn(|cx| driver.poll(&shared, cx)).await;
+        // From here on the task writes nothing more the program sends.
+        shared.out.borrow_mut().write_directly_to(None);
+        let (error, code, reason) = Box::pin(end_of(&shared, &mut driver, end)).await;
+        drop(driver);
+        shared.finish(error, code, reason);
+        drop(guard);
+    }
 }
 
 /// Works out how the connection ended and closes the socket accordingly.
@@ -752,5 +820,33 @@ pub(crate) mod recorder {
         fn attached(&self) -> bool {
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection's task and state are its largest allocations
+    /// after the kernel's socket: the task must stay the `Driver` plus a few
+    /// pointers (it was 900 bytes when the closing steps and the upgrade
+    /// were in it), the state without the limits only the task reads (400).
+    #[tokio::test]
+    async fn the_connection_task_and_state_stay_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let tcp =
+            tokio::net::TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
+        let events = Rc::new(recorder::Recorder::default());
+        let shared = Shared::new(Limits::default(), Role::Server, None, events);
+        let task = run_holding(shared, Stream::Plain(tcp), BytesMut::new(), Rc::new(()));
+        let state = std::mem::size_of::<Shared>();
+        assert!(state <= 320, "Shared is {state} bytes");
+        let driver = std::mem::size_of::<Driver>();
+        assert!(driver <= 224, "Driver is {driver} bytes");
+        assert!(
+            std::mem::size_of_val(&task) <= driver + 48,
+            "task is {} bytes",
+            std::mem::size_of_val(&task)
+        );
     }
 }

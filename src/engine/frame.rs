@@ -2,7 +2,7 @@
 //! close payloads, and the handshake's key and accept values. Pure functions,
 //! no I/O; `codec.rs` builds messages out of them.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use sha1::{Digest, Sha1};
 
 pub const CONTINUATION: u8 = 0x0;
@@ -62,7 +62,7 @@ pub fn parse_header(buf: &[u8]) -> Option<(Header, usize)> {
 /// Appends a frame header; the payload (already masked when `mask` is
 /// given) follows it.
 pub fn write_header(
-    out: &mut BytesMut,
+    out: &mut impl BufMut,
     fin: bool,
     rsv1: bool,
     opcode: u8,
@@ -167,6 +167,7 @@ pub fn generate_key() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     #[test]
     fn accept_key_matches_the_rfc_example() {

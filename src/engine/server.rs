@@ -179,7 +179,7 @@ async fn handle(
     };
     let (tx, rx) = oneshot::channel();
     shared.requests.request(PendingRequest {
-        head,
+        head: RefCell::new(head),
         peer,
         body,
         reply: RefCell::new(Some(tx)),
@@ -388,7 +388,10 @@ impl Accepted {
 /// One request, to answer exactly once (`respond`, or `check_upgrade` and
 /// `upgrade`); dropped unanswered, it gets a 500.
 pub struct PendingRequest {
-    head: http::request::Parts,
+    /// Emptied once answered: hyper's header values are views into its
+    /// read buffer, and a request Lua keeps (the Turbo face keeps it for
+    /// the connection's life) would hold that whole buffer.
+    head: RefCell<http::request::Parts>,
     peer: SocketAddr,
     body: Bytes,
     reply: RefCell<Option<oneshot::Sender<Response<Body>>>>,
@@ -398,9 +401,10 @@ pub struct PendingRequest {
 }
 
 impl PendingRequest {
-    /// Method, URI, version and headers as received.
-    pub fn head(&self) -> &http::request::Parts {
-        &self.head
+    /// Method, URI, version and headers as received; once answered, the
+    /// URI and headers are gone (see `answer`).
+    pub fn head(&self) -> std::cell::Ref<'_, http::request::Parts> {
+        self.head.borrow()
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -414,7 +418,7 @@ impl PendingRequest {
 
     /// The request asks for a WebSocket upgrade (it may still be an invalid one).
     pub fn wants_websocket(&self) -> bool {
-        wants_websocket(&self.head.headers)
+        wants_websocket(&self.head.borrow().headers)
     }
 
     pub fn answered(&self) -> bool {
@@ -453,15 +457,17 @@ impl PendingRequest {
         extra: &[(String, Vec<u8>)],
     ) -> Result<Handshake, AnswerError> {
         self.check_unanswered()?;
-        let key = match check_handshake(&self.head.method, self.head.version, &self.head.headers) {
+        let head = self.head.borrow();
+        let key = match check_handshake(&head.method, head.version, &head.headers) {
             Ok(key) => key,
             Err(rejection) => {
+                drop(head);
                 self.answer(rejection_response(&rejection))?;
                 return Ok(Handshake::Rejected(rejection));
             }
         };
         if let Some(p) = &protocol {
-            if !offered_protocols(&self.head.headers).any(|offered| offered == p) {
+            if !offered_protocols(&head.headers).any(|offered| offered == p) {
                 return Err(AnswerError::NotOffered(p.clone()));
             }
         }
@@ -477,7 +483,7 @@ impl PendingRequest {
         if let Some(p) = &protocol {
             headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone().into_bytes()));
         }
-        let deflate = negotiate_deflate(&self.head.headers, &limits);
+        let deflate = negotiate_deflate(&head.headers, &limits);
         if let Some((_, answer)) = &deflate {
             headers.push(("Sec-WebSocket-Extensions".to_owned(), answer.clone().into_bytes()));
         }
@@ -515,15 +521,23 @@ impl PendingRequest {
     fn answer(&self, res: Response<Body>) -> Result<(), AnswerError> {
         let tx = self.reply.borrow_mut().take().ok_or(AnswerError::AlreadyAnswered)?;
         self.slot.borrow_mut().take();
+        // Still borrowed by whoever answers from inside a look at it: then
+        // it goes with the request instead.
+        if let Ok(mut head) = self.head.try_borrow_mut() {
+            head.uri = http::Uri::default();
+            head.headers = HeaderMap::new();
+            head.extensions.clear();
+        }
         // The client may be gone already; then there is nobody to tell.
         let _ = tx.send(res);
         Ok(())
     }
 }
 
-/// The upgraded connection's task: holds its slot while it runs.
+/// Waits for hyper to hand over the upgraded stream, then runs the
+/// connection as a task of its own that holds the slot: this task (and
+/// what waiting for the upgrade took) is gone before the connection idles.
 async fn run_upgraded(on_upgrade: OnUpgrade, shared: Rc<Shared>, slot: Rc<Slot>) {
-    let _slot = slot;
     match on_upgrade.await.map(|u| u.downcast::<TokioIo<Stream>>()) {
         Ok(Ok(parts)) => {
             let stream = parts.io.into_inner();
@@ -532,7 +546,8 @@ async fn run_upgraded(on_upgrade: OnUpgrade, shared: Rc<Shared>, slot: Rc<Slot>)
             // that buffer for the connection's whole life.
             drop(parts.read_buf);
             shared.opened(&stream);
-            connection::run(shared, stream, leftover).await;
+            let requests = slot.0.requests.clone();
+            requests.spawn(Box::pin(connection::run_holding(shared, stream, leftover, slot)));
         }
         Ok(Err(_)) => shared.finish(
             Some(Error::new(Kind::Io, "upgrade on an unexpected stream type")),
@@ -782,5 +797,27 @@ mod tests {
         for value in [&b"a\rb"[..], b"a\nb", b"a\0b", b"\x08\r\n"] {
             assert!(header_value(value).is_none(), "{value:?} refused");
         }
+    }
+
+    #[test]
+    fn an_answered_request_lets_go_of_its_headers() {
+        let (head, ()) = http::Request::get("/chat?x=1")
+            .header("host", "example.com")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let (tx, _rx) = oneshot::channel();
+        let req = PendingRequest {
+            head: RefCell::new(head),
+            peer: "127.0.0.1:1".parse().expect("address"),
+            body: Bytes::new(),
+            reply: RefCell::new(Some(tx)),
+            on_upgrade: RefCell::new(None),
+            slot: RefCell::new(None),
+        };
+        assert_eq!(req.head().headers.len(), 1);
+        req.respond(200, &[], Bytes::new()).expect("answered");
+        assert!(req.head().headers.is_empty());
+        assert_eq!(req.head().uri, "/");
     }
 }
