@@ -4,80 +4,22 @@
 //! `conn:send` is a Lua method that calls it (`SEND_METHOD`).
 //!
 //! Lua never holds an address: a connection's handle is a number, an
-//! index into this thread's table of open connections plus a generation
+//! index into the loop's table of open connections (`send_handles`) plus a generation
 //! that changes whenever the slot is given back. A stale handle (its
 //! connection gone, its slot reused) finds nothing, so a handle kept
 //! longer than its connection, or a made-up one, cannot reach freed
 //! memory; `fast_send` then declines and the face's `conn:send` reports
 //! whatever is the matter.
 
-use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use mlua::{LightUserData, Lua, Table};
 
+use crate::binding::ioloop;
 use crate::engine::connection::Shared;
 use crate::engine::frame;
-
-/// Bits of a handle for the slot index: up to 16 million connections per
-/// thread have a handle (more get none and use `conn:send`).
-const INDEX_BITS: u32 = 24;
-/// Generations wrap within 29 bits, so a handle fits a Lua number
-/// (53 bits) exactly.
-const GENERATION_MASK: u64 = (1 << 29) - 1;
-
-#[derive(Default)]
-struct Slot {
-    generation: u64,
-    shared: Option<Weak<Shared>>,
-}
-
-/// The open connections of this thread that have a handle.
-#[derive(Default)]
-struct Handles {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-}
-
-thread_local! {
-    static TABLE: RefCell<Handles> = RefCell::new(Handles::default());
-}
-
-impl Handles {
-    fn insert(&mut self, shared: Weak<Shared>) -> Option<u64> {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None if self.slots.len() < 1 << INDEX_BITS => {
-                self.slots.push(Slot::default());
-                self.slots.len() - 1
-            }
-            None => return None,
-        };
-        let slot = &mut self.slots[index];
-        slot.shared = Some(shared);
-        Some(slot.generation << INDEX_BITS | index as u64)
-    }
-
-    fn slot(&self, handle: u64) -> Option<(usize, &Slot)> {
-        let index = (handle & ((1 << INDEX_BITS) - 1)) as usize;
-        let slot = self.slots.get(index)?;
-        (slot.generation == handle >> INDEX_BITS).then_some((index, slot))
-    }
-
-    fn get(&self, handle: u64) -> Option<Rc<Shared>> {
-        self.slot(handle)?.1.shared.as_ref()?.upgrade()
-    }
-
-    fn release(&mut self, handle: u64) {
-        let Some((index, _)) = self.slot(handle) else { return };
-        let slot = &mut self.slots[index];
-        slot.shared = None;
-        slot.generation = (slot.generation + 1) & GENERATION_MASK;
-        self.free.push(index);
-    }
-}
 
 /// A connection's handle, given back to the table when dropped (with the
 /// connection's userdata).
@@ -86,7 +28,8 @@ pub struct Handle(Option<u64>);
 impl Handle {
     pub fn new(shared: &Rc<Shared>) -> Handle {
         let weak = Rc::downgrade(shared);
-        Handle(TABLE.try_with(|t| t.try_borrow_mut().ok()?.insert(weak)).ok().flatten())
+        let table = ioloop::current().map(|lp| lp.send_handles());
+        Handle(table.and_then(|t| t.try_borrow_mut().ok()?.insert(weak)))
     }
 
     /// The handle as Lua sees it (`conn:_send_handle()`), if it has one.
@@ -98,12 +41,10 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         if let Some(handle) = self.0 {
-            // At thread exit the table may be gone already: nothing to give back.
-            let _ = TABLE.try_with(|t| {
-                if let Ok(mut t) = t.try_borrow_mut() {
-                    t.release(handle);
-                }
-            });
+            // The loop is never freed (it is leaked), so its table is there.
+            if let Some(mut t) = ioloop::current().and_then(|lp| lp.send_handles().try_borrow_mut().ok()) {
+                t.release(handle);
+            }
         }
     }
 }
@@ -133,7 +74,7 @@ unsafe extern "C" fn fast_send(handle: u64, data: *const u8, len: usize, binary:
     let bytes: &[u8] = if len == 0 { &[] } else { std::slice::from_raw_parts(data, len) };
     // No unwinding may cross the C boundary; a panic becomes "not sent".
     let sent = catch_unwind(AssertUnwindSafe(|| {
-        let shared = TABLE.try_with(|t| t.try_borrow().ok()?.get(handle)).ok().flatten();
+        let shared = ioloop::current().and_then(|lp| lp.send_handles().try_borrow().ok()?.get(handle));
         let Some(shared) = shared else { return false };
         let Some(opcode) = message_opcode(bytes, binary != 0) else { return false };
         shared.try_send(bytes, |out, p| out.push_message(opcode, p))
@@ -199,32 +140,4 @@ pub fn method_handles(lua: &Lua, ud: &mlua::AnyUserData) -> mlua::Result<Option<
 pub fn register(_lua: &Lua, core: &Table) -> mlua::Result<()> {
     let entry: unsafe extern "C" fn(u64, *const u8, usize, c_int) -> c_int = fast_send;
     core.set("_send_entry", LightUserData(entry as *mut c_void))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_released_handle_finds_nothing_even_when_its_slot_is_reused() {
-        let mut table = Handles::default();
-        let first = table.insert(Weak::new()).expect("a slot");
-        table.release(first);
-        let second = table.insert(Weak::new()).expect("a slot");
-        assert_eq!(first & ((1 << INDEX_BITS) - 1), second & ((1 << INDEX_BITS) - 1), "slot reused");
-        assert_ne!(first, second, "with another generation");
-        assert!(table.slot(first).is_none());
-        assert!(table.slot(second).is_some());
-        // Releasing a stale handle leaves the new owner alone.
-        table.release(first);
-        assert!(table.slot(second).is_some());
-    }
-
-    #[test]
-    fn unknown_handles_find_nothing() {
-        let mut table = Handles::default();
-        table.insert(Weak::new()).expect("a slot");
-        assert!(table.get(0).is_none());
-        assert!(table.get(12345).is_none());
-    }
 }

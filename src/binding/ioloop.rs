@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::task::LocalSet;
 
 use crate::binding::callback;
+use crate::binding::send_handles;
 use crate::engine::signals::Signals;
 
 /// What `start()`/`run()` wait for.
@@ -103,6 +104,8 @@ pub struct Loop {
     timer_driver_started: Cell<bool>,
     next_id: Cell<u64>,
     trampolines: callback::Trampolines,
+    /// The connections `fast_send` can reach, by handle.
+    send_handles: RefCell<send_handles::Handles>,
     registry: crate::engine::registry::Registry,
     /// The pub/sub hubs of this thread and the memory backend's queue.
     pubsub: Rc<crate::engine::pubsub::Bus>,
@@ -174,6 +177,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         timer_driver_started: Cell::new(false),
         next_id: Cell::new(1),
         trampolines: callback::Trampolines::default(),
+        send_handles: RefCell::default(),
         registry: crate::engine::registry::Registry::default(),
         pubsub: Rc::default(),
         signals: Signals::default(),
@@ -228,6 +232,10 @@ impl Loop {
 
     pub fn trampolines(&self) -> &callback::Trampolines {
         &self.trampolines
+    }
+
+    pub fn send_handles(&self) -> &RefCell<send_handles::Handles> {
+        &self.send_handles
     }
 
     pub fn is_running(&self) -> bool {

@@ -17,6 +17,7 @@ pub mod ioloop;
 pub mod module;
 pub mod opts;
 pub mod pubsub;
+pub mod send_handles;
 pub mod server;
 pub mod toolkit;
 pub mod workers;
