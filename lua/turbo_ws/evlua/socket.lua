@@ -56,21 +56,31 @@ M.cbuf = cbuf
 ------------------------------------------------------------------------
 -- Incoming frames
 
+-- Server sockets receive masked frames. The core unmasks them and does
+-- not keep the key, so a server msg's `mask` is a zeroed 4-byte array,
+-- made when first read: few handlers look at it, and a cdata per message
+-- is garbage the collector pays for (it is the same new array, only later).
+local ServerMsg = {
+  __index = function(msg, key)
+    if key ~= "mask" then return nil end
+    local mask = ffi.new(MASK)
+    rawset(msg, "mask", mask)
+    return mask
+  end,
+}
+
 --- The `msg` table of evlua (one per message or control frame). Every
 -- one is new, with its own `buf` and `mask`: the handler may keep them.
 function Socket:make_msg(op, payload)
   if self.role == "server" then
-    -- Server sockets receive masked frames. The core unmasks them and does
-    -- not keep the key, so `mask` is a zeroed 4-byte array.
-    return {
+    return setmetatable({
       payload_len = #payload,
       op_code = op,
       flags = bor(FIN, op), -- reassembled: always FIN
       use_mask = true,
-      mask = ffi.new(MASK),
       buf = cbuf(payload),
       _ss = self.proxy,
-    }
+    }, ServerMsg)
   end
   return {
     payload_len = #payload,
