@@ -239,6 +239,44 @@ describe("frame dispatch to handler modules (server side)", function()
     end)
   end)
 
+  it("a wrapped ws.handle_msg that waits first still handles its own frame", function()
+    run_async(function()
+      local original = ws.handle_msg
+      ws.handle_msg = function(request, response)
+        sleep(0.05) -- the other connection's frame is dispatched meanwhile
+        return original(request, response)
+      end
+      local ok, err = pcall(function()
+        probe.handle_message = function(msg)
+          ws_util.send_msg({ _ss = msg._ss }, "echo:" .. ffi.string(msg.buf, msg.payload_len))
+        end
+        local _, port = start_server()
+        local a, b = raw_upgraded(port), raw_upgraded(port)
+        a:send(cframe(0x82, "first"))
+        b:send(cframe(0x82, "second"))
+        assert.are.equal("echo:first", a:read_frame().payload)
+        assert.are.equal("echo:second", b:read_frame().payload)
+      end)
+      ws.handle_msg = original
+      assert(ok, err)
+    end)
+  end)
+
+  it("ws.handle_msg raises when a handler module calls it (only the loop's dispatch hands it a frame)", function()
+    run_async(function()
+      local err
+      probe.handle_message = function(msg)
+        err = select(2, pcall(ws.handle_msg, nil, nil))
+        ws_util.send_msg({ _ss = msg._ss }, "done")
+      end
+      local _, port = start_server()
+      local raw = raw_upgraded(port)
+      raw:send(cframe(0x82, "x"))
+      assert.are.equal("done", raw:read_frame().payload)
+      assert.truthy(tostring(err):match("no incoming frame"))
+    end)
+  end)
+
   it("ws.handle_msg raises outside a frame dispatch", function()
     run_async(function()
       assert_error_with("no incoming frame", ws.handle_msg, nil, nil)

@@ -112,30 +112,37 @@ end
 -- The frame each running dispatch is handling, by coroutine:
 -- `ws.handle_msg` reads it, as evlua's reads the "accepted stream socket".
 local frames = setmetatable({}, { __mode = "k" })
-local dispatcher
+local dispatcher, looked_up
 
 --- Sets the function the loop runs per message: `fn(request, response,
--- frame)`, `frame` being the one `current_frame()` returns meanwhile
--- (web_socket's runs `ws.handle_msg`, or the same work on `frame` when
--- ws.handle_msg is not wrapped).
-function M.set_dispatcher(fn) dispatcher = fn end
+-- frame)` (web_socket's runs `ws.handle_msg`, or the same work on `frame`
+-- when ws.handle_msg is not wrapped), and `lookup()`, true when `fn` will
+-- ask `current_frame()` for the frame (ws.handle_msg is wrapped).
+function M.set_dispatcher(fn, lookup) dispatcher, looked_up = fn, lookup end
 
---- The frame being dispatched on this coroutine: `{socket=, msg=}` or nil.
+--- The frame being dispatched on this coroutine, when the dispatcher
+-- looks it up: `{socket=, msg=}` or nil.
 function M.current_frame()
   return frames[running() or MAIN]
 end
 
 -- The socket's one frame record is reused: a socket dispatches one frame
 -- at a time, and the record is only read while its dispatch runs.
+-- It is filed under the coroutine only when the dispatcher looks it up:
+-- coroutine.running is not compiled by LuaJIT (the trace stops there),
+-- and that cost every message ~50 ns.
 function Socket:dispatch(op, payload)
   if op == nil or op == OP_CLOSE then return end
-  local key = running() or MAIN
   local frame = self.frame
-  local outer = frames[key]
   frame.msg = self:make_msg(op, payload)
-  frames[key] = frame
+  local key, outer
+  if looked_up() then
+    key = running() or MAIN
+    outer = frames[key]
+    frames[key] = frame
+  end
   local ok, err = xpcall(dispatcher, traceback, self.request, self.response, frame)
-  frames[key] = outer
+  if key then frames[key] = outer end
   frame.msg = nil
   if not ok then toolkit.report("turbo_ws.evlua", "error in handler module '" .. self.handler .. "'", err) end
 end
