@@ -56,40 +56,49 @@ M.cbuf = cbuf
 ------------------------------------------------------------------------
 -- Incoming frames
 
--- Server sockets receive masked frames. The core unmasks them and does
--- not keep the key, so a server msg's `mask` is a zeroed 4-byte array,
--- made when first read: few handlers look at it, and a cdata per message
--- is garbage the collector pays for (it is the same new array, only later).
-local ServerMsg = {
-  __index = function(msg, key)
-    if key ~= "mask" then return nil end
-    local mask = ffi.new(MASK)
-    rawset(msg, "mask", mask)
-    return mask
-  end,
-}
+-- A msg holds the four fields handlers read (`payload_len`, `op_code`,
+-- `buf`, `_ss`); the ones fixed by the socket's role and the opcode come
+-- from its metatable when read: `flags` (FIN + opcode: messages arrive
+-- whole), `use_mask` (server sockets receive masked frames) and, on a
+-- server, `mask`. The core unmasks frames and does not keep the key, so
+-- `mask` is a zeroed 4-byte array, made when first read and then kept in
+-- the msg (each msg its own). Every message allocated a table with room
+-- for seven fields and a cdata mask; the collector's work grows with the
+-- bytes allocated. `pairs` lists the four (and a mask once read).
+local function msg_meta(server, op)
+  local flags = bor(FIN, op)
+  return {
+    __index = function(msg, key)
+      if key == "flags" then return flags end
+      if key == "use_mask" then return server end
+      if key == "mask" and server then
+        local mask = ffi.new(MASK)
+        rawset(msg, "mask", mask)
+        return mask
+      end
+      return nil
+    end,
+  }
+end
+
+-- By role, then opcode: made once here (a closure made per message would
+-- also keep the JIT from compiling make_msg).
+local MSG_META = { server = {}, client = {} }
+for _, op in ipairs{ C.FRAME_OP_TEXT, C.FRAME_OP_BINARY, C.FRAME_OP_CLOSE,
+                     C.FRAME_OP_PING, C.FRAME_OP_PONG } do
+  MSG_META.server[op] = msg_meta(true, op)
+  MSG_META.client[op] = msg_meta(false, op)
+end
 
 --- The `msg` table of evlua (one per message or control frame). Every
 -- one is new, with its own `buf` and `mask`: the handler may keep them.
 function Socket:make_msg(op, payload)
-  if self.role == "server" then
-    return setmetatable({
-      payload_len = #payload,
-      op_code = op,
-      flags = bor(FIN, op), -- reassembled: always FIN
-      use_mask = true,
-      buf = cbuf(payload),
-      _ss = self.proxy,
-    }, ServerMsg)
-  end
-  return {
+  return setmetatable({
     payload_len = #payload,
     op_code = op,
-    flags = bor(FIN, op),
-    use_mask = false,
     buf = cbuf(payload),
     _ss = self.proxy,
-  }
+  }, MSG_META[self.role][op])
 end
 
 function Socket:push(item)
