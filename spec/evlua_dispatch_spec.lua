@@ -24,6 +24,11 @@ describe("frame dispatch to handler modules (server side)", function()
       raw:send(cframe(0x81, "hello"))
       local reply = raw:read_frame()
       assert.are.equal("\129\005hello", reply.raw) -- FIN|TEXT, no mask bit, no key
+      local own = {}
+      for k in pairs(seen) do own[#own + 1] = k end
+      table.sort(own)
+      -- flags, use_mask and mask come from the metatable (mask made when read)
+      assert.are.same({ "_ss", "buf", "op_code", "payload_len" }, own)
       assert.are.equal(5, seen.payload_len)
       assert.are.equal(ws_const.FRAME_OP_TEXT, seen.op_code)
       assert.are.equal(0x81, seen.flags)
