@@ -24,6 +24,11 @@ describe("frame dispatch to handler modules (server side)", function()
       raw:send(cframe(0x81, "hello"))
       local reply = raw:read_frame()
       assert.are.equal("\129\005hello", reply.raw) -- FIN|TEXT, no mask bit, no key
+      local own = {}
+      for k in pairs(seen) do own[#own + 1] = k end
+      table.sort(own)
+      -- flags, use_mask and mask come from the metatable (mask made when read)
+      assert.are.same({ "_ss", "buf", "op_code", "payload_len" }, own)
       assert.are.equal(5, seen.payload_len)
       assert.are.equal(ws_const.FRAME_OP_TEXT, seen.op_code)
       assert.are.equal(0x81, seen.flags)
@@ -236,6 +241,44 @@ describe("frame dispatch to handler modules (server side)", function()
       ws.handle_msg = original
       assert(ok, err)
       assert.are.same({ { "httpsreq", "httpsresp" }, { "httpsreq", "httpsresp" } }, calls)
+    end)
+  end)
+
+  it("a wrapped ws.handle_msg that waits first still handles its own frame", function()
+    run_async(function()
+      local original = ws.handle_msg
+      ws.handle_msg = function(request, response)
+        sleep(0.05) -- the other connection's frame is dispatched meanwhile
+        return original(request, response)
+      end
+      local ok, err = pcall(function()
+        probe.handle_message = function(msg)
+          ws_util.send_msg({ _ss = msg._ss }, "echo:" .. ffi.string(msg.buf, msg.payload_len))
+        end
+        local _, port = start_server()
+        local a, b = raw_upgraded(port), raw_upgraded(port)
+        a:send(cframe(0x82, "first"))
+        b:send(cframe(0x82, "second"))
+        assert.are.equal("echo:first", a:read_frame().payload)
+        assert.are.equal("echo:second", b:read_frame().payload)
+      end)
+      ws.handle_msg = original
+      assert(ok, err)
+    end)
+  end)
+
+  it("ws.handle_msg raises when a handler module calls it (only the loop's dispatch hands it a frame)", function()
+    run_async(function()
+      local err
+      probe.handle_message = function(msg)
+        err = select(2, pcall(ws.handle_msg, nil, nil))
+        ws_util.send_msg({ _ss = msg._ss }, "done")
+      end
+      local _, port = start_server()
+      local raw = raw_upgraded(port)
+      raw:send(cframe(0x82, "x"))
+      assert.are.equal("done", raw:read_frame().payload)
+      assert.truthy(tostring(err):match("no incoming frame"))
     end)
   end)
 

@@ -48,6 +48,8 @@ describe("ws_util", function()
       for i, n in ipairs{ 0, 1, 255, 256, 257, 70000 } do
         local payload = (string.char(i) .. "x\0y"):rep(n):sub(1, n)
         local d = ws_util.send_msg(conn, payload)
+        assert.are.equal(payload, d.payload)
+        assert.is_nil(rawget(d, "buf")) -- made when first read
         assert.are.equal(n, d.size)
         assert.are.equal(0x82, d.flags)
         assert.is_true(d.use_mask)
@@ -64,7 +66,11 @@ describe("ws_util", function()
       local d = ws_util.send_msg(conn, ("z"):rep(300))
       d.buf = nil
       assert.is_nil(d.buf)
+      d = ws_util.send_msg(conn, "w")
+      d.buf = "mine"
+      assert.are.equal("mine", d.buf)
       sent[#sent + 1] = ("z"):rep(300)
+      sent[#sent + 1] = "w"
       while #got < #sent do sleep(0.005) end
       assert.are.same(sent, got)
     end)

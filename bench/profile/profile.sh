@@ -5,7 +5,7 @@
 #
 #   bash bench/profile/profile.sh SERVER CONNS INFLIGHT SIZE text|binary SECONDS OUT_DIR
 #
-# SERVER: turbo (bench/servers/turbo_echo.lua), turbo-nogc (the same, GC stopped), evlua, core, uws
+# SERVER: turbo (bench/servers/turbo_echo.lua), turbo-nogc (the same, GC stopped), evlua, evlua-nogc, core, uws
 # (bench/target/anchors/uws_echo), fastwebsockets. The generator writes each
 # message with its own write (the default, browser-like). Every figure is
 # the difference between an echo run and a baseline run that only opens and
@@ -24,6 +24,7 @@ case $SERVER in
     # The same with Lua's garbage collector stopped: the difference is GC cost.
     turbo-nogc) CMD=(luajit -e "collectgarbage('stop')" "$HERE/servers/turbo_echo.lua"); PATH_=/ ;;
     evlua) CMD=(luajit "$HERE/servers/evlua_echo.lua"); PATH_=/bench_handlers/echo ;;
+    evlua-nogc) CMD=(luajit -e "collectgarbage('stop')" "$HERE/servers/evlua_echo.lua"); PATH_=/bench_handlers/echo ;;
     core) CMD=(luajit "$HERE/servers/core_echo.lua"); PATH_=/ ;;
     uws) CMD=("$HERE/target/anchors/uws_echo"); PATH_=/ ;;
     fastwebsockets) CMD=("$HERE/target/release/echo_fastws"); PATH_=/ ;;

@@ -134,10 +134,11 @@ function M.is_response(v) return getmetatable(v) == Response end
 function M.base_path(request) return request._server.app_base_path end
 
 --- Answers 101 (with the fields `init` set) and starts dispatching the
--- connection's frames to module `handler`. The core re-checks the
+-- connection's frames to module `handler` (named; `module` is what
+-- `require` gave ws.accept). The core re-checks the
 -- handshake (RFC 6455 4.2.1); if it refuses, it has answered the error
 -- itself and this returns false, status, message.
-function M.upgrade(request, response, handler)
+function M.upgrade(request, response, handler, module)
   local conn, status, message = request._req:upgrade{
     headers = wire_headers(response, UPGRADE_OWN),
   }
@@ -145,7 +146,9 @@ function M.upgrade(request, response, handler)
     response._status = status
     return false, status, message
   end
-  socket.new(conn, "server", handler, request, response)
+  -- Known before the first frame: a `require` there is a C call the JIT
+  -- stops its trace at, on the path every frame takes.
+  socket.new(conn, "server", handler, request, response).handler_module = module
   return true
 end
 

@@ -56,30 +56,49 @@ M.cbuf = cbuf
 ------------------------------------------------------------------------
 -- Incoming frames
 
+-- A msg holds the four fields handlers read (`payload_len`, `op_code`,
+-- `buf`, `_ss`); the ones fixed by the socket's role and the opcode come
+-- from its metatable when read: `flags` (FIN + opcode: messages arrive
+-- whole), `use_mask` (server sockets receive masked frames) and, on a
+-- server, `mask`. The core unmasks frames and does not keep the key, so
+-- `mask` is a zeroed 4-byte array, made when first read and then kept in
+-- the msg (each msg its own). Every message allocated a table with room
+-- for seven fields and a cdata mask; the collector's work grows with the
+-- bytes allocated. `pairs` lists the four (and a mask once read).
+local function msg_meta(server, op)
+  local flags = bor(FIN, op)
+  return {
+    __index = function(msg, key)
+      if key == "flags" then return flags end
+      if key == "use_mask" then return server end
+      if key == "mask" and server then
+        local mask = ffi.new(MASK)
+        rawset(msg, "mask", mask)
+        return mask
+      end
+      return nil
+    end,
+  }
+end
+
+-- By role, then opcode: made once here (a closure made per message would
+-- also keep the JIT from compiling make_msg).
+local MSG_META = { server = {}, client = {} }
+for _, op in ipairs{ C.FRAME_OP_TEXT, C.FRAME_OP_BINARY, C.FRAME_OP_CLOSE,
+                     C.FRAME_OP_PING, C.FRAME_OP_PONG } do
+  MSG_META.server[op] = msg_meta(true, op)
+  MSG_META.client[op] = msg_meta(false, op)
+end
+
 --- The `msg` table of evlua (one per message or control frame). Every
 -- one is new, with its own `buf` and `mask`: the handler may keep them.
 function Socket:make_msg(op, payload)
-  if self.role == "server" then
-    -- Server sockets receive masked frames. The core unmasks them and does
-    -- not keep the key, so `mask` is a zeroed 4-byte array.
-    return {
-      payload_len = #payload,
-      op_code = op,
-      flags = bor(FIN, op), -- reassembled: always FIN
-      use_mask = true,
-      mask = ffi.new(MASK),
-      buf = cbuf(payload),
-      _ss = self.proxy,
-    }
-  end
-  return {
+  return setmetatable({
     payload_len = #payload,
     op_code = op,
-    flags = bor(FIN, op),
-    use_mask = false,
     buf = cbuf(payload),
     _ss = self.proxy,
-  }
+  }, MSG_META[self.role][op])
 end
 
 function Socket:push(item)
@@ -102,30 +121,37 @@ end
 -- The frame each running dispatch is handling, by coroutine:
 -- `ws.handle_msg` reads it, as evlua's reads the "accepted stream socket".
 local frames = setmetatable({}, { __mode = "k" })
-local dispatcher
+local dispatcher, looked_up
 
 --- Sets the function the loop runs per message: `fn(request, response,
--- frame)`, `frame` being the one `current_frame()` returns meanwhile
--- (web_socket's runs `ws.handle_msg`, or the same work on `frame` when
--- ws.handle_msg is not wrapped).
-function M.set_dispatcher(fn) dispatcher = fn end
+-- frame)` (web_socket's runs `ws.handle_msg`, or the same work on `frame`
+-- when ws.handle_msg is not wrapped), and `lookup()`, true when `fn` will
+-- ask `current_frame()` for the frame (ws.handle_msg is wrapped).
+function M.set_dispatcher(fn, lookup) dispatcher, looked_up = fn, lookup end
 
---- The frame being dispatched on this coroutine: `{socket=, msg=}` or nil.
+--- The frame being dispatched on this coroutine, when the dispatcher
+-- looks it up: `{socket=, msg=}` or nil.
 function M.current_frame()
   return frames[running() or MAIN]
 end
 
 -- The socket's one frame record is reused: a socket dispatches one frame
 -- at a time, and the record is only read while its dispatch runs.
+-- It is filed under the coroutine only when the dispatcher looks it up:
+-- coroutine.running is not compiled by LuaJIT (the trace stops there),
+-- and that cost every message ~50 ns.
 function Socket:dispatch(op, payload)
   if op == nil or op == OP_CLOSE then return end
-  local key = running() or MAIN
   local frame = self.frame
-  local outer = frames[key]
   frame.msg = self:make_msg(op, payload)
-  frames[key] = frame
+  local key, outer
+  if looked_up() then
+    key = running() or MAIN
+    outer = frames[key]
+    frames[key] = frame
+  end
   local ok, err = xpcall(dispatcher, traceback, self.request, self.response, frame)
-  frames[key] = outer
+  if key then frames[key] = outer end
   frame.msg = nil
   if not ok then toolkit.report("turbo_ws.evlua", "error in handler module '" .. self.handler .. "'", err) end
 end

@@ -86,13 +86,14 @@ function ws.accept(request, response, uc)
   response:set_content_length(0)
   response:send()
   -- The core writes Upgrade, Connection and Sec-WebSocket-Accept.
-  return (http.upgrade(request, response, name))
+  return (http.upgrade(request, response, name, handler))
 end
 
 ------------------------------------------------------------------------
 -- handle_msg
 
--- The handler module for a socket, loaded once.
+-- The handler module for a socket, loaded once (a server socket's is the
+-- one ws.accept loaded).
 local function handler_of(sock)
   if not sock.handler_module then sock.handler_module = require(sock.handler) end
   return sock.handler_module
@@ -130,13 +131,20 @@ end
 
 local handle_msg = ws.handle_msg
 
--- The loop runs whatever ws.handle_msg is at the time (it may be wrapped).
--- Unwrapped, the frame the loop passes along is the one handle_msg would
--- look up for this coroutine.
+-- The loop runs whatever ws.handle_msg is at the time (it may be wrapped:
+-- then it looks the frame up by coroutine). Unwrapped, the frame the loop
+-- passes along is the one handle_msg would look up. No tail calls: a
+-- function xpcall calls that returns from a tail-called one is a trace
+-- LuaJIT aborts ("return to lower frame").
+local function wrapped() return ws.handle_msg ~= handle_msg end
+
 socket.set_dispatcher(function(request, response, frame)
-  if ws.handle_msg == handle_msg then return handle_frame(frame) end
-  return ws.handle_msg(request, response)
-end)
+  if ws.handle_msg == handle_msg then
+    handle_frame(frame)
+  else
+    ws.handle_msg(request, response)
+  end
+end, wrapped)
 
 ------------------------------------------------------------------------
 -- connect
