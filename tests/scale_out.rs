@@ -73,6 +73,26 @@ fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0)).expect("bind a free port").local_addr().unwrap().port()
 }
 
+/// A free port below the kernel's ephemeral range, for a Redis the test
+/// kills (or never starts): while it is down the hubs keep reconnecting, and a
+/// connect to an ephemeral port nobody listens on can be given that very
+/// port as its source (TCP's self-connect), which then holds it so that
+/// the restarted Redis cannot bind.
+fn free_port_below_ephemeral(ip: &str) -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Tests run in parallel threads: each call starts somewhere else.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let nth = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = 10_000 + ((std::process::id() as u16 % 10_000) + nth * 101) % 20_000;
+    (start..low.max(start + 1))
+        .chain(10_000..start.min(low))
+        .find(|&p| TcpListener::bind((ip, p)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("turbo_ws_scale_{}_{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -100,7 +120,7 @@ impl Redis {
     fn start(binds: &[&str]) -> Redis {
         let dir = scratch("redis");
         let mut redis = Redis {
-            port: free_port("127.0.0.1"),
+            port: free_port_below_ephemeral("127.0.0.1"),
             binds: binds.iter().map(|s| s.to_string()).collect(),
             dir,
             child: None,
@@ -443,7 +463,7 @@ fn redis_restart_loses_no_process_and_delivery_resumes() {
 
 #[test]
 fn redis_that_never_comes_back_gives_clear_errors_and_serving_goes_on() {
-    let dead = free_port("127.0.0.1");
+    let dead = free_port_below_ephemeral("127.0.0.1");
     let port = free_port("127.0.0.1");
     let url = format!("redis://127.0.0.1:{dead}");
     let mut chat = Chat::start(&[], "local", "127.0.0.1", port, &url, 2);

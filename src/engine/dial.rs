@@ -182,7 +182,22 @@ pub(crate) async fn open_stream(target: &Target, dial: &Dial) -> Result<Stream, 
 }
 
 async fn connect_tcp(addr: SocketAddr, limit: Option<Duration>) -> Result<TcpStream, Error> {
-    connect_within(&addr, limit, TcpStream::connect(addr)).await
+    let tcp = connect_within(&addr, limit, TcpStream::connect(addr)).await?;
+    if reached_itself(&tcp) {
+        return Err(Error::new(
+            Kind::Refused,
+            format!("cannot connect to {addr}: nothing listens there (the connection reached itself)"),
+        ));
+    }
+    Ok(tcp)
+}
+
+/// TCP's self-connect: a connect to a local port nobody listens on may be
+/// given that very port as its source, and then "succeeds", talking to
+/// itself (and holding the port, so the server cannot bind it). A client
+/// retrying a server that is down hits this sooner or later.
+fn reached_itself(tcp: &TcpStream) -> bool {
+    matches!((tcp.local_addr(), tcp.peer_addr()), (Ok(local), Ok(peer)) if local == peer)
 }
 
 /// A redirect may lead to a secure scheme, which cannot go over the socket.
@@ -222,6 +237,22 @@ pub(crate) fn is_tls_error(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_connection_that_reached_itself_is_told_apart() {
+        // Forced here by binding the source port to the destination; the
+        // kernel picks it on its own only now and then.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let addr = probe.local_addr().expect("its address");
+        drop(probe);
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind(addr).expect("bind the port it will connect to");
+        let tcp = socket.connect(addr).await.expect("Linux lets a socket connect to itself");
+        assert!(reached_itself(&tcp));
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a listener");
+        let other = TcpStream::connect(server.local_addr().expect("its address")).await.expect("connect");
+        assert!(!reached_itself(&other));
+    }
 
     #[test]
     fn raw_path_keeps_what_was_written() {
