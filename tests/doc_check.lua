@@ -546,8 +546,9 @@ local COVERED = {
   -- (the faces' FFI send path; docs/architecture.md, "One message")
   ["turbo_ws.fast_send"] = true,
   ["turbo_ws.websocket_stream"] = true,  -- websocket.WebSocketIOStream
+  ["turbo_ws.web_request"] = true,  -- web.HTTPRequest
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
-  ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true,
+  ["turbo_ws.evlua.socket"] = true, ["turbo_ws.evlua.wait"] = true, ["turbo_ws.evlua.msg"] = true,
 }
 
 local function check_modules()

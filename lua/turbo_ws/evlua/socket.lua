@@ -7,13 +7,12 @@
 -- to a handler module one at a time, in order (server sockets, and client
 -- sockets opened with a msg_handler), or wait in a queue for
 -- `ws_util.recv_frame`.
-local ffi = require "ffi"
-local bit = require "bit"
 local core = require "turbo_ws.core"
 local toolkit = require "turbo_ws.toolkit"
 local wait = require "turbo_ws.evlua.wait"
 local fast_send = require "turbo_ws.fast_send"
 local C = require "turbo_ws.evlua.ws_const"
+local msg = require "turbo_ws.evlua.msg"
 
 local M = {}
 
@@ -23,18 +22,13 @@ M.DEFAULT_TIMEOUT = 40
 -- after its close_timeout, 5 s by default).
 M.CLOSE_WAIT = 10
 
-local bor = bit.bor
 local running = coroutine.running
 local traceback = debug.traceback
 
--- Parsed once: a type given as a string is parsed again on every
--- interpreted ffi.new.
-local UCHAR_VLA = ffi.typeof("unsigned char[?]")
-local MASK = ffi.typeof("unsigned char[4]")
+local new_msg = msg.new
 
 local STATE = {} -- key, in a handle's metatable, of its Socket
 local MAIN = {} -- frames key when not in a coroutine
-local FIN = C.FRAME_FLAG_FIN
 local OP_CLOSE = C.FRAME_OP_CLOSE
 local count = 0
 
@@ -43,62 +37,14 @@ Socket.__index = Socket
 
 local function now() return core.gettimemonotonic() end
 
--- A copy of `payload` in an `unsigned char[n+1]` whose last byte is NUL,
--- so that `ffi.string(buf)` works on text as evlua programs expect.
-local function cbuf(payload)
-  local n = #payload
-  local buf = ffi.new(UCHAR_VLA, n + 1) -- zero-filled
-  ffi.copy(buf, payload, n)
-  return buf
-end
-M.cbuf = cbuf
+M.cbuf = msg.cbuf
 
 ------------------------------------------------------------------------
 -- Incoming frames
 
--- A msg holds the four fields handlers read (`payload_len`, `op_code`,
--- `buf`, `_ss`); the ones fixed by the socket's role and the opcode come
--- from its metatable when read: `flags` (FIN + opcode: messages arrive
--- whole), `use_mask` (server sockets receive masked frames) and, on a
--- server, `mask`. The core unmasks frames and does not keep the key, so
--- `mask` is a zeroed 4-byte array, made when first read and then kept in
--- the msg (each msg its own). Every message allocated a table with room
--- for seven fields and a cdata mask; the collector's work grows with the
--- bytes allocated. `pairs` lists the four (and a mask once read).
-local function msg_meta(server, op)
-  local flags = bor(FIN, op)
-  return {
-    __index = function(msg, key)
-      if key == "flags" then return flags end
-      if key == "use_mask" then return server end
-      if key == "mask" and server then
-        local mask = ffi.new(MASK)
-        rawset(msg, "mask", mask)
-        return mask
-      end
-      return nil
-    end,
-  }
-end
-
--- By role, then opcode: made once here (a closure made per message would
--- also keep the JIT from compiling make_msg).
-local MSG_META = { server = {}, client = {} }
-for _, op in ipairs{ C.FRAME_OP_TEXT, C.FRAME_OP_BINARY, C.FRAME_OP_CLOSE,
-                     C.FRAME_OP_PING, C.FRAME_OP_PONG } do
-  MSG_META.server[op] = msg_meta(true, op)
-  MSG_META.client[op] = msg_meta(false, op)
-end
-
---- The `msg` table of evlua (one per message or control frame). Every
--- one is new, with its own `buf` and `mask`: the handler may keep them.
+--- The `msg` table of evlua (turbo_ws.evlua.msg) for a frame this socket received.
 function Socket:make_msg(op, payload)
-  return setmetatable({
-    payload_len = #payload,
-    op_code = op,
-    buf = cbuf(payload),
-    _ss = self.proxy,
-  }, MSG_META[self.role][op])
+  return new_msg(self.role, op, payload, self.proxy)
 end
 
 function Socket:push(item)
