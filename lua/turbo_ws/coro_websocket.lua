@@ -123,6 +123,8 @@ end
 
 -- Checks a message given to write() and fills in the original's defaults
 -- (opcode 2, fin true). Wrong types and frames RFC 6455 forbids raise.
+-- Returns opcode, payload, fin (values, not a table: this runs for every
+-- message written).
 local function outgoing(message, level)
   if type(message) ~= "table" then
     fail_arg("write", "argument #1 'message'", "table or nil", type(message), level + 1)
@@ -145,7 +147,7 @@ local function outgoing(message, level)
   if opcode == 8 and #payload == 1 then
     error("turbo_ws.coro_websocket.write: a close payload is empty or starts with a 2-byte code", level + 1)
   end
-  return { fin = fin, rsv1 = false, rsv2 = false, rsv3 = false, opcode = opcode, payload = payload }
+  return opcode, payload, fin
 end
 
 ---------------------------------------------------------------------------
@@ -574,16 +576,18 @@ local function open_link(conn, heartbeat, socket_path)
 
   -- fin = false frames are collected and sent as one message when the last
   -- one comes (the core sends whole messages; the peer sees the same data).
+  -- A whole message (the common case) is sent as it is, with no table.
   local fragments
-  local function send_data(frame)
-    if frame.opcode == 0 and not fragments then
+  local function send_data(opcode, payload, fin)
+    if opcode == 0 and not fragments then
       error("turbo_ws.coro_websocket.write: continuation frame without a started message", 3)
-    elseif frame.opcode ~= 0 and fragments then
+    elseif opcode ~= 0 and fragments then
       error("turbo_ws.coro_websocket.write: new message while a fragmented one is unfinished", 3)
     end
-    if frame.opcode ~= 0 then fragments = { opcode = frame.opcode } end
-    fragments[#fragments + 1] = frame.payload
-    if not frame.fin then return true end
+    if fin and opcode ~= 0 then return send_message(payload, opcode == 2) end
+    if opcode ~= 0 then fragments = { opcode = opcode } end
+    fragments[#fragments + 1] = payload
+    if not fin then return true end
     local whole = fragments
     fragments = nil
     return send_message(concat(whole), whole.opcode == 2)
@@ -591,12 +595,12 @@ local function open_link(conn, heartbeat, socket_path)
 
   local function write(msg)
     if msg == nil then return send_close("") end
-    local frame = outgoing(msg, 2)
-    if frame.opcode == 8 then return send_close(frame.payload) end
+    local opcode, payload, fin = outgoing(msg, 2)
+    if opcode == 8 then return send_close(payload) end
     if close_sent or done then return false, SHUTDOWN end
-    if frame.opcode == 9 then return call(2, "ping", frame.payload) end
-    if frame.opcode == 10 then return call(2, "pong", frame.payload) end
-    return send_data(frame)
+    if opcode == 9 then return call(2, "ping", payload) end
+    if opcode == 10 then return call(2, "pong", payload) end
+    return send_data(opcode, payload, fin)
   end
 
   -- Stands in for the original's uv_tcp_t (res.socket).
