@@ -41,9 +41,14 @@ function M.attach(uv)
   -- Before turbo_ws waits: let libuv apply what the program asked of it
   -- since (libuv only registers new fds while it runs), then wait no
   -- longer than libuv's next timer. Returns whether libuv has work left.
+  -- This runs at every loop turn: when libuv has nothing alive, uv_run
+  -- would return at once, so it is not called.
   local function before_block()
-    run_ready()
     local alive, due = uv.loop_alive(), nil
+    if alive then
+      run_ready()
+      alive = uv.loop_alive()
+    end
     if alive then
       uv.update_time()
       local ms = uv.backend_timeout()
