@@ -64,7 +64,7 @@ end
 
 -- Resumes a waiting coroutine; an error in it is reported, and the other
 -- connections go on.
-local function resume(co) toolkit.resume("turbo_ws.coro_websocket", co) end
+local function resume(co) toolkit.wake("turbo_ws.coro_websocket", co) end
 
 -- Waits in `list` (of readers or senders) until resumed, then leaves it:
 -- whoever resumed it may not have taken it out.

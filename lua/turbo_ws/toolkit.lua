@@ -48,15 +48,26 @@ else
   end
 end
 
+local function report_uncaught(source, co, err)
+  toolkit.report(source, "uncaught error in a coroutine", traceback(co, tostring(err)))
+end
+
 --- Resumes `co` with `...` if it is suspended (someone else may have
 -- resumed it already). An error in it is the program's: reported under
 -- `source` with the coroutine's traceback, so other connections go on.
 function toolkit.resume(source, co, ...)
   if co_status(co) ~= "suspended" then return end
   local ok, err = co_resume(co, ...)
-  if not ok then
-    toolkit.report(source, "uncaught error in a coroutine", traceback(co, tostring(err)))
-  end
+  if not ok then report_uncaught(source, co, err) end
+end
+
+--- toolkit.resume with no values: a reader woken for a message. Without
+-- `...` LuaJIT compiles the path into the resume (a vararg call there
+-- aborts the trace, and every message then runs interpreted up to it).
+function toolkit.wake(source, co)
+  if co_status(co) ~= "suspended" then return end
+  local ok, err = co_resume(co)
+  if not ok then report_uncaught(source, co, err) end
 end
 
 --- The host as it is written in a URL: an IPv6 address in brackets.
