@@ -25,7 +25,8 @@ case ${ECHO_SERVER:-uws} in
     tungstenite) SERVER_BIN="$HERE/target/release/echo_tungstenite" ;;
     *) echo "unknown ECHO_SERVER $ECHO_SERVER"; exit 2 ;;
 esac
-export LUA_CPATH="$ROOT/build/?.so;;" BENCH_WARMUP=0
+# SO_DIR=<dir with a turbo_ws.so>: another build (A/B against build/).
+export LUA_CPATH="${SO_DIR:-$ROOT/build}/?.so;;" BENCH_WARMUP=0
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
     for _ in $(seq 1 100); do
