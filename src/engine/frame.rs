@@ -60,7 +60,9 @@ pub fn parse_header(buf: &[u8]) -> Option<(Header, usize)> {
 }
 
 /// Appends a frame header; the payload (already masked when `mask` is
-/// given) follows it.
+/// given) follows it. The header is put together on the stack and
+/// appended at once: one capacity check per frame, not one per field
+/// (this runs for every message sent).
 pub fn write_header(
     out: &mut impl BufMut,
     fin: bool,
@@ -69,21 +71,26 @@ pub fn write_header(
     len: usize,
     mask: Option<[u8; 4]>,
 ) {
-    let b0 = (u8::from(fin) << 7) | (u8::from(rsv1) << 6) | (opcode & 0x0F);
+    let mut head = [0u8; MAX_HEADER];
+    head[0] = (u8::from(fin) << 7) | (u8::from(rsv1) << 6) | (opcode & 0x0F);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    out.put_u8(b0);
+    let mut n = 2;
     if len < 126 {
-        out.put_u8(mask_bit | len as u8);
+        head[1] = mask_bit | len as u8;
     } else if len <= usize::from(u16::MAX) {
-        out.put_u8(mask_bit | 126);
-        out.put_u16(len as u16);
+        head[1] = mask_bit | 126;
+        head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        n = 4;
     } else {
-        out.put_u8(mask_bit | 127);
-        out.put_u64(len as u64);
+        head[1] = mask_bit | 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        n = 10;
     }
     if let Some(key) = mask {
-        out.put_slice(&key);
+        head[n..n + 4].copy_from_slice(&key);
+        n += 4;
     }
+    out.put_slice(&head[..n]);
 }
 
 /// XORs `data` with the masking key (§5.3), eight bytes at a time.
