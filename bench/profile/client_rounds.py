@@ -5,6 +5,8 @@ load; does not touch RESULTS.md. Wall-clock CPU figures: compare runs made
 in the same hour (client_profile.sh gives the stable instruction counts).
 
     python3 bench/profile/client_rounds.py [ROUNDS] [SECONDS]
+
+SO_DIR=<dir with a turbo_ws.so> runs the Lua clients on another build (A/B).
 """
 import os
 import statistics
@@ -13,6 +15,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import bench  # noqa: E402
 
+if os.environ.get("SO_DIR"):
+    bench.LUA_ENV["LUA_CPATH"] = os.path.join(os.environ["SO_DIR"], "?.so") + ";;"
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 2
 runs = {}
