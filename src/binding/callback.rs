@@ -20,30 +20,27 @@ use mlua::{ffi, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Thread, 
 
 /// Its address marks "the trampoline finished a call and is idle".
 static IDLE_MARK: u8 = 0;
-/// Its address marks a call whose first argument is bytes to make a string of.
-static BYTES_MARK: u8 = 0;
 
 fn idle_mark() -> LightUserData {
     LightUserData(&IDLE_MARK as *const u8 as *mut c_void)
 }
 
-fn bytes_mark() -> LightUserData {
-    LightUserData(&BYTES_MARK as *const u8 as *mut c_void)
-}
-
-/// Resumed with (f, args...) it calls f(args...); resumed with (bytes, f,
+/// Resumed with (f, args...) it calls f(args...); resumed with (false, f,
 /// pointer, length, flag) it calls f(string, flag), the string made here,
 /// inside the coroutine, with LuaJIT's ffi.string: an allocation failure is
 /// then an ordinary error of the call, so no protected call around the
 /// string is needed on the Rust side (the most expensive part of handing a
-/// message to Lua). Also returns whether that is available (not under PUC Lua).
+/// message to Lua). `false` marks that call: no function is false, and a
+/// boolean is cheaper to push than a light userdata (which LuaJIT looks
+/// up in its table of address ranges). Also returns whether that is
+/// available (not under PUC Lua).
 const TRAMPOLINE: &str = r#"
-local idle, bytes = ...
+local idle = ...
 local ok, ffi = pcall(require, "ffi")
 local tostr = ok and ffi.string or nil
 local yield = coroutine.yield
 local function run(f, ...)
-  if f == bytes then
+  if f == false then
     local g, p, n, flag = ...
     g(tostr(p, n), flag)
   else
@@ -79,7 +76,7 @@ impl Trampolines {
                 let (body, makes_strings): (Function, bool) = lua
                     .load(TRAMPOLINE)
                     .set_name("=turbo_ws.trampoline")
-                    .call((idle_mark(), bytes_mark()))?;
+                    .call(idle_mark())?;
                 *self.body.borrow_mut() = Some(body.clone());
                 self.makes_strings.set(makes_strings);
                 body
@@ -163,7 +160,7 @@ pub fn call_with_bytes(
         // The pointer is read at once by the trampoline, before anything
         // could yield, while `data` is still borrowed here.
         let ptr = LightUserData(data.as_ptr() as *mut c_void);
-        run_in(trampolines, co, (bytes_mark(), func, ptr, data.len(), flag))
+        run_in(trampolines, co, (false, func, ptr, data.len(), flag))
     })
 }
 
@@ -282,7 +279,7 @@ fn resume_error(lua: &Lua, co: *mut ffi::lua_State, status: c_int) -> mlua::Erro
     }
 }
 
-/// Pushes (bytes mark, registry[key], pointer, length, flag) onto an idle
+/// Pushes (false, registry[key], pointer, length, flag) onto an idle
 /// trampoline coroutine (yielded, empty stack): the values mlua's next
 /// resume of it passes on. False, pushing nothing, if it is not idle.
 unsafe fn push_bytes_call(
@@ -298,7 +295,7 @@ unsafe fn push_bytes_call(
     {
         return false;
     }
-    ffi::lua_pushlightuserdata(state, bytes_mark().0);
+    ffi::lua_pushboolean(state, 0);
     ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
     ffi::lua_pushlightuserdata(state, ptr);
     ffi::lua_pushnumber(state, len as ffi::lua_Number);
