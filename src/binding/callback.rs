@@ -73,10 +73,8 @@ impl Trampolines {
         let body = match body {
             Some(body) => body,
             None => {
-                let (body, makes_strings): (Function, bool) = lua
-                    .load(TRAMPOLINE)
-                    .set_name("=turbo_ws.trampoline")
-                    .call(idle_mark())?;
+                let (body, makes_strings): (Function, bool) =
+                    lua.load(TRAMPOLINE).set_name("=turbo_ws.trampoline").call(idle_mark())?;
                 *self.body.borrow_mut() = Some(body.clone());
                 self.makes_strings.set(makes_strings);
                 body
