@@ -20,30 +20,27 @@ use mlua::{ffi, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Thread, 
 
 /// Its address marks "the trampoline finished a call and is idle".
 static IDLE_MARK: u8 = 0;
-/// Its address marks a call whose first argument is bytes to make a string of.
-static BYTES_MARK: u8 = 0;
 
 fn idle_mark() -> LightUserData {
     LightUserData(&IDLE_MARK as *const u8 as *mut c_void)
 }
 
-fn bytes_mark() -> LightUserData {
-    LightUserData(&BYTES_MARK as *const u8 as *mut c_void)
-}
-
-/// Resumed with (f, args...) it calls f(args...); resumed with (bytes, f,
+/// Resumed with (f, args...) it calls f(args...); resumed with (false, f,
 /// pointer, length, flag) it calls f(string, flag), the string made here,
 /// inside the coroutine, with LuaJIT's ffi.string: an allocation failure is
 /// then an ordinary error of the call, so no protected call around the
 /// string is needed on the Rust side (the most expensive part of handing a
-/// message to Lua). Also returns whether that is available (not under PUC Lua).
+/// message to Lua). `false` marks that call: no function is false, and a
+/// boolean is cheaper to push than a light userdata (which LuaJIT looks
+/// up in its table of address ranges). Also returns whether that is
+/// available (not under PUC Lua).
 const TRAMPOLINE: &str = r#"
-local idle, bytes = ...
+local idle = ...
 local ok, ffi = pcall(require, "ffi")
 local tostr = ok and ffi.string or nil
 local yield = coroutine.yield
 local function run(f, ...)
-  if f == bytes then
+  if f == false then
     local g, p, n, flag = ...
     g(tostr(p, n), flag)
   else
@@ -76,10 +73,8 @@ impl Trampolines {
         let body = match body {
             Some(body) => body,
             None => {
-                let (body, makes_strings): (Function, bool) = lua
-                    .load(TRAMPOLINE)
-                    .set_name("=turbo_ws.trampoline")
-                    .call((idle_mark(), bytes_mark()))?;
+                let (body, makes_strings): (Function, bool) =
+                    lua.load(TRAMPOLINE).set_name("=turbo_ws.trampoline").call(idle_mark())?;
                 *self.body.borrow_mut() = Some(body.clone());
                 self.makes_strings.set(makes_strings);
                 body
@@ -163,7 +158,7 @@ pub fn call_with_bytes(
         // The pointer is read at once by the trampoline, before anything
         // could yield, while `data` is still borrowed here.
         let ptr = LightUserData(data.as_ptr() as *mut c_void);
-        run_in(trampolines, co, (bytes_mark(), func, ptr, data.len(), flag))
+        run_in(trampolines, co, (false, func, ptr, data.len(), flag))
     })
 }
 
@@ -194,11 +189,95 @@ pub fn call_registered_with_bytes(
         if !unsafe { push_bytes_call(co.state(), key, ptr, data.len(), flag) } {
             return Err(mlua::Error::runtime("internal error: the idle coroutine cannot take a call"));
         }
-        run_in(trampolines, co, ())
+        resume_pushed(trampolines, lua, co, BYTES_CALL_ARGS)
     }))
 }
 
-/// Pushes (bytes mark, registry[key], pointer, length, flag) onto an idle
+/// The values `push_bytes_call` pushes.
+const BYTES_CALL_ARGS: c_int = 5;
+
+/// Resumes an idle trampoline coroutine with the `nargs` values pushed
+/// onto its stack, with `lua_resume` itself rather than mlua's
+/// `Thread::resume`: its checks, stack guards and result conversion cost
+/// more than the resume on every message, and none of them is needed
+/// when the coroutine is known to be idle and the common answer is the
+/// idle mark. `lua_resume` is protected (an error in the coroutine is
+/// its status, never a jump out of here). Any other outcome is handed to
+/// mlua as the values or error its own resume would have produced.
+fn resume_pushed(trampolines: &Trampolines, lua: &Lua, co: Thread, nargs: c_int) -> mlua::Result<()> {
+    let state = co.state();
+    let mut nresults: c_int = 0;
+    // SAFETY: `co` is a suspended coroutine of this state (checked by
+    // push_bytes_call) with `nargs` values on its stack.
+    let status = unsafe { ffi::lua_resume(state, std::ptr::null_mut(), nargs, &mut nresults) };
+    match status {
+        // SAFETY: reading and popping the coroutine's own stack.
+        ffi::LUA_YIELD if unsafe { yielded_idle_mark(state, nresults) } => {
+            trampolines.put_back(co);
+            Ok(())
+        }
+        ffi::LUA_YIELD | ffi::LUA_OK => {
+            let results = take_results(lua, state, nresults)?;
+            after_resume(trampolines, co, results)
+        }
+        _ => Err(resume_error(lua, state, status)),
+    }
+}
+
+/// Whether the coroutine yielded just the idle mark; if so the mark is
+/// popped, leaving it idle with an empty stack.
+unsafe fn yielded_idle_mark(state: *mut ffi::lua_State, nresults: c_int) -> bool {
+    if nresults != 1 || ffi::lua_gettop(state) != 1 || ffi::lua_touserdata(state, -1) != idle_mark().0 {
+        return false;
+    }
+    ffi::lua_settop(state, 0);
+    true
+}
+
+/// The `n` values a coroutine yielded or returned, moved off its stack.
+fn take_results(lua: &Lua, co: *mut ffi::lua_State, n: c_int) -> mlua::Result<MultiValue> {
+    // SAFETY: protected by exec_raw; moves values between two threads of
+    // one state, after making room for them.
+    unsafe {
+        lua.exec_raw::<MultiValue>((), |state| {
+            ffi::luaL_checkstack(state, n, std::ptr::null());
+            ffi::lua_xmove(co, state, n);
+        })
+    }
+}
+
+/// The error a coroutine died with, as mlua's `Thread::resume` reports
+/// it: a Rust error or panic raised through Lua comes back as itself (a
+/// panic resumes unwinding, which `guarded` catches); any other value is
+/// a runtime error whose message ends with the coroutine's traceback.
+fn resume_error(lua: &Lua, co: *mut ffi::lua_State, status: c_int) -> mlua::Error {
+    // SAFETY: protected by exec_raw; the error value is the top of the
+    // dead coroutine's stack. Leaves [error, traceback or nothing].
+    let described = unsafe {
+        lua.exec_raw::<(Value, Value)>((), |state| {
+            ffi::luaL_checkstack(state, 2 + ffi::LUA_TRACEBACK_STACK, std::ptr::null());
+            ffi::lua_xmove(co, state, 1);
+            // A memory error is its message alone, as mlua has it.
+            if status != ffi::LUA_ERRMEM {
+                let message = ffi::luaL_tolstring(state, -1, std::ptr::null_mut());
+                ffi::luaL_traceback(state, co, message, 0);
+                ffi::lua_remove(state, -2);
+            }
+        })
+    };
+    match described {
+        // mlua's wrapped error (a wrapped panic resumed unwinding above).
+        Ok((Value::Error(e), _)) => *e,
+        Ok((Value::String(s), Value::Nil)) if status == ffi::LUA_ERRMEM => {
+            mlua::Error::MemoryError(s.to_string_lossy())
+        }
+        Ok((_, Value::String(traceback))) => mlua::Error::RuntimeError(traceback.to_string_lossy()),
+        Ok((other, _)) => mlua::Error::RuntimeError(format!("{other:?}")),
+        Err(e) => e,
+    }
+}
+
+/// Pushes (false, registry[key], pointer, length, flag) onto an idle
 /// trampoline coroutine (yielded, empty stack): the values mlua's next
 /// resume of it passes on. False, pushing nothing, if it is not idle.
 unsafe fn push_bytes_call(
@@ -214,7 +293,7 @@ unsafe fn push_bytes_call(
     {
         return false;
     }
-    ffi::lua_pushlightuserdata(state, bytes_mark().0);
+    ffi::lua_pushboolean(state, 0);
     ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
     ffi::lua_pushlightuserdata(state, ptr);
     ffi::lua_pushnumber(state, len as ffi::lua_Number);

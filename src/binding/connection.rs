@@ -43,6 +43,9 @@ struct LuaEvents {
     callbacks: RefCell<Callbacks>,
     /// Its entry in the loop's registry (for graceful shutdown).
     registry_id: Cell<u64>,
+    /// The loop of the thread it was made on, which runs its task: held
+    /// rather than looked up (a thread-local) on every message.
+    lp: Option<&'static ioloop::Loop>,
 }
 
 impl LuaEvents {
@@ -82,7 +85,7 @@ impl LuaEvents {
 
 impl Events for LuaEvents {
     fn message(&self, data: &[u8], binary: bool) {
-        let Some(lp) = ioloop::current() else { return };
+        let Some(lp) = self.lp else { return };
         let Some(lua) = lp.lua() else { return };
         // Only the key's number, under a short borrow: the callback may
         // replace the callbacks while it runs.
@@ -128,16 +131,17 @@ impl Events for LuaEvents {
     }
 
     fn attached(&self) -> bool {
-        ioloop::current().is_some_and(|lp| lp.lua().is_some())
+        self.lp.is_some_and(|lp| lp.lua().is_some())
     }
 }
 
 /// A new connection whose events go to Lua, registered for graceful
 /// shutdown; `userdata` makes its Lua handle.
 pub fn new(limits: Limits, role: Role, deflate: Option<Agreed>) -> Connection {
-    let events = Rc::new(LuaEvents::default());
+    let lp = ioloop::current();
+    let events = Rc::new(LuaEvents { lp, ..LuaEvents::default() });
     let shared = Shared::new(limits, role, deflate, events.clone());
-    if let Some(lp) = ioloop::current() {
+    if let Some(lp) = lp {
         let weak: Weak<dyn Closable> = Rc::downgrade(&shared) as Weak<dyn Closable>;
         events.registry_id.set(lp.registry().add_connection(weak));
     }

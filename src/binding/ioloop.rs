@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::task::LocalSet;
 
 use crate::binding::callback;
+use crate::binding::loop_wake::LoopWake;
 use crate::binding::send_handles;
 use crate::engine::signals::Signals;
 
@@ -89,7 +90,7 @@ pub struct Loop {
     running: Cell<Option<Mode>>,
     stopping: Cell<bool>,
     /// Woken whenever the running loop should re-check whether to return.
-    wake: Notify,
+    wake: LoopWake,
     /// Handles (listeners, connections, pending connects) that keep `run()` going.
     handles: Cell<usize>,
     callbacks: RefCell<VecDeque<LuaCall>>,
@@ -166,7 +167,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         lua: lua.weak(),
         running: Cell::new(None),
         stopping: Cell::new(false),
-        wake: Notify::new(),
+        wake: LoopWake::default(),
         handles: Cell::new(0),
         callbacks: RefCell::new(VecDeque::new()),
         callbacks_scheduled: Cell::new(false),

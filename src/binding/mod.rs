@@ -14,6 +14,7 @@ pub mod fd_watch;
 pub mod http_client;
 pub mod http_session;
 pub mod ioloop;
+pub mod loop_wake;
 pub mod module;
 pub mod opts;
 pub mod pubsub;

@@ -325,13 +325,11 @@ impl Outbox {
             Role::Client => Some(crate::engine::random::mask_key()),
             Role::Server => None,
         };
+        let head = frame::HeaderBytes::new(fin, rsv1, opcode, payload.len(), mask);
+        let head = head.as_bytes();
         if mask.is_none() && self.buf.is_empty() && payload.len() >= DIRECT_MIN {
             if let Some(direct) = &self.direct {
-                let mut head = [0u8; frame::MAX_HEADER];
-                let mut free = &mut head[..];
-                frame::write_header(&mut free, fin, rsv1, opcode, payload.len(), None);
-                let head_len = frame::MAX_HEADER - free.len();
-                let head = &head[..head_len];
+                let head_len = head.len();
                 let written = direct.try_write(&[IoSlice::new(head), IoSlice::new(payload)]);
                 if written < head_len + payload.len() {
                     self.queue_unwritten(head, payload, written, original);
@@ -346,7 +344,7 @@ impl Outbox {
             self.buf.reserve(room);
         }
         let before = self.buf.len();
-        frame::write_header(&mut self.buf, fin, rsv1, opcode, payload.len(), mask);
+        self.buf.extend_from_slice(head);
         let start = self.buf.len();
         self.buf.extend_from_slice(payload);
         if let Some(key) = mask {

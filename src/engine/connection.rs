@@ -669,7 +669,7 @@ impl Driver {
             if out.is_empty() {
                 break;
             }
-            match Pin::new(&mut *stream).poll_write(cx, out.bytes()) {
+            match stream.poll_write_now(cx, out.bytes()) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     out.written(n);

@@ -32,6 +32,31 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// One write of `buf`. Plain TCP is written with `try_write`, and
+    /// asks to be woken only when the socket is full: tokio's `poll_write`
+    /// checks the task's budget and the readiness (two thread-local
+    /// lookups and ~170 instructions) before every write, and the
+    /// connection task already bounds its own turn. Other streams take
+    /// `poll_write`.
+    pub fn poll_write_now(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let Stream::Plain(tcp) = self else {
+            return Pin::new(self).poll_write(cx, buf);
+        };
+        loop {
+            match tcp.try_write(buf) {
+                // Readiness is cleared now; it comes back with the socket's room.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match tcp.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                },
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
+
 macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
