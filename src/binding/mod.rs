@@ -14,6 +14,7 @@ pub mod fd_watch;
 pub mod http_client;
 pub mod http_session;
 pub mod ioloop;
+pub mod message_copy;
 pub mod module;
 pub mod opts;
 pub mod pubsub;
