@@ -92,8 +92,11 @@ impl Events for LuaEvents {
         // replace the callbacks while it runs.
         let by_length = self.callbacks.borrow().on_message_length.as_ref().map(RegistryKey::id);
         if let Some(key) = by_length {
-            let call = || callback::call_registered_with_length(lp.trampolines(), &lua, "on_message", key, data.len(), binary);
-            message_copy::offer(data, call);
+            let trampolines = lp.trampolines();
+            let len = data.len();
+            message_copy::offer(data, || {
+                callback::call_registered_with_length(trampolines, &lua, "on_message", key, len, binary)
+            });
             return;
         }
         let Some(key) = self.callbacks.borrow().on_message.as_ref().map(RegistryKey::id) else { return };
