@@ -42,8 +42,12 @@ impl Drop for Restore {
 }
 
 /// Runs `call` with `data` as the message `copy_message` copies from.
+/// (Without the thread-local, at thread exit, nothing is offered and
+/// `copy_message` refuses.)
 pub fn offer<R>(data: &[u8], call: impl FnOnce() -> R) -> R {
-    let outer = CURRENT.with(|c| c.replace(Some((data.as_ptr(), data.len()))));
+    let Ok(outer) = CURRENT.try_with(|c| c.replace(Some((data.as_ptr(), data.len())))) else {
+        return call();
+    };
     let _restore = Restore(outer);
     call()
 }
@@ -58,7 +62,7 @@ pub fn offer<R>(data: &[u8], call: impl FnOnce() -> R) -> R {
 unsafe extern "C" fn copy_message(dst: *mut u8, len: usize) -> c_int {
     // No unwinding may cross the C boundary; a panic becomes "not copied".
     let copied = catch_unwind(AssertUnwindSafe(|| {
-        let Some((src, n)) = CURRENT.with(|c| c.get()) else { return false };
+        let Some((src, n)) = CURRENT.try_with(|c| c.get()).ok().flatten() else { return false };
         if n != len || (dst.is_null() && len > 0) {
             return false;
         }
