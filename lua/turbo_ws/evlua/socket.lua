@@ -88,10 +88,13 @@ end
 -- It is filed under the coroutine only when the dispatcher looks it up:
 -- coroutine.running is not compiled by LuaJIT (the trace stops there),
 -- and that cost every message ~50 ns.
-function Socket:dispatch(op, buf, n)
+-- (Local functions, also the Socket's methods: on the path of every
+-- message a call of an upvalue costs the JIT's code less than a method
+-- looked up through the Socket's metatable.)
+local function dispatch(self, op, buf, n)
   if op == nil or op == OP_CLOSE then return end
   local frame = self.frame
-  frame.msg = self:make_msg(op, buf, n)
+  frame.msg = new_msg(self.role, op, buf, n, self.proxy)
   local key, outer
   if looked_up() then
     key = running() or MAIN
@@ -103,16 +106,18 @@ function Socket:dispatch(op, buf, n)
   frame.msg = nil
   if not ok then toolkit.report("turbo_ws.evlua", "error in handler module '" .. self.handler .. "'", err) end
 end
+Socket.dispatch = dispatch
 
 -- One message at a time, in order, each in its own coroutine: a handler
 -- that yields holds back the messages behind it; when it finishes, the
 -- next one is started from a fresh loop callback.
-function Socket:dispatch_one(op, buf, n)
+local function dispatch_one(self, op, buf, n)
   self.busy = true
-  self:dispatch(op, buf, n)
+  dispatch(self, op, buf, n)
   self.busy = false
   if not self.inbox:is_empty() then core.add_callback(Socket.drain, self) end
 end
+Socket.dispatch_one = dispatch_one
 
 function Socket:drain()
   if self.busy then return end
@@ -124,13 +129,14 @@ end
 -- With a handler and nothing queued or running it is dispatched at once,
 -- without queueing (the same order and the same one-at-a-time rule as
 -- going through the queue).
-function Socket:deliver(op, buf, n)
+local function deliver(self, op, buf, n)
   if self.handler and not self.busy and self.inbox:is_empty() then
-    self:dispatch_one(op, buf, n)
+    dispatch_one(self, op, buf, n)
   else
     self:push{ op = op, buf = buf, len = n }
   end
 end
+Socket.deliver = deliver
 
 -- A PING's or PONG's payload (a string from the core).
 function Socket:deliver_control(op, payload)
@@ -356,7 +362,7 @@ function M.new(conn, role, handler, request, response)
   -- the copy is made first, before anything could yield.
   if msg.copies_messages then
     callbacks._on_message_length = function(n, binary)
-      sock:deliver(binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, received(n), n)
+      deliver(sock, binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, received(n), n)
     end
   else
     callbacks.on_message = function(data, binary)

@@ -26,12 +26,15 @@ end
 
 local ws_util = {}
 
+local socket_of_handle = socket.of
+local FRAME_TEXT, FRAME_BINARY = C.FRAME_TEXT, C.FRAME_BINARY
+
 -- The Socket of a connection table; raises for anything else.
 local function socket_of(conn, what)
   if type(conn) ~= "table" then
     error(what .. ": connection (table) expected, got " .. type(conn), 3)
   end
-  local sock = socket.of(conn._ss)
+  local sock = socket_of_handle(conn._ss)
   if not sock then error(what .. ": the connection has no websocket (_ss)", 3) end
   return sock
 end
@@ -107,7 +110,7 @@ function ws_util.send_msg(conn, msg, opts)
   local text = opts ~= nil and opts.msg_type == "TEXT"
   -- send_message raises check_alive's error on a closed connection.
   sock:send_message("ws_util.send_msg", msg, not text, timeout_of(conn, "_send_timeout"))
-  return new_descriptor(sock, text and C.FRAME_TEXT or C.FRAME_BINARY, msg)
+  return new_descriptor(sock, text and FRAME_TEXT or FRAME_BINARY, msg)
 end
 
 --- `recv_frame(conn) -> msg`: the next incoming frame of a connection
