@@ -277,6 +277,48 @@ fn resume_error(lua: &Lua, co: *mut ffi::lua_State, status: c_int) -> mlua::Erro
     }
 }
 
+
+/// Calls the function registered under `key` with (length, flag), pushed
+/// straight onto the idle coroutine as [`call_registered_with_bytes`]
+/// does: for callbacks that copy the message themselves during the call
+/// (binding::message_copy). False when the call failed.
+pub fn call_registered_with_length(
+    trampolines: &Trampolines,
+    lua: &Lua,
+    what: &str,
+    key: c_int,
+    len: usize,
+    flag: bool,
+) -> bool {
+    guarded(what, || {
+        let co = trampolines.take_idle(lua)?;
+        // SAFETY: `co` is a coroutine of this state that nothing runs.
+        if !unsafe { push_length_call(co.state(), key, len, flag) } {
+            return Err(mlua::Error::runtime("internal error: the idle coroutine cannot take a call"));
+        }
+        resume_pushed(trampolines, lua, co, LENGTH_CALL_ARGS)
+    })
+}
+
+/// The values `push_length_call` pushes.
+const LENGTH_CALL_ARGS: c_int = 3;
+
+/// Pushes (registry[key], length, flag) onto an idle trampoline coroutine,
+/// which calls the function with the rest; false, pushing nothing, if it
+/// is not idle.
+unsafe fn push_length_call(state: *mut ffi::lua_State, key: c_int, len: usize, flag: bool) -> bool {
+    if ffi::lua_status(state) != ffi::LUA_YIELD
+        || ffi::lua_gettop(state) != 0
+        || ffi::lua_checkstack(state, 3) == 0
+    {
+        return false;
+    }
+    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
+    ffi::lua_pushnumber(state, len as ffi::lua_Number);
+    ffi::lua_pushboolean(state, c_int::from(flag));
+    true
+}
+
 /// Pushes (false, registry[key], pointer, length, flag) onto an idle
 /// trampoline coroutine (yielded, empty stack): the values mlua's next
 /// resume of it passes on. False, pushing nothing, if it is not idle.

@@ -15,6 +15,7 @@ use crate::binding::args;
 use crate::binding::callback;
 use crate::binding::fast_send;
 use crate::binding::ioloop;
+use crate::binding::message_copy;
 use crate::binding::opts::Opts;
 use crate::engine::codec::Role;
 use crate::engine::connection::{Events, Shared, State};
@@ -30,6 +31,9 @@ use crate::engine::registry::Closable;
 #[derive(Default)]
 struct Callbacks {
     on_message: Option<RegistryKey>,
+    /// Internal, for the faces: called with the message's length instead
+    /// of a string, the bytes copied by `message_copy` (over `on_message`).
+    on_message_length: Option<RegistryKey>,
     on_ping: Option<RegistryKey>,
     on_pong: Option<RegistryKey>,
     on_close: Option<RegistryKey>,
@@ -89,6 +93,15 @@ impl Events for LuaEvents {
         let Some(lua) = lp.lua() else { return };
         // Only the key's number, under a short borrow: the callback may
         // replace the callbacks while it runs.
+        let by_length = self.callbacks.borrow().on_message_length.as_ref().map(RegistryKey::id);
+        if let Some(key) = by_length {
+            let trampolines = lp.trampolines();
+            let len = data.len();
+            message_copy::offer(data, || {
+                callback::call_registered_with_length(trampolines, &lua, "on_message", key, len, binary)
+            });
+            return;
+        }
         let Some(key) = self.callbacks.borrow().on_message.as_ref().map(RegistryKey::id) else { return };
         if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, data, binary)
             .is_some()
@@ -305,6 +318,7 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
     };
     Ok(Callbacks {
         on_message: key("on_message")?,
+        on_message_length: key("_on_message_length")?,
         on_ping: key("on_ping")?,
         on_pong: key("on_pong")?,
         on_close: key("on_close")?,

@@ -15,6 +15,7 @@ pub mod http_client;
 pub mod http_session;
 pub mod ioloop;
 pub mod loop_wake;
+pub mod message_copy;
 pub mod module;
 pub mod opts;
 pub mod pubsub;

@@ -44,6 +44,7 @@ fn load_core(lua: &Lua) -> mlua::Result<()> {
     crate::binding::toolkit::register(lua, &core)?;
     crate::binding::fd_watch::register(lua, &core)?;
     crate::binding::fast_send::register(lua, &core)?;
+    crate::binding::message_copy::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
 
     register_embedded(lua)?;

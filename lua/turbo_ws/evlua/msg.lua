@@ -5,6 +5,7 @@
 local ffi = require "ffi"
 local bit = require "bit"
 local C = require "turbo_ws.evlua.ws_const"
+local message_copy = require "turbo_ws.message_copy"
 
 local setmetatable, rawset, ipairs = setmetatable, rawset, ipairs
 local bor = bit.bor
@@ -23,6 +24,25 @@ function M.cbuf(payload)
   local n = #payload
   local buf = ffi.new(UCHAR_VLA, n + 1) -- zero-filled
   ffi.copy(buf, payload, n)
+  return buf
+end
+
+--- Whether incoming messages can be copied straight into a `buf`
+-- (turbo_ws.message_copy): then sockets take them with
+-- `_on_message_length`, else as strings with `on_message`.
+M.copies_messages = message_copy ~= false
+
+--- The message being handed over (`_on_message_length(n, ...)`, called
+-- now) in a new `unsigned char[n+1]` with its NUL: one copy, from the
+-- core's buffer, no Lua string made on the way (for large messages that
+-- string was the most expensive part: bytes hashed, compared with an
+-- equal string, or one more object for the collector). Raises if the
+-- core has no such message (not during that call).
+function M.received(n)
+  local buf = ffi.new(UCHAR_VLA, n + 1) -- zero-filled: the NUL
+  if message_copy(buf, n) ~= 0 then
+    error("turbo_ws.evlua: the incoming message could not be copied", 2)
+  end
   return buf
 end
 
@@ -60,14 +80,15 @@ for _, op in ipairs{ C.FRAME_OP_TEXT, C.FRAME_OP_BINARY, C.FRAME_OP_CLOSE,
   MSG_META.client[op] = msg_meta(false, op)
 end
 
---- A new msg for a frame of opcode `op` with `payload`, received by a
--- socket of `role` ("server" or "client") whose handle is `ss`. Every one
--- is new, with its own `buf` and `mask`: the handler may keep them.
-function M.new(role, op, payload, ss)
+--- A new msg for a frame of opcode `op` whose `n` bytes of payload are in
+-- `buf` (made for this frame: M.cbuf or M.received), received by a socket
+-- of `role` ("server" or "client") whose handle is `ss`. Every one is new,
+-- with its own `buf` and `mask`: the handler may keep them.
+function M.new(role, op, buf, n, ss)
   return setmetatable({
-    payload_len = #payload,
+    payload_len = n,
     op_code = op,
-    buf = M.cbuf(payload),
+    buf = buf,
     _ss = ss,
   }, MSG_META[role][op])
 end

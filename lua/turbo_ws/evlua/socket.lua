@@ -26,6 +26,7 @@ local running = coroutine.running
 local traceback = debug.traceback
 
 local new_msg = msg.new
+local cbuf, received = msg.cbuf, msg.received
 
 local STATE = {} -- key, in a handle's metatable, of its Socket
 local MAIN = {} -- frames key when not in a coroutine
@@ -42,9 +43,10 @@ M.cbuf = msg.cbuf
 ------------------------------------------------------------------------
 -- Incoming frames
 
---- The `msg` table of evlua (turbo_ws.evlua.msg) for a frame this socket received.
-function Socket:make_msg(op, payload)
-  return new_msg(self.role, op, payload, self.proxy)
+--- The `msg` table of evlua (turbo_ws.evlua.msg) for a frame this socket
+-- received, its `n` bytes in `buf` (made for this frame).
+function Socket:make_msg(op, buf, n)
+  return new_msg(self.role, op, buf, n, self.proxy)
 end
 
 function Socket:push(item)
@@ -86,10 +88,13 @@ end
 -- It is filed under the coroutine only when the dispatcher looks it up:
 -- coroutine.running is not compiled by LuaJIT (the trace stops there),
 -- and that cost every message ~50 ns.
-function Socket:dispatch(op, payload)
+-- (Local functions, also the Socket's methods: on the path of every
+-- message a call of an upvalue costs the JIT's code less than a method
+-- looked up through the Socket's metatable.)
+local function dispatch(self, op, buf, n)
   if op == nil or op == OP_CLOSE then return end
   local frame = self.frame
-  frame.msg = self:make_msg(op, payload)
+  frame.msg = new_msg(self.role, op, buf, n, self.proxy)
   local key, outer
   if looked_up() then
     key = running() or MAIN
@@ -101,32 +106,41 @@ function Socket:dispatch(op, payload)
   frame.msg = nil
   if not ok then toolkit.report("turbo_ws.evlua", "error in handler module '" .. self.handler .. "'", err) end
 end
+Socket.dispatch = dispatch
 
 -- One message at a time, in order, each in its own coroutine: a handler
 -- that yields holds back the messages behind it; when it finishes, the
 -- next one is started from a fresh loop callback.
-function Socket:dispatch_one(op, payload)
+local function dispatch_one(self, op, buf, n)
   self.busy = true
-  self:dispatch(op, payload)
+  dispatch(self, op, buf, n)
   self.busy = false
   if not self.inbox:is_empty() then core.add_callback(Socket.drain, self) end
 end
+Socket.dispatch_one = dispatch_one
 
 function Socket:drain()
   if self.busy then return end
   local item = self.inbox:pop()
-  if item then self:dispatch_one(item.op, item.payload) end
+  if item then self:dispatch_one(item.op, item.buf, item.len) end
 end
 
---- An incoming message or PING/PONG. With a handler and nothing queued or
--- running it is dispatched at once, without queueing (the same order and
--- the same one-at-a-time rule as going through the queue).
-function Socket:deliver(op, payload)
+--- An incoming message or PING/PONG, its `n` bytes in `buf` (made for it).
+-- With a handler and nothing queued or running it is dispatched at once,
+-- without queueing (the same order and the same one-at-a-time rule as
+-- going through the queue).
+local function deliver(self, op, buf, n)
   if self.handler and not self.busy and self.inbox:is_empty() then
-    self:dispatch_one(op, payload)
+    dispatch_one(self, op, buf, n)
   else
-    self:push{ op = op, payload = payload }
+    self:push{ op = op, buf = buf, len = n }
   end
+end
+Socket.deliver = deliver
+
+-- A PING's or PONG's payload (a string from the core).
+function Socket:deliver_control(op, payload)
+  self:deliver(op, cbuf(payload), #payload)
 end
 
 -- What `recv_frame` gets after the last message.
@@ -135,7 +149,8 @@ local function final_item(self, code, reason)
   if code == C.WS_RESERVED_ABNORMAL_CLOSE then
     return { fail = "the connection was closed without a closing handshake" }
   end
-  return { op = C.FRAME_OP_CLOSE, payload = toolkit.close_payload(code, reason) }
+  local payload = toolkit.close_payload(code, reason)
+  return { op = C.FRAME_OP_CLOSE, buf = cbuf(payload), len = #payload }
 end
 
 function Socket:on_close(code, reason)
@@ -175,7 +190,7 @@ function Socket:recv(what, timeout)
     error(what .. ": " .. item.fail, 0)
   end
   if item.op == C.FRAME_OP_CLOSE then self.done_reading = true end
-  return self:make_msg(item.op, item.payload)
+  return self:make_msg(item.op, item.buf, item.len)
 end
 
 ------------------------------------------------------------------------
@@ -207,6 +222,18 @@ function Socket:send_message(what, payload, binary, timeout)
     return
   end
   return self:_send_or_wait(what, payload, binary, timeout)
+end
+
+--- Sends the `n` bytes at `ptr` (byte cdata) as one whole message when
+-- the core takes it at once: fast_send writes or copies them before it
+-- returns, so no Lua string is made of them. False when not sent (no
+-- fast path, a fragmented message being collected, or any refusal):
+-- nothing changed, and the caller sends the usual way, which raises or
+-- waits as always.
+function Socket:try_send_bytes(ptr, n, binary)
+  local handle = self.send_handle
+  return handle ~= nil and self.fragments == nil
+     and fast_send(handle, ptr, n, binary and 1 or 0) == 0
 end
 
 function Socket:_send_or_wait(what, payload, binary, timeout)
@@ -324,16 +351,25 @@ function M.new(conn, role, handler, request, response)
   }, Socket)
   sock.frame = { socket = sock, msg = nil }
   mt[STATE] = sock
-  conn:set_callbacks{
-    on_message = function(data, binary)
-      sock:deliver(binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, data)
-    end,
-    on_ping = function(data) sock:deliver(C.FRAME_OP_PING, data) end,
-    on_pong = function(data) sock:deliver(C.FRAME_OP_PONG, data) end,
+  local callbacks = {
+    on_ping = function(data) sock:deliver_control(C.FRAME_OP_PING, data) end,
+    on_pong = function(data) sock:deliver_control(C.FRAME_OP_PONG, data) end,
     on_error = function(kind, message) sock.failure = kind .. ": " .. message end,
     on_close = function(code, reason) sock:on_close(code, reason) end,
     on_drain = function() sock:wake_senders() end,
   }
+  -- Messages go straight into their msg's buf (turbo_ws.message_copy):
+  -- the copy is made first, before anything could yield.
+  if msg.copies_messages then
+    callbacks._on_message_length = function(n, binary)
+      deliver(sock, binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, received(n), n)
+    end
+  else
+    callbacks.on_message = function(data, binary)
+      sock:deliver(binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, cbuf(data), #data)
+    end
+  end
+  conn:set_callbacks(callbacks)
   return sock
 end
 

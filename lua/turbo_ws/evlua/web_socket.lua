@@ -99,11 +99,13 @@ local function handler_of(sock)
   return sock.handler_module
 end
 
+local OP_TEXT, OP_BINARY = C.FRAME_OP_TEXT, C.FRAME_OP_BINARY
+
 -- What ws.handle_msg does with the frame being dispatched.
 local function handle_frame(frame)
   local msg, handler = frame.msg, handler_of(frame.socket)
   local op = msg.op_code
-  if op == C.FRAME_OP_TEXT or op == C.FRAME_OP_BINARY then
+  if op == OP_TEXT or op == OP_BINARY then
     if type(handler.handle_message) ~= "function" then
       error(("handler module '%s' has no handle_message function"):format(frame.socket.handler))
     end

@@ -11,15 +11,30 @@ local C = require "turbo_ws.evlua.ws_const"
 local socket = require "turbo_ws.evlua.socket"
 
 local band = bit.band
+local istype = ffi.istype
+
+-- The byte buffers send_frame hands to the core without a string: arrays
+-- of (unsigned) char, as `msg.buf` and `ffi.new("unsigned char[?]", n)`,
+-- and pointers to bytes. Other cdata take the string path, whose
+-- conversions (and errors) stay those of ffi.string.
+local BYTE_ARRAY = ffi.typeof("unsigned char[?]")
+local BYTE_POINTER = ffi.typeof("const unsigned char *")
+
+local function is_byte_buffer(buf)
+  return istype(BYTE_ARRAY, buf) or istype(BYTE_POINTER, buf)
+end
 
 local ws_util = {}
+
+local socket_of_handle = socket.of
+local FRAME_TEXT, FRAME_BINARY = C.FRAME_TEXT, C.FRAME_BINARY
 
 -- The Socket of a connection table; raises for anything else.
 local function socket_of(conn, what)
   if type(conn) ~= "table" then
     error(what .. ": connection (table) expected, got " .. type(conn), 3)
   end
-  local sock = socket.of(conn._ss)
+  local sock = socket_of_handle(conn._ss)
   if not sock then error(what .. ": the connection has no websocket (_ss)", 3) end
   return sock
 end
@@ -95,7 +110,7 @@ function ws_util.send_msg(conn, msg, opts)
   local text = opts ~= nil and opts.msg_type == "TEXT"
   -- send_message raises check_alive's error on a closed connection.
   sock:send_message("ws_util.send_msg", msg, not text, timeout_of(conn, "_send_timeout"))
-  return new_descriptor(sock, text and C.FRAME_TEXT or C.FRAME_BINARY, msg)
+  return new_descriptor(sock, text and FRAME_TEXT or FRAME_BINARY, msg)
 end
 
 --- `recv_frame(conn) -> msg`: the next incoming frame of a connection
@@ -129,6 +144,13 @@ function ws_util.send_frame(inp)
   local flags = band(inp.flags, 0xFF)
   if flags == 0 then flags = C.FRAME_BINARY end
   local op = band(flags, C.FRAME_OP_BITMASK)
+  -- A whole message from a byte buffer: sent from the buffer itself.
+  if (op == C.FRAME_OP_TEXT or op == C.FRAME_OP_BINARY) and band(flags, C.FRAME_FLAG_FIN) ~= 0
+     and ((inp.size == 0 and inp.buf == nil) or is_byte_buffer(inp.buf))
+     and sock:try_send_bytes(inp.buf, inp.size, op == C.FRAME_OP_BINARY) then
+    inp.buf = inp.buf or socket.cbuf("")
+    return describe(inp, sock, flags, inp.size)
+  end
   local payload = inp.size > 0 and ffi.string(inp.buf, inp.size) or ""
   if op >= C.FRAME_OP_CLOSE and op <= C.FRAME_OP_PONG then
     flags = bit.bor(flags, C.FRAME_FLAG_FIN)
