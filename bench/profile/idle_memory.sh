@@ -21,12 +21,15 @@ PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 sleep 2.2
 rss0=$(awk '/VmRSS/{print $2}' "/proc/$PID/status"); heap0=$(cat "$HEAP_OUT")
-taskset -c 1 "$ROOT/bench/target/release/loadgen" idle "ws://127.0.0.1:$PORT/" "$N" 8 >"$TMP/idle.json" &
+taskset -c 1 "$ROOT/bench/target/release/loadgen" idle "ws://127.0.0.1:$PORT/" "$N" 600 >"$TMP/idle.json" &
 LG=$!
-sleep 5
+# Measured once every connection is open (loadgen prints its line then)
+# and the heap file was rewritten since.
+for _ in $(seq 600); do [ -s "$TMP/idle.json" ] && break; sleep 0.1; done
+sleep 2.2
 rss1=$(awk '/VmRSS/{print $2}' "/proc/$PID/status"); heap1=$(cat "$HEAP_OUT")
-wait $LG || true
 kill $PID; wait $PID 2>/dev/null || true
+kill $LG 2>/dev/null; wait $LG 2>/dev/null || true
 python3 - "$TMP/idle.json" "$SERVER" "$rss0" "$rss1" "$heap0" "$heap1" <<'PY'
 import json, sys
 n = json.load(open(sys.argv[1]))["conns"]

@@ -30,8 +30,8 @@ local clientutil = require "turbo_ws.clientutil"
 local WebSocketIOStream = require "turbo_ws.websocket_stream"
 local fast_send = require "turbo_ws.fast_send"
 
-local type, tostring, error, ipairs, pairs, select =
-      type, tostring, error, ipairs, pairs, select
+local type, tostring, error, ipairs, pairs, select, rawget, rawset, getmetatable =
+      type, tostring, error, ipairs, pairs, select, rawget, rawset, getmetatable
 local sformat, slower, sfind = string.format, string.lower, string.find
 local concat = table.concat
 local unpack = unpack or table.unpack
@@ -105,7 +105,7 @@ end
 local CLOSED_WRITE = "WebSocket connection has been closed. Can not write message."
 
 function Stream:write_message(msg, binary)
-  if self._closed and not self:_dropped() then error(CLOSED_WRITE, 2) end
+  if rawget(self, "_closed") and not self:_dropped() then error(CLOSED_WRITE, 2) end
   if type(msg) == "table" then msg = escape.json_encode(msg) end
   if type(msg) ~= "string" then
     error("write_message: string or table expected, got " .. type(msg), 2)
@@ -213,11 +213,103 @@ websocket.WebSocketHandler = class("WebSocketHandler", web.RequestHandler)
 local Handler = websocket.WebSocketHandler
 Handler:include(Stream)
 
---- As in Turbo, `self.stream` is there from the start (prepare() may use
--- it): see turbo_ws.websocket_stream.
-function Handler:initialize(application, request, url_args, options)
-  web.RequestHandler.initialize(self, application, request, url_args, options)
-  self.stream = WebSocketIOStream(self)
+-- Lazy fields. A handler lives as long as its connection, and most never
+-- read these, so they are made on first read (each a function of the
+-- handler giving the value, or nil to leave the field unset):
+--   stream     `self.stream` (turbo_ws.websocket_stream), as in Turbo
+--              there from the start: made when first read, before or
+--              after the upgrade;
+--   headers    the response headers, dead once the 101 went out: when they
+--              held only the default `Server` field they are dropped at
+--              the upgrade and made again, with that field, when read;
+--   _url_args  the route's captures, dropped after open() and found again,
+--              by the same route, when read.
+-- The only visible difference: pairs() lists a field once read.
+local LAZY = {}
+
+function LAZY.stream(self)
+  local stream = WebSocketIOStream(self)
+  rawset(self, "stream", stream)
+  return stream
+end
+
+-- The `Server` field a handler's headers start with (RequestHandler:clear).
+local function server_name(self)
+  local app = rawget(self, "application")
+  return app and app.application_name or web.DEFAULT_SERVER_NAME
+end
+
+function LAZY.headers(self)
+  -- Only once the upgrade dropped them (see Handler:_drop_dead_fields).
+  if rawget(self, "_conn") == nil then return nil end
+  local headers = httputil.HTTPHeaders()
+  headers:add("Server", server_name(self))
+  rawset(self, "headers", headers)
+  return headers
+end
+
+-- The captures of the route that chose this handler, nil if none did.
+local function route_captures(self)
+  local app = rawget(self, "application")
+  local find = type(app) == "table" and app._get_request_handlers
+  if type(find) ~= "function" then return nil end
+  local handler_class, captures = find(app, self.request)
+  if handler_class ~= self.class then return nil end
+  return captures
+end
+
+function LAZY._url_args(self)
+  if rawget(self, "_conn") == nil then return nil end
+  local captures = route_captures(self)
+  if captures ~= nil then rawset(self, "_url_args", captures) end
+  return captures
+end
+
+-- Instances look methods up in their class (`dict`, whose metatables
+-- lead to the parents' methods), then lazy fields. Every
+-- WebSocketHandler class gets its own (see `subclassed` below).
+local function lazy_index(dict)
+  return function(self, key)
+    local value = dict[key]
+    if value == nil then
+      local build = LAZY[key]
+      if build ~= nil then return build(self) end
+    end
+    return value
+  end
+end
+
+Handler.__instanceDict.__index = lazy_index(Handler.__instanceDict)
+
+function Handler.static:subclassed(sub)
+  sub.__instanceDict.__index = lazy_index(sub.__instanceDict)
+end
+
+-- After the upgrade and open(): the response headers (when they held only
+-- the default field) and the route's captures (when the route still
+-- gives the same) are dropped, to be made again when read (LAZY above).
+-- Setting them to nil frees the objects; their two hash slots in the
+-- handler stay and take _conn and _send_handle's place in the count.
+local function same_list(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
+function Handler:_drop_dead_headers()
+  local headers = rawget(self, "headers")
+  local fields = type(headers) == "table" and rawget(headers, "_fields")
+  if getmetatable(headers) == httputil.HTTPHeaders.__instanceDict and type(fields) == "table"
+     and #fields == 1 and fields[1][1] == "Server" and fields[1][2] == server_name(self) then
+    self.headers = nil
+  end
+end
+
+function Handler:_drop_dead_url_args()
+  local args = rawget(self, "_url_args")
+  if args ~= nil and same_list(args, route_captures(self)) then self._url_args = nil end
 end
 
 -- Hooks a subclass redefines.
@@ -324,6 +416,7 @@ function Handler:_negotiate()
     log.warning(sformat("[websocket.lua] upgrade refused: %s %s", tostring(status), tostring(message)))
     return
   end
+  self:_drop_dead_headers()
   self:_attach(conn)
 end
 
@@ -399,8 +492,9 @@ function Handler:_attach(conn)
   local on_message = self.on_message
   conn:set_callbacks({
     on_message = function(data, binary)
-      -- As in Turbo, nothing more is delivered after close().
-      if self._closed then return end
+      -- As in Turbo, nothing more is delivered after close(). (rawget:
+      -- the field is the instance's own; a miss would run lazy_index.)
+      if rawget(self, "_closed") then return end
       -- The common path: resolved once, no closure per message.
       local ok, err = try(on_message, self, data, binary)
       if not ok then self:_hook_failed("on_message", err) end
@@ -413,6 +507,7 @@ function Handler:_attach(conn)
     tostring(request.uri), tostring(request.remote_ip)))
   self:_flush_queue()
   self:_call_hook("open", unpack(self._url_args))
+  self:_drop_dead_url_args()
 end
 
 function Handler:_run_ping_callback(data)
