@@ -16,6 +16,7 @@ use crate::binding::callback;
 use crate::binding::fast_send;
 use crate::binding::ioloop;
 use crate::binding::opts::Opts;
+use crate::binding::userdata_env;
 use crate::engine::codec::Role;
 use crate::engine::connection::{Events, Shared, State};
 use crate::engine::deflate::Agreed;
@@ -312,7 +313,7 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
 /// The Lua handle of `conn`.
 pub fn userdata(lua: &Lua, conn: Connection) -> mlua::Result<AnyUserData> {
     let handle = conn.handle.number();
-    let ud = lua.create_userdata(conn)?;
+    let ud = userdata_env::create(lua, conn)?;
     if let (Some(handle), Some(handles)) = (handle, fast_send::method_handles(lua, &ud)?) {
         handles.raw_set(&ud, handle)?;
     }
