@@ -448,9 +448,17 @@ function Handler:_hook_failed(name, err)
   self:_call_hook("on_error", err.message)
 end
 
--- The core connection's callbacks other than on_message: shared
--- functions, so that the closures made per connection in _attach hold
--- nothing but the handler (an open connection keeps them).
+-- The core connection's callbacks, shared by every handler: the core
+-- passes the handler first (set_callbacks' context), so an open
+-- connection keeps no closures of its own.
+local function handler_message(self, data, binary)
+  -- As in Turbo, nothing more is delivered after close(). (rawget: the
+  -- field is the instance's own; a miss would run lazy_index.)
+  if rawget(self, "_closed") then return end
+  local ok, err = try(self.on_message, self, data, binary)
+  if not ok then self:_hook_failed("on_message", err) end
+end
+
 local function handler_pong(self, data)
   if self._ping_callback then self:_call_hook("_run_ping_callback", data) end
 end
@@ -477,6 +485,11 @@ local function handler_close(self, code, reason)
   self:_call_hook("on_close", code, reason)
 end
 
+local HANDLER_CALLBACKS = {
+  on_message = handler_message, on_pong = handler_pong,
+  on_error = handler_error, on_close = handler_close,
+}
+
 -- write_message was refused (the peer does not read): logged, and the
 -- handler's on_error(message) hook hears of it.
 function Handler:_send_refused(message)
@@ -489,20 +502,7 @@ function Handler:_attach(conn)
   self._conn = conn
   if fast_send then self._send_handle = conn:_send_handle() end
   local request = self.request
-  local on_message = self.on_message
-  conn:set_callbacks({
-    on_message = function(data, binary)
-      -- As in Turbo, nothing more is delivered after close(). (rawget:
-      -- the field is the instance's own; a miss would run lazy_index.)
-      if rawget(self, "_closed") then return end
-      -- The common path: resolved once, no closure per message.
-      local ok, err = try(on_message, self, data, binary)
-      if not ok then self:_hook_failed("on_message", err) end
-    end,
-    on_pong = function(data) return handler_pong(self, data) end,
-    on_error = function(kind, message) return handler_error(self, kind, message) end,
-    on_close = function(code, reason) return handler_close(self, code, reason) end,
-  })
+  conn:set_callbacks(HANDLER_CALLBACKS, self)
   log.success(sformat("[websocket.lua] WebSocket opened %s (%s)",
     tostring(request.uri), tostring(request.remote_ip)))
   self:_flush_queue()

@@ -32,7 +32,8 @@ fn bytes_mark() -> LightUserData {
 }
 
 /// Resumed with (f, args...) it calls f(args...); resumed with (bytes, f,
-/// pointer, length, flag) it calls f(string, flag), the string made here,
+/// pointer, length, flag [, context]) it calls f(string, flag), or
+/// f(context, string, flag) with a context, the string made here,
 /// inside the coroutine, with LuaJIT's ffi.string: an allocation failure is
 /// then an ordinary error of the call, so no protected call around the
 /// string is needed on the Rust side (the most expensive part of handing a
@@ -44,8 +45,8 @@ local tostr = ok and ffi.string or nil
 local yield = coroutine.yield
 local function run(f, ...)
   if f == bytes then
-    local g, p, n, flag = ...
-    g(tostr(p, n), flag)
+    local g, p, n, flag, context = ...
+    if context == nil then g(tostr(p, n), flag) else g(context, tostr(p, n), flag) end
   else
     f(...)
   end
@@ -168,7 +169,8 @@ pub fn call_with_bytes(
 }
 
 /// [`call_with_bytes`] for the function registered under `key` (a
-/// registry reference), the hot path of every message: the function and
+/// registry reference; with `context`, the value registered under it is
+/// passed first), the hot path of every message: the function and
 /// the arguments are pushed straight onto the idle coroutine's stack
 /// (where its next resume takes them from), with no function handle made
 /// and no argument conversion. None when this path is not available
@@ -179,6 +181,7 @@ pub fn call_registered_with_bytes(
     lua: &Lua,
     what: &str,
     key: c_int,
+    context: Option<c_int>,
     data: &[u8],
     flag: bool,
 ) -> Option<bool> {
@@ -191,26 +194,28 @@ pub fn call_registered_with_bytes(
         // trampoline, before anything could yield.
         let ptr = data.as_ptr() as *mut c_void;
         // SAFETY: `co` is a coroutine of this state that nothing runs.
-        if !unsafe { push_bytes_call(co.state(), key, ptr, data.len(), flag) } {
+        if !unsafe { push_bytes_call(co.state(), key, context, ptr, data.len(), flag) } {
             return Err(mlua::Error::runtime("internal error: the idle coroutine cannot take a call"));
         }
         run_in(trampolines, co, ())
     }))
 }
 
-/// Pushes (bytes mark, registry[key], pointer, length, flag) onto an idle
-/// trampoline coroutine (yielded, empty stack): the values mlua's next
-/// resume of it passes on. False, pushing nothing, if it is not idle.
+/// Pushes (bytes mark, registry[key], pointer, length, flag [,
+/// registry[context]]) onto an idle trampoline coroutine (yielded, empty
+/// stack): the values mlua's next resume of it passes on. False, pushing
+/// nothing, if it is not idle.
 unsafe fn push_bytes_call(
     state: *mut ffi::lua_State,
     key: c_int,
+    context: Option<c_int>,
     ptr: *mut c_void,
     len: usize,
     flag: bool,
 ) -> bool {
     if ffi::lua_status(state) != ffi::LUA_YIELD
         || ffi::lua_gettop(state) != 0
-        || ffi::lua_checkstack(state, 5) == 0
+        || ffi::lua_checkstack(state, 6) == 0
     {
         return false;
     }
@@ -219,6 +224,9 @@ unsafe fn push_bytes_call(
     ffi::lua_pushlightuserdata(state, ptr);
     ffi::lua_pushnumber(state, len as ffi::lua_Number);
     ffi::lua_pushboolean(state, c_int::from(flag));
+    if let Some(context) = context {
+        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, context as _);
+    }
     true
 }
 

@@ -36,6 +36,10 @@ struct Callbacks {
     on_close: Option<RegistryKey>,
     on_error: Option<RegistryKey>,
     on_drain: Option<RegistryKey>,
+    /// Passed first to every callback when set (`set_callbacks`' second
+    /// argument): a face can then share one set of functions among all
+    /// its connections instead of making closures for each.
+    context: Option<RegistryKey>,
 }
 
 /// The engine's events, delivered to Lua callbacks.
@@ -72,11 +76,26 @@ impl LuaEvents {
         let Some(lp) = ioloop::current() else { return };
         let Some(lua) = lp.lua() else { return };
         let Some(func) = self.callback(&lua, which) else { return };
+        let context = match self.context(&lua) {
+            Ok(context) => context,
+            Err(e) => return callback::report(what, &e.to_string()),
+        };
         match args(&lua) {
             Ok(a) => {
-                callback::call(lp.trampolines(), &lua, what, &func, a);
+                match context {
+                    Some(context) => callback::call(lp.trampolines(), &lua, what, &func, (context, a)),
+                    None => callback::call(lp.trampolines(), &lua, what, &func, a),
+                };
             }
             Err(e) => callback::report(what, &e.to_string()),
+        }
+    }
+
+    /// The context callbacks get first, if one was set.
+    fn context(&self, lua: &Lua) -> mlua::Result<Option<Value>> {
+        match &self.callbacks.borrow().context {
+            Some(key) => lua.registry_value::<Value>(key).map(Some),
+            None => Ok(None),
         }
     }
 }
@@ -87,14 +106,29 @@ impl Events for LuaEvents {
         let Some(lua) = lp.lua() else { return };
         // Only the key's number, under a short borrow: the callback may
         // replace the callbacks while it runs.
-        let Some(key) = self.callbacks.borrow().on_message.as_ref().map(RegistryKey::id) else { return };
-        if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, data, binary)
+        let (key, context) = {
+            let callbacks = self.callbacks.borrow();
+            let Some(key) = callbacks.on_message.as_ref().map(RegistryKey::id) else { return };
+            (key, callbacks.context.as_ref().map(RegistryKey::id))
+        };
+        if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, context, data, binary)
             .is_some()
         {
             return;
         }
-        if let Some(func) = self.callback(&lua, |c| &c.on_message) {
-            callback::call_with_bytes(lp.trampolines(), &lua, "on_message", &func, data, binary);
+        let Some(func) = self.callback(&lua, |c| &c.on_message) else { return };
+        match self.context(&lua) {
+            Ok(None) => {
+                callback::call_with_bytes(lp.trampolines(), &lua, "on_message", &func, data, binary);
+            }
+            // Without ffi (PUC Lua): the string made here, as call_with_bytes does there.
+            Ok(Some(context)) => match lua.create_string(data) {
+                Ok(s) => {
+                    callback::call(lp.trampolines(), &lua, "on_message", &func, (context, s, binary));
+                }
+                Err(e) => callback::report("on_message", &e.to_string()),
+            },
+            Err(e) => callback::report("on_message", &e.to_string()),
         }
     }
 
@@ -273,12 +307,16 @@ impl UserData for Connection {
                 None => (None, None),
             })
         });
-        // set_callbacks{on_message=, on_ping=, on_pong=, on_close=, on_error=}
-        methods.add_method("set_callbacks", |lua, this, t: Value| {
+        // set_callbacks({on_message=, on_ping=, on_pong=, on_close=, on_error=,
+        // on_drain=} [, context]): with a context, each is called with it first.
+        methods.add_method("set_callbacks", |lua, this, (t, context): (Value, Value)| {
             const F: &str = "turbo_ws connection:set_callbacks";
             let t = args::opt_table(F, 1, "callbacks", t)?
                 .ok_or_else(|| args::bad(F, 1, "callbacks", "table", &Value::Nil))?;
-            let callbacks = read_callbacks(lua, F, &t)?;
+            let mut callbacks = read_callbacks(lua, F, &t)?;
+            if !context.is_nil() {
+                callbacks.context = Some(lua.create_registry_value(context)?);
+            }
             if this.shared.state() != State::Closed {
                 let old = std::mem::replace(&mut *this.events.callbacks.borrow_mut(), callbacks);
                 drop(old);
@@ -307,6 +345,7 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
         on_close: key("on_close")?,
         on_error: key("on_error")?,
         on_drain: key("on_drain")?,
+        context: None,
     })
 }
 
