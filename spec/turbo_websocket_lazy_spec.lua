@@ -1,7 +1,8 @@
 -- A WebSocketHandler's fields made on first read (lua/turbo_ws/websocket.lua,
 -- LAZY): `stream`, the response `headers` once the 101 went out, the
--- route's captures `_url_args` after open(); and SUPPORTED_METHODS read
--- from the class. Each read gives what the handler held before the
+-- route's captures `_url_args` after open(); SUPPORTED_METHODS read from
+-- the class; the request's method, uri, query, peer and start time read
+-- from its raw copy (lua/turbo_ws/web_request.lua, RAW_FIELDS). Each read gives what the handler held before the
 -- upgrade; the rawget checks pin that an idle connection does not keep them.
 local S = require "spec.turbo_support"
 local T = require "spec.support.turbo_websocket"
@@ -93,19 +94,48 @@ describe("WebSocketHandler lazy fields", function()
     assert.same({ { "mine", "leaf" }, "turbo_ws", ws.WebSocketIOStream }, seen)
   end)
 
-  it("leave an idle handler's table at 8 hash slots", function()
+  it("read the request's line and peer from its raw copy, the same before and after headers are built", function()
+    local seen = {}
+    local H = class("H", ws.WebSocketHandler)
+    local function fields(r)
+      return { r.method, r.uri, r.query, r.remote_ip, type(r.remote_port), type(r._start),
+               r:request_time() >= 0, rawget(r, "uri") ~= nil }
+    end
+    function H:prepare() seen.prepare = fields(self.request) end
+    function H:on_message()
+      local r = self.request
+      seen.message = fields(r)
+      local _ = r.headers  -- builds them, and stores these fields
+      seen.built = fields(r)
+      r.uri = "/changed"
+      seen.changed = r.uri
+      self:write_message("x")
+    end
+    local port = serve({ { "^/ws", H } })
+    one_message(port, "/ws?a=1")
+    local expected = { "GET", "/ws?a=1", "a=1", "127.0.0.1", "number", "number", true, false }
+    assert.same(expected, seen.prepare)
+    assert.same(expected, seen.message)
+    expected[8] = true
+    assert.same(expected, seen.built)
+    assert.equal("/changed", seen.changed)
+  end)
+
+  it("leave an idle handler's and its request's tables at 8 and 4 hash slots", function()
     local ffi = require "ffi"
     ffi.cdef [[ typedef struct spec_GCtab { void *nextgc; uint8_t marked, gct, nomm; int8_t colo;
       void *array, *gclist, *metatable, *node; uint32_t asize, hmask; } spec_GCtab; ]]
-    local slots
+    local slots = {}
+    local function hash_slots(t)
+      return ffi.cast("spec_GCtab *", ffi.cast("uintptr_t", tonumber(string.format("%p", t)))).hmask + 1
+    end
     local H = class("H", ws.WebSocketHandler)
     function H:on_message()
-      local tab = ffi.cast("spec_GCtab *", ffi.cast("uintptr_t", tonumber(string.format("%p", self))))
-      slots = tab.hmask + 1
+      slots[1], slots[2] = hash_slots(self), hash_slots(self.request)
       self:write_message("x")
     end
     local port = serve({ { "^/ws$", H } })
-    one_message(port, "/ws")
-    assert.equal(8, slots)
+    one_message(port, "/ws?q=1")
+    assert.same({ 8, 4 }, slots)
   end)
 end)
