@@ -7,7 +7,9 @@
 #   bash bench/profile/idle_memory.sh turbo|core|evlua N
 #
 # PAUSE=P sets the Lua GC pause (collectgarbage("setpause", P)) first;
-# SO_DIR=DIR loads DIR/turbo_ws.so instead of build/turbo_ws.so.
+# SO_DIR=DIR loads DIR/turbo_ws.so instead of build/turbo_ws.so;
+# GARBAGE=1 stops the Lua GC: the "Lua heap" is then all that Lua
+# allocated per connection, garbage of the handshake included.
 # Needs build/turbo_ws.so and bench/target/release/loadgen.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)

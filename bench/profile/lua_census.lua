@@ -38,10 +38,14 @@ local function table_size(t)
   return size
 end
 
+-- The class name of an instance of a turbo_ws class (its `class` field,
+-- or its class's, as for WebSocketHandlers), else nil.
 local function class_name(t)
-  local ok, cls = pcall(rawget, t, "class")
-  if ok and type(cls) == "table" and type(rawget(cls, "name")) == "string"
-    and rawget(cls, "__instanceDict") == getmetatable(t) then
+  local dict = getmetatable(t)
+  local cls = rawget(t, "class")
+  if cls == nil and type(dict) == "table" then cls = rawget(dict, "class") end
+  if type(cls) == "table" and type(rawget(cls, "name")) == "string"
+    and rawget(cls, "__instanceDict") == dict then
     return rawget(cls, "name")
   end
 end

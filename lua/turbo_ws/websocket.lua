@@ -30,8 +30,8 @@ local clientutil = require "turbo_ws.clientutil"
 local WebSocketIOStream = require "turbo_ws.websocket_stream"
 local fast_send = require "turbo_ws.fast_send"
 
-local type, tostring, error, ipairs, pairs, select, rawget, rawset, getmetatable =
-      type, tostring, error, ipairs, pairs, select, rawget, rawset, getmetatable
+local type, tostring, error, ipairs, pairs, select, rawget, rawset, getmetatable, setmetatable =
+      type, tostring, error, ipairs, pairs, select, rawget, rawset, getmetatable, setmetatable
 local sformat, slower, sfind = string.format, string.lower, string.find
 local concat = table.concat
 local unpack = unpack or table.unpack
@@ -222,10 +222,21 @@ Handler:include(Stream)
 --   headers    the response headers, dead once the 101 went out: when they
 --              held only the default `Server` field they are dropped at
 --              the upgrade and made again, with that field, when read;
---   _url_args  the route's captures, dropped after open() and found again,
---              by the same route, when read.
--- The only visible difference: pairs() lists a field once read.
+--   _url_args  the route's captures, dropped at the upgrade (open() gets
+--              them all the same) and found again, by the same route,
+--              when read;
+--   origin     the request's Origin header, read from the request.
+-- The only visible difference: pairs() lists a field once read (origin:
+-- never). With `class` read from the class (see allocate below) an idle
+-- handler holds 4 fields (application, request, _conn, _send_handle):
+-- one 4-slot hash part.
 local LAZY = {}
+
+function LAZY.origin(self)
+  local request = rawget(self, "request")
+  if type(request) ~= "table" then return nil end
+  return (request:_header("Origin"))
+end
 
 function LAZY.stream(self)
   local stream = WebSocketIOStream(self)
@@ -279,17 +290,29 @@ local function lazy_index(dict)
   end
 end
 
-Handler.__instanceDict.__index = lazy_index(Handler.__instanceDict)
-
-function Handler.static:subclassed(sub)
-  sub.__instanceDict.__index = lazy_index(sub.__instanceDict)
+-- A handler's class is a field of its class's methods, not of the
+-- instance (class.lua's isInstanceOf looks there too).
+local function lazy_class(klass)
+  local dict = klass.__instanceDict
+  dict.__index = lazy_index(dict)
+  rawset(dict, "class", klass)
 end
 
--- After the upgrade and open(): the response headers (when they held only
--- the default field) and the route's captures (when the route still
--- gives the same) are dropped, to be made again when read (LAZY above).
--- Setting them to nil frees the objects; their two hash slots in the
--- handler stay and take _conn and _send_handle's place in the count.
+lazy_class(Handler)
+
+function Handler.static:subclassed(sub)
+  lazy_class(sub)
+end
+
+function Handler.static:allocate()
+  return setmetatable({}, self.__instanceDict)
+end
+
+-- At the upgrade: the response headers (when they held only the default
+-- field) and the route's captures (when the route still gives the same)
+-- are dropped, to be made again when read (LAZY above). Setting them to
+-- nil frees the objects; their hash slots are taken again by _conn and
+-- _send_handle.
 local function same_list(a, b)
   if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then return false end
   for i = 1, #a do
@@ -403,8 +426,6 @@ function Handler:_negotiate()
     -- Turbo leaves the choice in the instance field, shadowing the method.
     self.subprotocol = chosen
   end
-  local origin = request:_header("Origin")
-  if origin ~= nil then self.origin = origin end  -- (NOTE on nil fields in web.lua)
   self:prepare()
   if self._finished then return end  -- prepare() answered with finish()/redirect()
   if self._closed then error(web.HTTPError(403)) end  -- prepare() called close()
@@ -416,8 +437,10 @@ function Handler:_negotiate()
     log.warning(sformat("[websocket.lua] upgrade refused: %s %s", tostring(status), tostring(message)))
     return
   end
+  local url_args = self._url_args
   self:_drop_dead_headers()
-  self:_attach(conn)
+  self:_drop_dead_url_args()
+  self:_attach(conn, url_args)
 end
 
 -- Headers the handler set, for the 101 answer (Turbo dropped them).
@@ -485,6 +508,8 @@ local function handler_close(self, code, reason)
   self:_call_hook("on_close", code, reason)
 end
 
+local NO_ARGS = {}
+
 local HANDLER_CALLBACKS = {
   on_message = handler_message, on_pong = handler_pong,
   on_error = handler_error, on_close = handler_close,
@@ -497,8 +522,9 @@ function Handler:_send_refused(message)
   self:_call_hook("on_error", message)
 end
 
--- Wires the core connection to the handler's hooks and opens.
-function Handler:_attach(conn)
+-- Wires the core connection to the handler's hooks and opens with the
+-- route's captures.
+function Handler:_attach(conn, url_args)
   self._conn = conn
   if fast_send then self._send_handle = conn:_send_handle() end
   local request = self.request
@@ -506,8 +532,7 @@ function Handler:_attach(conn)
   log.success(sformat("[websocket.lua] WebSocket opened %s (%s)",
     tostring(request.uri), tostring(request.remote_ip)))
   self:_flush_queue()
-  self:_call_hook("open", unpack(self._url_args))
-  self:_drop_dead_url_args()
+  self:_call_hook("open", unpack(url_args or NO_ARGS))
 end
 
 function Handler:_run_ping_callback(data)
