@@ -351,10 +351,9 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
 
 /// The Lua handle of `conn`.
 pub fn userdata(lua: &Lua, conn: Connection) -> mlua::Result<AnyUserData> {
-    let handle = conn.handle.number();
     let ud = userdata_env::create(lua, conn)?;
-    if let (Some(handle), Some(handles)) = (handle, fast_send::method_handles(lua, &ud)?) {
-        handles.raw_set(&ud, handle)?;
-    }
+    // Puts the Lua `send` method in place (once per state); it finds the
+    // connection's handle at its first send.
+    fast_send::method_handles(lua, &ud)?;
     Ok(ud)
 }
