@@ -42,7 +42,7 @@ web._log_request = web_request.log_request
 -- the table is full that doubles its size (8 fields, 16 slots: +192 bytes).
 
 local DEFAULT_SERVER_NAME = "turbo_ws"
-web.DEFAULT_SERVER_NAME = DEFAULT_SERVER_NAME
+web._DEFAULT_SERVER_NAME = DEFAULT_SERVER_NAME  -- (for websocket.lua)
 local DEFAULT_CONTENT_TYPE = "text/html; charset=UTF-8"
 local JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 

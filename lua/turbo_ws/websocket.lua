@@ -247,7 +247,7 @@ end
 -- The `Server` field a handler's headers start with (RequestHandler:clear).
 local function server_name(self)
   local app = rawget(self, "application")
-  return app and app.application_name or web.DEFAULT_SERVER_NAME
+  return app and app.application_name or web._DEFAULT_SERVER_NAME
 end
 
 function LAZY.headers(self)
