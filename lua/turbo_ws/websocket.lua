@@ -251,7 +251,7 @@ local function server_name(self)
 end
 
 function LAZY.headers(self)
-  -- Only once the upgrade dropped them (see Handler:_drop_dead_fields).
+  -- Only once the upgrade dropped them (see Handler:_drop_dead_headers).
   if rawget(self, "_conn") == nil then return nil end
   local headers = httputil.HTTPHeaders()
   headers:add("Server", server_name(self))
@@ -278,7 +278,7 @@ end
 
 -- Instances look methods up in their class (`dict`, whose metatables
 -- lead to the parents' methods), then lazy fields. Every
--- WebSocketHandler class gets its own (see `subclassed` below).
+-- WebSocketHandler class gets its own (see allocate below).
 local function lazy_index(dict)
   return function(self, key)
     local value = dict[key]
@@ -291,21 +291,18 @@ local function lazy_index(dict)
 end
 
 -- A handler's class is a field of its class's methods, not of the
--- instance (class.lua's isInstanceOf looks there too).
+-- instance (class.lua's isInstanceOf looks there too). Set up when the
+-- class makes its first instance, whatever hooks subclasses define.
 local function lazy_class(klass)
   local dict = klass.__instanceDict
   dict.__index = lazy_index(dict)
   rawset(dict, "class", klass)
 end
 
-lazy_class(Handler)
-
-function Handler.static:subclassed(sub)
-  lazy_class(sub)
-end
-
 function Handler.static:allocate()
-  return setmetatable({}, self.__instanceDict)
+  local dict = self.__instanceDict
+  if rawget(dict, "class") ~= self then lazy_class(self) end
+  return setmetatable({}, dict)
 end
 
 -- At the upgrade: the response headers (when they held only the default
