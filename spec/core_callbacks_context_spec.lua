@@ -63,6 +63,32 @@ describe("conn:set_callbacks with a context", function()
     assert.are.same({ "close", "the context", 1006, "" }, seen[2])
   end)
 
+  it("shares the table's functions among connections, as they are when each is set", function()
+    local seen = {}
+    local t = { on_message = function(ctx, m) seen[#seen + 1] = ctx .. " old " .. m end }
+    local conns = {}
+    local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req)
+      local conn = req:upgrade()
+      if conn then
+        conns[#conns + 1] = conn
+        conn:set_callbacks(t, "c" .. #conns)
+        if #conns == 2 then t.on_message = function(ctx, m) seen[#seen + 1] = ctx .. " new " .. m end end
+      end
+    end)
+    local clients = {}
+    for _ = 1, 3 do
+      core.connect("ws://127.0.0.1:" .. server:port() .. "/", nil, function(c) clients[#clients + 1] = c end)
+      local n = #clients
+      run_until(function() return #clients == n + 1 and #conns == n + 1 end)
+    end
+    for i, c in ipairs(clients) do c:send("m" .. i) end
+    run_until(function() return #seen == 3 end)
+    for _, c in ipairs(clients) do c:close() end
+    server:close()
+    table.sort(seen)
+    assert.are.same({ "c1 old m1", "c2 old m2", "c3 new m3" }, seen)
+  end)
+
   it("is dropped when callbacks are set again without one", function()
     local seen, server_conn = {}, {}
     local client, server = connected({

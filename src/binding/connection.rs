@@ -36,6 +36,14 @@ struct Callbacks {
     on_close: Option<RegistryKey>,
     on_error: Option<RegistryKey>,
     on_drain: Option<RegistryKey>,
+}
+
+/// What a connection's events go to.
+#[derive(Default)]
+struct Wiring {
+    /// Shared by the connections given the same table with a context
+    /// (see [`shared_callbacks`]).
+    callbacks: Option<Rc<Callbacks>>,
     /// Passed first to every callback when set (`set_callbacks`' second
     /// argument): a face can then share one set of functions among all
     /// its connections instead of making closures for each.
@@ -45,17 +53,73 @@ struct Callbacks {
 /// The engine's events, delivered to Lua callbacks.
 #[derive(Default)]
 struct LuaEvents {
-    callbacks: RefCell<Callbacks>,
+    wiring: RefCell<Wiring>,
     /// Its entry in the loop's registry (for graceful shutdown).
     registry_id: Cell<u64>,
+}
+
+/// The callbacks last set with a context, and the table they were read
+/// from: the next connection given the same table, holding the same
+/// functions, shares them instead of registering them again (a face
+/// wires every connection with one table).
+struct SharedCallbacks {
+    table: RegistryKey,
+    callbacks: Rc<Callbacks>,
+}
+
+thread_local! {
+    static SHARED: RefCell<Option<SharedCallbacks>> = const { RefCell::new(None) };
+}
+
+const CALLBACK_NAMES: [&str; 6] = ["on_message", "on_ping", "on_pong", "on_close", "on_error", "on_drain"];
+
+impl Callbacks {
+    fn keys(&self) -> [&Option<RegistryKey>; 6] {
+        [&self.on_message, &self.on_ping, &self.on_pong, &self.on_close, &self.on_error, &self.on_drain]
+    }
+}
+
+/// The callbacks in `t` (read as `read_callbacks` does), shared with the
+/// connections last given the same table holding the same functions.
+fn shared_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Rc<Callbacks>> {
+    // Taken out first: reading `t` may run Lua code (its __index), which
+    // may set callbacks itself.
+    let cached = SHARED.with_borrow(|shared| {
+        let shared = shared.as_ref()?;
+        // Another Lua state's key is an error here: not a match.
+        Some((lua.registry_value::<Table>(&shared.table).ok()?, shared.callbacks.clone()))
+    });
+    if let Some((table, callbacks)) = cached {
+        if table == *t && holds_functions(lua, func, t, &callbacks) {
+            return Ok(callbacks);
+        }
+    }
+    let callbacks = Rc::new(read_callbacks(lua, func, t)?);
+    let table = lua.create_registry_value(t.clone())?;
+    // Replaced outside the borrow: dropping the old keys must not run under it.
+    let old = SHARED.with_borrow_mut(|shared| shared.replace(SharedCallbacks { table, callbacks: callbacks.clone() }));
+    drop(old);
+    Ok(callbacks)
+}
+
+/// Does `t` hold (as `read_callbacks` reads it) the functions of `callbacks`?
+fn holds_functions(lua: &Lua, func: &str, t: &Table, callbacks: &Callbacks) -> bool {
+    let opts = Opts::new(func, Some(t.clone()));
+    CALLBACK_NAMES.iter().zip(callbacks.keys()).all(|(name, key)| {
+        let then = match key {
+            Some(key) => lua.registry_value::<Value>(key),
+            None => Ok(Value::Nil),
+        };
+        matches!((opts.value(name), then), (Ok(now), Ok(then)) if now == then)
+    })
 }
 
 impl LuaEvents {
     /// The callback chosen by `which`, if set (a handle of its own, so the
     /// callback may replace the callbacks while it runs).
     fn callback(&self, lua: &Lua, which: fn(&Callbacks) -> &Option<RegistryKey>) -> Option<Function> {
-        let callbacks = self.callbacks.borrow();
-        let key = which(&callbacks).as_ref()?;
+        let wiring = self.wiring.borrow();
+        let key = which(wiring.callbacks.as_deref()?).as_ref()?;
         match lua.registry_value::<Function>(key) {
             Ok(func) => Some(func),
             Err(e) => {
@@ -93,7 +157,7 @@ impl LuaEvents {
 
     /// The context callbacks get first, if one was set.
     fn context(&self, lua: &Lua) -> mlua::Result<Option<Value>> {
-        match &self.callbacks.borrow().context {
+        match &self.wiring.borrow().context {
             Some(key) => lua.registry_value::<Value>(key).map(Some),
             None => Ok(None),
         }
@@ -107,9 +171,12 @@ impl Events for LuaEvents {
         // Only the key's number, under a short borrow: the callback may
         // replace the callbacks while it runs.
         let (key, context) = {
-            let callbacks = self.callbacks.borrow();
-            let Some(key) = callbacks.on_message.as_ref().map(RegistryKey::id) else { return };
-            (key, callbacks.context.as_ref().map(RegistryKey::id))
+            let wiring = self.wiring.borrow();
+            let Some(key) = wiring.callbacks.as_ref().and_then(|c| c.on_message.as_ref()).map(RegistryKey::id)
+            else {
+                return;
+            };
+            (key, wiring.context.as_ref().map(RegistryKey::id))
         };
         if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, context, data, binary)
             .is_some()
@@ -153,7 +220,7 @@ impl Events for LuaEvents {
         }
         self.emit(|c| &c.on_close, "on_close", |_| Ok((code, reason)));
         // Taken out before dropping: dropping a key must not run under a borrow.
-        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        let callbacks = std::mem::take(&mut *self.wiring.borrow_mut());
         drop(callbacks);
         // mlua only queues dropped keys; free their slots now so the closed
         // handler's objects can be collected without waiting for reuse.
@@ -313,12 +380,14 @@ impl UserData for Connection {
             const F: &str = "turbo_ws connection:set_callbacks";
             let t = args::opt_table(F, 1, "callbacks", t)?
                 .ok_or_else(|| args::bad(F, 1, "callbacks", "table", &Value::Nil))?;
-            let mut callbacks = read_callbacks(lua, F, &t)?;
-            if !context.is_nil() {
-                callbacks.context = Some(lua.create_registry_value(context)?);
-            }
+            let callbacks = if context.is_nil() {
+                Wiring { callbacks: Some(Rc::new(read_callbacks(lua, F, &t)?)), context: None }
+            } else {
+                let callbacks = shared_callbacks(lua, F, &t)?;
+                Wiring { callbacks: Some(callbacks), context: Some(lua.create_registry_value(context)?) }
+            };
             if this.shared.state() != State::Closed {
-                let old = std::mem::replace(&mut *this.events.callbacks.borrow_mut(), callbacks);
+                let old = std::mem::replace(&mut *this.events.wiring.borrow_mut(), callbacks);
                 drop(old);
             }
             Ok(())
@@ -345,7 +414,6 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
         on_close: key("on_close")?,
         on_error: key("on_error")?,
         on_drain: key("on_drain")?,
-        context: None,
     })
 }
 
