@@ -97,7 +97,8 @@ fn shared_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Rc<Callbac
     let callbacks = Rc::new(read_callbacks(lua, func, t)?);
     let table = lua.create_registry_value(t.clone())?;
     // Replaced outside the borrow: dropping the old keys must not run under it.
-    let old = SHARED.with_borrow_mut(|shared| shared.replace(SharedCallbacks { table, callbacks: callbacks.clone() }));
+    let old = SHARED
+        .with_borrow_mut(|shared| shared.replace(SharedCallbacks { table, callbacks: callbacks.clone() }));
     drop(old);
     Ok(callbacks)
 }
@@ -172,14 +173,23 @@ impl Events for LuaEvents {
         // replace the callbacks while it runs.
         let (key, context) = {
             let wiring = self.wiring.borrow();
-            let Some(key) = wiring.callbacks.as_ref().and_then(|c| c.on_message.as_ref()).map(RegistryKey::id)
+            let Some(key) =
+                wiring.callbacks.as_ref().and_then(|c| c.on_message.as_ref()).map(RegistryKey::id)
             else {
                 return;
             };
             (key, wiring.context.as_ref().map(RegistryKey::id))
         };
-        if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, context, data, binary)
-            .is_some()
+        if callback::call_registered_with_bytes(
+            lp.trampolines(),
+            &lua,
+            "on_message",
+            key,
+            context,
+            data,
+            binary,
+        )
+        .is_some()
         {
             return;
         }

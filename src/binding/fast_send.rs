@@ -135,8 +135,11 @@ pub fn method_handles(lua: &Lua, ud: &mlua::AnyUserData) -> mlua::Result<Option<
     let weak_keys = lua.create_table()?;
     weak_keys.raw_set("__mode", "k")?;
     handles.set_metatable(Some(weak_keys))?;
-    let send: Option<mlua::Function> =
-        lua.load(SEND_METHOD).set_name("=turbo_ws.send").call((method.clone(), handles.clone(), send_handle))?;
+    let send: Option<mlua::Function> = lua.load(SEND_METHOD).set_name("=turbo_ws.send").call((
+        method.clone(),
+        handles.clone(),
+        send_handle,
+    ))?;
     let Some(send) = send else { return Ok(None) };
     methods.raw_set("_send", method)?;
     methods.raw_set("send", send)?;
