@@ -212,7 +212,12 @@ end
 
 -- middleclass 3.x: obj:isInstanceOf(Class).
 function Object:isInstanceOf(aClass)
-    local klass = type(self) == "table" and rawget(self, "class")
+    if type(self) ~= "table" then return false end
+    -- The instance's own field, else its class's methods' (classes whose
+    -- instances do not carry it, as turbo_ws.websocket's handlers).
+    local klass = rawget(self, "class")
+    local dict = getmetatable(self)
+    if klass == nil and type(dict) == "table" then klass = rawget(dict, "class") end
     if not is_class(aClass) or not is_class(klass) then return false end
     while klass do
         if klass == aClass then return true end

@@ -42,6 +42,7 @@ web._log_request = web_request.log_request
 -- the table is full that doubles its size (8 fields, 16 slots: +192 bytes).
 
 local DEFAULT_SERVER_NAME = "turbo_ws"
+web._DEFAULT_SERVER_NAME = DEFAULT_SERVER_NAME  -- (for websocket.lua)
 local DEFAULT_CONTENT_TYPE = "text/html; charset=UTF-8"
 local JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 
@@ -121,7 +122,9 @@ end
 web.RequestHandler = class("RequestHandler")
 local RequestHandler = web.RequestHandler
 
-local SUPPORTED_METHODS = { "GET", "HEAD", "POST", "DELETE", "PUT", "OPTIONS", "PATCH" }
+-- On the class, not copied into every instance: `self.SUPPORTED_METHODS`
+-- reads it all the same, and a handler narrows it per instance or per class.
+RequestHandler.SUPPORTED_METHODS = { "GET", "HEAD", "POST", "DELETE", "PUT", "OPTIONS", "PATCH" }
 
 -- A WebSocketHandler instance lives as long as its connection, so no
 -- field is set that would only hold a default: _finished and _auto_finish
@@ -131,7 +134,6 @@ local SUPPORTED_METHODS = { "GET", "HEAD", "POST", "DELETE", "PUT", "OPTIONS", "
 local NONE = {}
 
 function RequestHandler:initialize(application, request, url_args, options)
-  self.SUPPORTED_METHODS = SUPPORTED_METHODS
   self.application = application
   self.request = request
   self._url_args = url_args or {}

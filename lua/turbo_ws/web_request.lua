@@ -9,8 +9,8 @@ local httputil = require "turbo_ws.httputil"
 local log = require "turbo_ws.log"
 local util = require "turbo_ws.util"
 
-local type, tostring, error, ipairs, pcall, getmetatable =
-      type, tostring, error, ipairs, pcall, getmetatable
+local type, tostring, error, ipairs, pairs, pcall, getmetatable, rawget, rawset =
+      type, tostring, error, ipairs, pairs, pcall, getmetatable, rawget, rawset
 local sformat, slower, sfind, smatch, ssub = string.format, string.lower,
       string.find, string.match, string.sub
 -- LuaJIT's table.new presizes a table; elsewhere a plain table does.
@@ -33,12 +33,18 @@ local function form_arguments(ctype, body)
   return {}
 end
 
+-- The pristine copy of a request, flat: the request line and what the core
+-- said of it at these indices, then the header fields from FIRST_HEADER on
+-- as name1, value1, name2, ... (false stands for a missing value).
+local METHOD, URI, VERSION, REMOTE_IP, REMOTE_PORT, QUERY, START = 1, 2, 3, 4, 5, 6, 7
+local FIRST_HEADER = 8
+
 -- A request header's value as HTTPParser:get(name) gives it (a string, a
 -- table of strings when repeated, nil; then the count), looked up in the
--- flat list `raw` = { method, uri, version, name1, value1, name2, ... }.
+-- flat list `raw`.
 local function raw_header(raw, name)
   local lname, value, count = slower(name), nil, 0
-  for i = 4, #raw, 2 do
+  for i = FIRST_HEADER, #raw, 2 do
     if slower(raw[i]) == lname then
       count = count + 1
       value = httputil._gather(value, count, raw[i + 1])
@@ -59,14 +65,23 @@ end
 -- left out too, a request holds 8 fields: one 8-slot hash part, not 16.)
 local LAZY = {}
 
+-- Fields read straight from _raw, never stored while it is there: with
+-- them a lazy request holds 2 or 3 fields (_req, _raw, an https
+-- protocol; and `class`), one 4-slot hash part. Stored when _raw goes
+-- (headers read).
+local RAW_FIELDS = {
+  method = METHOD, uri = URI, remote_ip = REMOTE_IP, remote_port = REMOTE_PORT,
+  query = QUERY, _start = START,
+}
+
 -- The path of an origin-form request target: up to the query or fragment.
 local function target_path(uri)
   return (smatch(uri, "^[^?#]*"))
 end
 
-function LAZY.url(self) return self._raw[2] or nil end
-function LAZY.path(self) return target_path(self._raw[2]) end
-function LAZY.version(self) return self._raw[3] or nil end
+function LAZY.url(self) return self._raw[URI] or nil end
+function LAZY.path(self) return target_path(self._raw[URI]) end
+function LAZY.version(self) return self._raw[VERSION] or nil end
 -- Lazy requests are those without a body, and secure ones store "https".
 function LAZY.body() return "" end
 function LAZY.protocol() return "http" end
@@ -79,7 +94,7 @@ end
 -- (the eager constructor set request.arguments from it). Read first only
 -- on lazy requests, whose target always parses.
 function LAZY.arguments(self)
-  local fields = httputil.parse_url_fields(self._raw[2])
+  local fields = httputil.parse_url_fields(self._raw[URI])
   local query = fields and fields[httputil.UF.QUERY]
   return query and httputil.parse_post_arguments(query) or {}
 end
@@ -105,30 +120,41 @@ local REQUEST_LINE_FIELDS = { "url", "path", "version", "body", "protocol" }
 
 function LAZY.headers(self)
   local raw = self._raw
-  local headers = httputil.HTTPParser({ method = raw[1] or nil, url = raw[2] or nil, version = raw[3] or nil })
-  for i = 4, #raw, 2 do headers:add(raw[i], raw[i + 1]) end
+  local headers = httputil.HTTPParser({ method = raw[METHOD] or nil, url = raw[URI] or nil,
+    version = raw[VERSION] or nil })
+  for i = FIRST_HEADER, #raw, 2 do headers:add(raw[i], raw[i + 1]) end
   local arguments = rawget(self, "arguments")
   if arguments == nil then
     -- What the eager constructor did (it raises for a target it cannot parse).
     rawset(self, "arguments", headers:get_arguments())
   else
     -- Already read: leave the parser as get_arguments() would have, sharing them.
-    headers._url_fields = httputil.parse_url_fields(raw[2])
+    headers._url_fields = httputil.parse_url_fields(raw[URI])
     headers._arguments = arguments
     headers._arguments_parsed = true
   end
   for _, key in ipairs(REQUEST_LINE_FIELDS) do build_field(self, key) end
   build_field(self, "host")
   build_field(self, "connection")
+  for key, i in pairs(RAW_FIELDS) do
+    if rawget(self, key) == nil and raw[i] ~= false then rawset(self, key, raw[i]) end
+  end
   self._raw = nil
   return headers
 end
 
--- Instances look lazy fields up here, then methods.
+-- Instances look fields of _raw and lazy fields up here, then methods.
 local instance_methods = HTTPRequest.__instanceDict
 HTTPRequest.__index = function(self, key)
-  if LAZY[key] ~= nil and rawget(self, "_raw") ~= nil then
-    return build_field(self, key)
+  local raw = rawget(self, "_raw")
+  if raw ~= nil then
+    local i = RAW_FIELDS[key]
+    if i ~= nil then
+      local value = raw[i]
+      if value == false then return nil end
+      return value
+    end
+    if LAZY[key] ~= nil then return build_field(self, key) end
   end
   return instance_methods[key]
 end
@@ -140,30 +166,30 @@ end
 -- that cannot fail or differ: an origin-form target and no body.
 function HTTPRequest:initialize(req, info, secure, lazy)
   self._req = req
-  self._start = util.gettimemonotonic()
-  self.method = info.method
-  self.uri = info.uri
-  if info.query ~= nil then self.query = info.query end  -- (NOTE on nil fields)
-  self.remote_ip = info.remote_ip
-  self.remote_port = info.remote_port
-  if secure then self.protocol = "https" end
+  local start = util.gettimemonotonic()
+  local uri = info.uri
   local body = info.body or ""
-  -- The header fields flat, not as {name, value} tables: a third of the
-  -- size. (false stands for a missing method, uri or version.)
+  -- The header fields flat, not as {name, value} tables: a third of the size.
   local fields = info.headers or {}
-  local raw, n = new_table(3 + 2 * #fields, 0), 3
-  raw[1], raw[2], raw[3] = info.method or false, info.uri or false, info.version or false
+  local raw, n = new_table(FIRST_HEADER - 1 + 2 * #fields, 0), FIRST_HEADER - 1
+  raw[METHOD], raw[URI], raw[VERSION] = info.method or false, uri or false, info.version or false
+  raw[REMOTE_IP], raw[REMOTE_PORT] = info.remote_ip or false, info.remote_port or false
+  raw[QUERY], raw[START] = info.query or false, start
   for _, pair in ipairs(fields) do
     raw[n + 1], raw[n + 2] = pair[1], pair[2]
     n = n + 2
   end
   self._raw = raw
+  if secure then self.protocol = "https" end
   -- (Only HTTPRequest's own instances look fields up through its __index.)
   lazy = lazy and getmetatable(self) == instance_methods and body == ""
-    and type(self.uri) == "string" and ssub(self.uri, 1, 1) == "/" and core.split_url(self.uri) ~= nil
-    and info.path == target_path(self.uri)
+    and type(uri) == "string" and ssub(uri, 1, 1) == "/" and core.split_url(uri) ~= nil
+    and info.path == target_path(uri)
   if not lazy then
-    self.url, self.path, self.version, self.body = info.uri, info.path, info.version, body
+    self._start, self.method, self.uri = start, info.method, uri
+    if info.query ~= nil then self.query = info.query end  -- (NOTE on nil fields)
+    self.remote_ip, self.remote_port = info.remote_ip, info.remote_port
+    self.url, self.path, self.version, self.body = uri, info.path, info.version, body
     if not secure then self.protocol = "http" end
     self:_materialize()
   end

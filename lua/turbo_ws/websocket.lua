@@ -30,8 +30,8 @@ local clientutil = require "turbo_ws.clientutil"
 local WebSocketIOStream = require "turbo_ws.websocket_stream"
 local fast_send = require "turbo_ws.fast_send"
 
-local type, tostring, error, ipairs, pairs, select =
-      type, tostring, error, ipairs, pairs, select
+local type, tostring, error, ipairs, pairs, select, rawget, rawset, getmetatable, setmetatable =
+      type, tostring, error, ipairs, pairs, select, rawget, rawset, getmetatable, setmetatable
 local sformat, slower, sfind = string.format, string.lower, string.find
 local concat = table.concat
 local unpack = unpack or table.unpack
@@ -105,7 +105,7 @@ end
 local CLOSED_WRITE = "WebSocket connection has been closed. Can not write message."
 
 function Stream:write_message(msg, binary)
-  if self._closed and not self:_dropped() then error(CLOSED_WRITE, 2) end
+  if rawget(self, "_closed") and not self:_dropped() then error(CLOSED_WRITE, 2) end
   if type(msg) == "table" then msg = escape.json_encode(msg) end
   if type(msg) ~= "string" then
     error("write_message: string or table expected, got " .. type(msg), 2)
@@ -213,11 +213,123 @@ websocket.WebSocketHandler = class("WebSocketHandler", web.RequestHandler)
 local Handler = websocket.WebSocketHandler
 Handler:include(Stream)
 
---- As in Turbo, `self.stream` is there from the start (prepare() may use
--- it): see turbo_ws.websocket_stream.
-function Handler:initialize(application, request, url_args, options)
-  web.RequestHandler.initialize(self, application, request, url_args, options)
-  self.stream = WebSocketIOStream(self)
+-- Lazy fields. A handler lives as long as its connection, and most never
+-- read these, so they are made on first read (each a function of the
+-- handler giving the value, or nil to leave the field unset):
+--   stream     `self.stream` (turbo_ws.websocket_stream), as in Turbo
+--              there from the start: made when first read, before or
+--              after the upgrade;
+--   headers    the response headers, dead once the 101 went out: when they
+--              held only the default `Server` field they are dropped at
+--              the upgrade and made again, with that field, when read;
+--   _url_args  the route's captures, dropped at the upgrade (open() gets
+--              them all the same) and found again, by the same route,
+--              when read;
+--   origin     the request's Origin header, read from the request.
+-- The only visible difference: pairs() lists a field once read (origin:
+-- never). With `class` read from the class (see allocate below) an idle
+-- handler holds 4 fields (application, request, _conn, _send_handle):
+-- one 4-slot hash part.
+local LAZY = {}
+
+function LAZY.origin(self)
+  local request = rawget(self, "request")
+  if type(request) ~= "table" then return nil end
+  return (request:_header("Origin"))
+end
+
+function LAZY.stream(self)
+  local stream = WebSocketIOStream(self)
+  rawset(self, "stream", stream)
+  return stream
+end
+
+-- The `Server` field a handler's headers start with (RequestHandler:clear).
+local function server_name(self)
+  local app = rawget(self, "application")
+  return app and app.application_name or web._DEFAULT_SERVER_NAME
+end
+
+function LAZY.headers(self)
+  -- Only once the upgrade dropped them (see Handler:_drop_dead_headers).
+  if rawget(self, "_conn") == nil then return nil end
+  local headers = httputil.HTTPHeaders()
+  headers:add("Server", server_name(self))
+  rawset(self, "headers", headers)
+  return headers
+end
+
+-- The captures of the route that chose this handler, nil if none did.
+local function route_captures(self)
+  local app = rawget(self, "application")
+  local find = type(app) == "table" and app._get_request_handlers
+  if type(find) ~= "function" then return nil end
+  local handler_class, captures = find(app, self.request)
+  if handler_class ~= self.class then return nil end
+  return captures
+end
+
+function LAZY._url_args(self)
+  if rawget(self, "_conn") == nil then return nil end
+  local captures = route_captures(self)
+  if captures ~= nil then rawset(self, "_url_args", captures) end
+  return captures
+end
+
+-- Instances look methods up in their class (`dict`, whose metatables
+-- lead to the parents' methods), then lazy fields. Every
+-- WebSocketHandler class gets its own (see allocate below).
+local function lazy_index(dict)
+  return function(self, key)
+    local value = dict[key]
+    if value == nil then
+      local build = LAZY[key]
+      if build ~= nil then return build(self) end
+    end
+    return value
+  end
+end
+
+-- A handler's class is a field of its class's methods, not of the
+-- instance (class.lua's isInstanceOf looks there too). Set up when the
+-- class makes its first instance, whatever hooks subclasses define.
+local function lazy_class(klass)
+  local dict = klass.__instanceDict
+  dict.__index = lazy_index(dict)
+  rawset(dict, "class", klass)
+end
+
+function Handler.static:allocate()
+  local dict = self.__instanceDict
+  if rawget(dict, "class") ~= self then lazy_class(self) end
+  return setmetatable({}, dict)
+end
+
+-- At the upgrade: the response headers (when they held only the default
+-- field) and the route's captures (when the route still gives the same)
+-- are dropped, to be made again when read (LAZY above). Setting them to
+-- nil frees the objects; their hash slots are taken again by _conn and
+-- _send_handle.
+local function same_list(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
+function Handler:_drop_dead_headers()
+  local headers = rawget(self, "headers")
+  local fields = type(headers) == "table" and rawget(headers, "_fields")
+  if getmetatable(headers) == httputil.HTTPHeaders.__instanceDict and type(fields) == "table"
+     and #fields == 1 and fields[1][1] == "Server" and fields[1][2] == server_name(self) then
+    self.headers = nil
+  end
+end
+
+function Handler:_drop_dead_url_args()
+  local args = rawget(self, "_url_args")
+  if args ~= nil and same_list(args, route_captures(self)) then self._url_args = nil end
 end
 
 -- Hooks a subclass redefines.
@@ -311,8 +423,6 @@ function Handler:_negotiate()
     -- Turbo leaves the choice in the instance field, shadowing the method.
     self.subprotocol = chosen
   end
-  local origin = request:_header("Origin")
-  if origin ~= nil then self.origin = origin end  -- (NOTE on nil fields in web.lua)
   self:prepare()
   if self._finished then return end  -- prepare() answered with finish()/redirect()
   if self._closed then error(web.HTTPError(403)) end  -- prepare() called close()
@@ -324,7 +434,10 @@ function Handler:_negotiate()
     log.warning(sformat("[websocket.lua] upgrade refused: %s %s", tostring(status), tostring(message)))
     return
   end
-  self:_attach(conn)
+  local url_args = self._url_args
+  self:_drop_dead_headers()
+  self:_drop_dead_url_args()
+  self:_attach(conn, url_args)
 end
 
 -- Headers the handler set, for the 101 answer (Turbo dropped them).
@@ -355,9 +468,17 @@ function Handler:_hook_failed(name, err)
   self:_call_hook("on_error", err.message)
 end
 
--- The core connection's callbacks other than on_message: shared
--- functions, so that the closures made per connection in _attach hold
--- nothing but the handler (an open connection keeps them).
+-- The core connection's callbacks, shared by every handler: the core
+-- passes the handler first (set_callbacks' context), so an open
+-- connection keeps no closures of its own.
+local function handler_message(self, data, binary)
+  -- As in Turbo, nothing more is delivered after close(). (rawget: the
+  -- field is the instance's own; a miss would run lazy_index.)
+  if rawget(self, "_closed") then return end
+  local ok, err = try(self.on_message, self, data, binary)
+  if not ok then self:_hook_failed("on_message", err) end
+end
+
 local function handler_pong(self, data)
   if self._ping_callback then self:_call_hook("_run_ping_callback", data) end
 end
@@ -384,6 +505,13 @@ local function handler_close(self, code, reason)
   self:_call_hook("on_close", code, reason)
 end
 
+local NO_ARGS = {}
+
+local HANDLER_CALLBACKS = {
+  on_message = handler_message, on_pong = handler_pong,
+  on_error = handler_error, on_close = handler_close,
+}
+
 -- write_message was refused (the peer does not read): logged, and the
 -- handler's on_error(message) hook hears of it.
 function Handler:_send_refused(message)
@@ -391,28 +519,17 @@ function Handler:_send_refused(message)
   self:_call_hook("on_error", message)
 end
 
--- Wires the core connection to the handler's hooks and opens.
-function Handler:_attach(conn)
+-- Wires the core connection to the handler's hooks and opens with the
+-- route's captures.
+function Handler:_attach(conn, url_args)
   self._conn = conn
   if fast_send then self._send_handle = conn:_send_handle() end
   local request = self.request
-  local on_message = self.on_message
-  conn:set_callbacks({
-    on_message = function(data, binary)
-      -- As in Turbo, nothing more is delivered after close().
-      if self._closed then return end
-      -- The common path: resolved once, no closure per message.
-      local ok, err = try(on_message, self, data, binary)
-      if not ok then self:_hook_failed("on_message", err) end
-    end,
-    on_pong = function(data) return handler_pong(self, data) end,
-    on_error = function(kind, message) return handler_error(self, kind, message) end,
-    on_close = function(code, reason) return handler_close(self, code, reason) end,
-  })
+  conn:set_callbacks(HANDLER_CALLBACKS, self)
   log.success(sformat("[websocket.lua] WebSocket opened %s (%s)",
     tostring(request.uri), tostring(request.remote_ip)))
   self:_flush_queue()
-  self:_call_hook("open", unpack(self._url_args))
+  self:_call_hook("open", unpack(url_args or NO_ARGS))
 end
 
 function Handler:_run_ping_callback(data)

@@ -16,7 +16,7 @@ use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::thread::ThreadStatus;
-use mlua::{ffi, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Thread, Value};
+use mlua::{ffi, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, RegistryKey, Thread, Value};
 
 /// Its address marks "the trampoline finished a call and is idle".
 static IDLE_MARK: u8 = 0;
@@ -25,24 +25,26 @@ fn idle_mark() -> LightUserData {
     LightUserData(&IDLE_MARK as *const u8 as *mut c_void)
 }
 
-/// Resumed with (f, args...) it calls f(args...); resumed with (false, f,
-/// pointer, length, flag) it calls f(string, flag), the string made here,
+/// Resumed with (f, args...) it calls f(args...); resumed with (bytes, f,
+/// pointer, length, flag [, context]) it calls f(string, flag), or
+/// f(context, string, flag) with a context, the string made here,
 /// inside the coroutine, with LuaJIT's ffi.string: an allocation failure is
 /// then an ordinary error of the call, so no protected call around the
 /// string is needed on the Rust side (the most expensive part of handing a
-/// message to Lua). `false` marks that call: no function is false, and a
-/// boolean is cheaper to push than a light userdata (which LuaJIT looks
-/// up in its table of address ranges). Also returns whether that is
-/// available (not under PUC Lua).
+/// message to Lua). `bytes` is a private table only the binding holds (in
+/// the registry): a Lua program that kept this coroutine and resumes it
+/// cannot forge a pointer call (a boolean or a value Lua can see would let
+/// it read any address). Also returns whether that is available (not
+/// under PUC Lua).
 const TRAMPOLINE: &str = r#"
-local idle = ...
+local idle, bytes = ...
 local ok, ffi = pcall(require, "ffi")
 local tostr = ok and ffi.string or nil
 local yield = coroutine.yield
 local function run(f, ...)
-  if f == false then
-    local g, p, n, flag = ...
-    g(tostr(p, n), flag)
+  if f == bytes then
+    local g, p, n, flag, context = ...
+    if context == nil then g(tostr(p, n), flag) else g(context, tostr(p, n), flag) end
   else
     f(...)
   end
@@ -62,19 +64,27 @@ pub struct Trampolines {
     idle: RefCell<Option<Thread>>,
     /// Called with a callback's coroutine and the values it yielded.
     on_yield: RefCell<Option<Function>>,
+    /// The trampoline's private mark of a bytes call (see TRAMPOLINE).
+    bytes_mark: RefCell<Option<RegistryKey>>,
 }
 
 impl Trampolines {
+    /// The idle coroutine, or a new one. A Lua program may have kept the
+    /// idle one (`coroutine.running` in a callback) and resumed it itself,
+    /// into an error or a call still running: one not idle is dropped.
     fn take_idle(&self, lua: &Lua) -> mlua::Result<Thread> {
-        if let Some(co) = self.idle.borrow_mut().take() {
+        let kept = self.idle.borrow_mut().take();
+        if let Some(co) = kept.filter(is_idle) {
             return Ok(co);
         }
         let body = self.body.borrow().clone();
         let body = match body {
             Some(body) => body,
             None => {
+                let mark = lua.create_table()?;
                 let (body, makes_strings): (Function, bool) =
-                    lua.load(TRAMPOLINE).set_name("=turbo_ws.trampoline").call(idle_mark())?;
+                    lua.load(TRAMPOLINE).set_name("=turbo_ws.trampoline").call((idle_mark(), &mark))?;
+                *self.bytes_mark.borrow_mut() = Some(lua.create_registry_value(mark)?);
                 *self.body.borrow_mut() = Some(body.clone());
                 self.makes_strings.set(makes_strings);
                 body
@@ -102,6 +112,14 @@ impl Trampolines {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The bytes mark's registry reference (set with the trampoline).
+    fn bytes_mark_id(&self) -> mlua::Result<c_int> {
+        let mark = self.bytes_mark.borrow();
+        mark.as_ref()
+            .map(RegistryKey::id)
+            .ok_or_else(|| mlua::Error::runtime("internal error: no trampoline"))
     }
 
     fn put_back(&self, co: Thread) {
@@ -158,12 +176,20 @@ pub fn call_with_bytes(
         // The pointer is read at once by the trampoline, before anything
         // could yield, while `data` is still borrowed here.
         let ptr = LightUserData(data.as_ptr() as *mut c_void);
-        run_in(trampolines, co, (false, func, ptr, data.len(), flag))
+        let mark: Value = lua.registry_value(
+            trampolines
+                .bytes_mark
+                .borrow()
+                .as_ref()
+                .ok_or_else(|| mlua::Error::runtime("internal error: no trampoline"))?,
+        )?;
+        run_in(trampolines, co, (mark, func, ptr, data.len(), flag))
     })
 }
 
 /// [`call_with_bytes`] for the function registered under `key` (a
-/// registry reference), the hot path of every message: the function and
+/// registry reference; with `context`, the value registered under it is
+/// passed first), the hot path of every message: the function and
 /// the arguments are pushed straight onto the idle coroutine's stack
 /// (where its next resume takes them from), with no function handle made
 /// and no argument conversion. None when this path is not available
@@ -174,6 +200,7 @@ pub fn call_registered_with_bytes(
     lua: &Lua,
     what: &str,
     key: c_int,
+    context: Option<c_int>,
     data: &[u8],
     flag: bool,
 ) -> Option<bool> {
@@ -181,20 +208,22 @@ pub fn call_registered_with_bytes(
         return None;
     }
     Some(guarded(what, || {
-        let co = trampolines.take_idle(lua)?;
         // As in call_with_bytes: the pointer is read at once by the
         // trampoline, before anything could yield.
         let ptr = data.as_ptr() as *mut c_void;
-        // SAFETY: `co` is a coroutine of this state that nothing runs.
-        if !unsafe { push_bytes_call(co.state(), key, ptr, data.len(), flag) } {
-            return Err(mlua::Error::runtime("internal error: the idle coroutine cannot take a call"));
-        }
-        resume_pushed(trampolines, lua, co, BYTES_CALL_ARGS)
+        resume_with(trampolines, lua, 6, |state, mark| {
+            // SAFETY: resume_with checked the room for six values.
+            unsafe {
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, mark as _);
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
+                ffi::lua_pushlightuserdata(state, ptr);
+                ffi::lua_pushnumber(state, data.len() as ffi::lua_Number);
+                ffi::lua_pushboolean(state, c_int::from(flag));
+                5 + push_context(state, context)
+            }
+        })
     }))
 }
-
-/// The values `push_bytes_call` pushes.
-const BYTES_CALL_ARGS: c_int = 5;
 
 /// Resumes an idle trampoline coroutine with the `nargs` values pushed
 /// onto its stack, with `lua_resume` itself rather than mlua's
@@ -208,7 +237,7 @@ fn resume_pushed(trampolines: &Trampolines, lua: &Lua, co: Thread, nargs: c_int)
     let state = co.state();
     let mut nresults: c_int = 0;
     // SAFETY: `co` is a suspended coroutine of this state (checked by
-    // push_bytes_call) with `nargs` values on its stack.
+    // resume_with) with `nargs` values on its stack.
     let status = unsafe { ffi::lua_resume(state, std::ptr::null_mut(), nargs, &mut nresults) };
     match status {
         // SAFETY: reading and popping the coroutine's own stack.
@@ -277,70 +306,70 @@ fn resume_error(lua: &Lua, co: *mut ffi::lua_State, status: c_int) -> mlua::Erro
     }
 }
 
-
-/// Calls the function registered under `key` with (length, flag), pushed
-/// straight onto the idle coroutine as [`call_registered_with_bytes`]
-/// does: for callbacks that copy the message themselves during the call
+/// Calls the function registered under `key` with (length, flag) (after
+/// the value registered under `context`, if any), pushed straight onto the
+/// idle coroutine as [`call_registered_with_bytes`] does: for callbacks
+/// that copy the message themselves during the call
 /// (binding::message_copy). False when the call failed.
 pub fn call_registered_with_length(
     trampolines: &Trampolines,
     lua: &Lua,
     what: &str,
     key: c_int,
+    context: Option<c_int>,
     len: usize,
     flag: bool,
 ) -> bool {
     guarded(what, || {
-        let co = trampolines.take_idle(lua)?;
-        // SAFETY: `co` is a coroutine of this state that nothing runs.
-        if !unsafe { push_length_call(co.state(), key, len, flag) } {
-            return Err(mlua::Error::runtime("internal error: the idle coroutine cannot take a call"));
-        }
-        resume_pushed(trampolines, lua, co, LENGTH_CALL_ARGS)
+        resume_with(trampolines, lua, 4, |state, _| {
+            // SAFETY: resume_with checked the room for four values.
+            unsafe {
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
+                let pushed = push_context(state, context);
+                ffi::lua_pushnumber(state, len as ffi::lua_Number);
+                ffi::lua_pushboolean(state, c_int::from(flag));
+                3 + pushed
+            }
+        })
     })
 }
 
-/// The values `push_length_call` pushes.
-const LENGTH_CALL_ARGS: c_int = 3;
-
-/// Pushes (registry[key], length, flag) onto an idle trampoline coroutine,
-/// which calls the function with the rest; false, pushing nothing, if it
-/// is not idle.
-unsafe fn push_length_call(state: *mut ffi::lua_State, key: c_int, len: usize, flag: bool) -> bool {
-    if ffi::lua_status(state) != ffi::LUA_YIELD
-        || ffi::lua_gettop(state) != 0
-        || ffi::lua_checkstack(state, 3) == 0
-    {
-        return false;
+/// Takes the idle trampoline coroutine, has `push` put a call onto its
+/// stack (given the bytes mark's registry reference; it returns how many
+/// values it pushed, at most `room`) and resumes it with them.
+fn resume_with(
+    trampolines: &Trampolines,
+    lua: &Lua,
+    room: c_int,
+    push: impl FnOnce(*mut ffi::lua_State, c_int) -> c_int,
+) -> mlua::Result<()> {
+    let co = trampolines.take_idle(lua)?;
+    let mark = trampolines.bytes_mark_id()?;
+    let state = co.state();
+    // SAFETY: `co` is a coroutine of this state that nothing runs.
+    if unsafe { ffi::lua_checkstack(state, room) } == 0 {
+        return Err(mlua::Error::runtime("internal error: the idle coroutine cannot take a call"));
     }
-    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
-    ffi::lua_pushnumber(state, len as ffi::lua_Number);
-    ffi::lua_pushboolean(state, c_int::from(flag));
-    true
+    let nargs = push(state, mark);
+    resume_pushed(trampolines, lua, co, nargs)
 }
 
-/// Pushes (false, registry[key], pointer, length, flag) onto an idle
-/// trampoline coroutine (yielded, empty stack): the values mlua's next
-/// resume of it passes on. False, pushing nothing, if it is not idle.
-unsafe fn push_bytes_call(
-    state: *mut ffi::lua_State,
-    key: c_int,
-    ptr: *mut c_void,
-    len: usize,
-    flag: bool,
-) -> bool {
-    if ffi::lua_status(state) != ffi::LUA_YIELD
-        || ffi::lua_gettop(state) != 0
-        || ffi::lua_checkstack(state, 5) == 0
-    {
-        return false;
+/// Whether a trampoline coroutine is idle: yielded, with an empty stack.
+fn is_idle(co: &Thread) -> bool {
+    let state = co.state();
+    // SAFETY: reads the status and stack height of a coroutine of this state.
+    unsafe { ffi::lua_status(state) == ffi::LUA_YIELD && ffi::lua_gettop(state) == 0 }
+}
+
+/// Pushes the value registered under `context`, if any; how many (0 or 1).
+unsafe fn push_context(state: *mut ffi::lua_State, context: Option<c_int>) -> c_int {
+    match context {
+        Some(context) => {
+            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, context as _);
+            1
+        }
+        None => 0,
     }
-    ffi::lua_pushboolean(state, 0);
-    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
-    ffi::lua_pushlightuserdata(state, ptr);
-    ffi::lua_pushnumber(state, len as ffi::lua_Number);
-    ffi::lua_pushboolean(state, c_int::from(flag));
-    true
 }
 
 fn resume_in_coroutine(

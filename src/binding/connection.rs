@@ -17,6 +17,7 @@ use crate::binding::fast_send;
 use crate::binding::ioloop;
 use crate::binding::message_copy;
 use crate::binding::opts::Opts;
+use crate::binding::userdata_env;
 use crate::engine::codec::Role;
 use crate::engine::connection::{Events, Shared, State};
 use crate::engine::deflate::Agreed;
@@ -41,10 +42,22 @@ struct Callbacks {
     on_drain: Option<RegistryKey>,
 }
 
+/// What a connection's events go to.
+#[derive(Default)]
+struct Wiring {
+    /// Shared by the connections given the same table with a context
+    /// (see [`shared_callbacks`]).
+    callbacks: Option<Rc<Callbacks>>,
+    /// Passed first to every callback when set (`set_callbacks`' second
+    /// argument): a face can then share one set of functions among all
+    /// its connections instead of making closures for each.
+    context: Option<RegistryKey>,
+}
+
 /// The engine's events, delivered to Lua callbacks.
 #[derive(Default)]
 struct LuaEvents {
-    callbacks: RefCell<Callbacks>,
+    wiring: RefCell<Wiring>,
     /// Its entry in the loop's registry (for graceful shutdown).
     registry_id: Cell<u64>,
     /// The loop of the thread it was made on, which runs its task: held
@@ -52,12 +65,78 @@ struct LuaEvents {
     lp: Option<&'static ioloop::Loop>,
 }
 
+/// The callbacks last set with a context, and the table they were read
+/// from: the next connection given the same table, holding the same
+/// functions, shares them instead of registering them again (a face
+/// wires every connection with one table).
+struct SharedCallbacks {
+    table: RegistryKey,
+    callbacks: Rc<Callbacks>,
+}
+
+thread_local! {
+    static SHARED: RefCell<Option<SharedCallbacks>> = const { RefCell::new(None) };
+}
+
+const CALLBACK_NAMES: [&str; 7] =
+    ["on_message", "_on_message_length", "on_ping", "on_pong", "on_close", "on_error", "on_drain"];
+
+impl Callbacks {
+    fn keys(&self) -> [&Option<RegistryKey>; 7] {
+        [
+            &self.on_message,
+            &self.on_message_length,
+            &self.on_ping,
+            &self.on_pong,
+            &self.on_close,
+            &self.on_error,
+            &self.on_drain,
+        ]
+    }
+}
+
+/// The callbacks in `t` (read as `read_callbacks` does), shared with the
+/// connections last given the same table holding the same functions.
+fn shared_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Rc<Callbacks>> {
+    // Taken out first: reading `t` may run Lua code (its __index), which
+    // may set callbacks itself.
+    let cached = SHARED.with_borrow(|shared| {
+        let shared = shared.as_ref()?;
+        // Another Lua state's key is an error here: not a match.
+        Some((lua.registry_value::<Table>(&shared.table).ok()?, shared.callbacks.clone()))
+    });
+    if let Some((table, callbacks)) = cached {
+        if table == *t && holds_functions(lua, func, t, &callbacks) {
+            return Ok(callbacks);
+        }
+    }
+    let callbacks = Rc::new(read_callbacks(lua, func, t)?);
+    let table = lua.create_registry_value(t.clone())?;
+    // Replaced outside the borrow: dropping the old keys must not run under it.
+    let old = SHARED
+        .with_borrow_mut(|shared| shared.replace(SharedCallbacks { table, callbacks: callbacks.clone() }));
+    drop(old);
+    Ok(callbacks)
+}
+
+/// Does `t` hold (as `read_callbacks` reads it) the functions of `callbacks`?
+fn holds_functions(lua: &Lua, func: &str, t: &Table, callbacks: &Callbacks) -> bool {
+    let opts = Opts::new(func, Some(t.clone()));
+    CALLBACK_NAMES.iter().zip(callbacks.keys()).all(|(name, key)| {
+        let then = match key {
+            Some(key) => lua.registry_value::<Value>(key),
+            None => Ok(Value::Nil),
+        };
+        matches!((opts.value(name), then), (Ok(now), Ok(then)) if now == then)
+    })
+}
+
 impl LuaEvents {
     /// The callback chosen by `which`, if set (a handle of its own, so the
     /// callback may replace the callbacks while it runs).
     fn callback(&self, lua: &Lua, which: fn(&Callbacks) -> &Option<RegistryKey>) -> Option<Function> {
-        let callbacks = self.callbacks.borrow();
-        let key = which(&callbacks).as_ref()?;
+        let wiring = self.wiring.borrow();
+        let key = which(wiring.callbacks.as_deref()?).as_ref()?;
         match lua.registry_value::<Function>(key) {
             Ok(func) => Some(func),
             Err(e) => {
@@ -78,11 +157,26 @@ impl LuaEvents {
         let Some(lp) = ioloop::current() else { return };
         let Some(lua) = lp.lua() else { return };
         let Some(func) = self.callback(&lua, which) else { return };
+        let context = match self.context(&lua) {
+            Ok(context) => context,
+            Err(e) => return callback::report(what, &e.to_string()),
+        };
         match args(&lua) {
             Ok(a) => {
-                callback::call(lp.trampolines(), &lua, what, &func, a);
+                match context {
+                    Some(context) => callback::call(lp.trampolines(), &lua, what, &func, (context, a)),
+                    None => callback::call(lp.trampolines(), &lua, what, &func, a),
+                };
             }
             Err(e) => callback::report(what, &e.to_string()),
+        }
+    }
+
+    /// The context callbacks get first, if one was set.
+    fn context(&self, lua: &Lua) -> mlua::Result<Option<Value>> {
+        match &self.wiring.borrow().context {
+            Some(key) => lua.registry_value::<Value>(key).map(Some),
+            None => Ok(None),
         }
     }
 }
@@ -93,23 +187,49 @@ impl Events for LuaEvents {
         let Some(lua) = lp.lua() else { return };
         // Only the key's number, under a short borrow: the callback may
         // replace the callbacks while it runs.
-        let by_length = self.callbacks.borrow().on_message_length.as_ref().map(RegistryKey::id);
-        if let Some(key) = by_length {
-            let trampolines = lp.trampolines();
+        let (key, by_length, context) = {
+            let wiring = self.wiring.borrow();
+            let Some(callbacks) = wiring.callbacks.as_ref() else { return };
+            let by_length = callbacks.on_message_length.as_ref().map(RegistryKey::id);
+            let Some(key) = by_length.or_else(|| callbacks.on_message.as_ref().map(RegistryKey::id)) else {
+                return;
+            };
+            (key, by_length.is_some(), wiring.context.as_ref().map(RegistryKey::id))
+        };
+        let trampolines = lp.trampolines();
+        if by_length {
             let len = data.len();
             message_copy::offer(data, || {
-                callback::call_registered_with_length(trampolines, &lua, "on_message", key, len, binary)
+                callback::call_registered_with_length(
+                    trampolines,
+                    &lua,
+                    "on_message",
+                    key,
+                    context,
+                    len,
+                    binary,
+                )
             });
             return;
         }
-        let Some(key) = self.callbacks.borrow().on_message.as_ref().map(RegistryKey::id) else { return };
-        if callback::call_registered_with_bytes(lp.trampolines(), &lua, "on_message", key, data, binary)
+        if callback::call_registered_with_bytes(trampolines, &lua, "on_message", key, context, data, binary)
             .is_some()
         {
             return;
         }
-        if let Some(func) = self.callback(&lua, |c| &c.on_message) {
-            callback::call_with_bytes(lp.trampolines(), &lua, "on_message", &func, data, binary);
+        let Some(func) = self.callback(&lua, |c| &c.on_message) else { return };
+        match self.context(&lua) {
+            Ok(None) => {
+                callback::call_with_bytes(lp.trampolines(), &lua, "on_message", &func, data, binary);
+            }
+            // Without ffi (PUC Lua): the string made here, as call_with_bytes does there.
+            Ok(Some(context)) => match lua.create_string(data) {
+                Ok(s) => {
+                    callback::call(lp.trampolines(), &lua, "on_message", &func, (context, s, binary));
+                }
+                Err(e) => callback::report("on_message", &e.to_string()),
+            },
+            Err(e) => callback::report("on_message", &e.to_string()),
         }
     }
 
@@ -134,7 +254,7 @@ impl Events for LuaEvents {
         }
         self.emit(|c| &c.on_close, "on_close", |_| Ok((code, reason)));
         // Taken out before dropping: dropping a key must not run under a borrow.
-        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        let callbacks = std::mem::take(&mut *self.wiring.borrow_mut());
         drop(callbacks);
         // mlua only queues dropped keys; free their slots now so the closed
         // handler's objects can be collected without waiting for reuse.
@@ -289,14 +409,20 @@ impl UserData for Connection {
                 None => (None, None),
             })
         });
-        // set_callbacks{on_message=, on_ping=, on_pong=, on_close=, on_error=}
-        methods.add_method("set_callbacks", |lua, this, t: Value| {
+        // set_callbacks({on_message=, on_ping=, on_pong=, on_close=, on_error=,
+        // on_drain=} [, context]): with a context, each is called with it first.
+        methods.add_method("set_callbacks", |lua, this, (t, context): (Value, Value)| {
             const F: &str = "turbo_ws connection:set_callbacks";
             let t = args::opt_table(F, 1, "callbacks", t)?
                 .ok_or_else(|| args::bad(F, 1, "callbacks", "table", &Value::Nil))?;
-            let callbacks = read_callbacks(lua, F, &t)?;
+            let callbacks = if context.is_nil() {
+                Wiring { callbacks: Some(Rc::new(read_callbacks(lua, F, &t)?)), context: None }
+            } else {
+                let callbacks = shared_callbacks(lua, F, &t)?;
+                Wiring { callbacks: Some(callbacks), context: Some(lua.create_registry_value(context)?) }
+            };
             if this.shared.state() != State::Closed {
-                let old = std::mem::replace(&mut *this.events.callbacks.borrow_mut(), callbacks);
+                let old = std::mem::replace(&mut *this.events.wiring.borrow_mut(), callbacks);
                 drop(old);
             }
             Ok(())
@@ -329,10 +455,9 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
 
 /// The Lua handle of `conn`.
 pub fn userdata(lua: &Lua, conn: Connection) -> mlua::Result<AnyUserData> {
-    let handle = conn.handle.number();
-    let ud = lua.create_userdata(conn)?;
-    if let (Some(handle), Some(handles)) = (handle, fast_send::method_handles(lua, &ud)?) {
-        handles.raw_set(&ud, handle)?;
-    }
+    let ud = userdata_env::create(lua, conn)?;
+    // Puts the Lua `send` method in place (once per state); it finds the
+    // connection's handle at its first send.
+    fast_send::method_handles(lua, &ud)?;
     Ok(ud)
 }

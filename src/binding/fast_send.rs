@@ -86,15 +86,22 @@ unsafe extern "C" fn fast_send(handle: u64, data: *const u8, len: usize, binary:
 }
 
 /// `conn:send` in Lua: the FFI call when it can (the connection's handle
-/// looked up in a weak table by its userdata), else the mlua method, which
-/// then raises or answers as always. Nil without the FFI.
+/// looked up in a weak table by its userdata, put there at its first
+/// send: the faces keep the handle themselves, so most connections never
+/// take a slot), else the mlua method, which then raises or answers as
+/// always. Nil without the FFI.
 const SEND_METHOD: &str = r#"
-local method, handles = ...
+local method, handles, send_handle = ...
 local fast_send = require "turbo_ws.fast_send"
 if not fast_send then return nil end
-local type = type
+local type, pcall = type, pcall
 return function(conn, data, binary)
   local handle = handles[conn]
+  if handle == nil then
+    -- (Not a connection: the method below raises as it always did.)
+    local ok, number = pcall(send_handle, conn)
+    if ok then handle = number or false; handles[conn] = handle end
+  end
   if handle and type(data) == "string" and (binary == nil or binary == true or binary == false)
      and fast_send(handle, data, #data, binary and 1 or 0) == 0 then
     return true, nil, nil
@@ -123,12 +130,16 @@ pub fn method_handles(lua: &Lua, ud: &mlua::AnyUserData) -> mlua::Result<Option<
         return Ok(None);
     };
     let method: mlua::Function = methods.raw_get("send")?;
+    let send_handle: mlua::Function = methods.raw_get("_send_handle")?;
     let handles = lua.create_table()?;
     let weak_keys = lua.create_table()?;
     weak_keys.raw_set("__mode", "k")?;
     handles.set_metatable(Some(weak_keys))?;
-    let send: Option<mlua::Function> =
-        lua.load(SEND_METHOD).set_name("=turbo_ws.send").call((method.clone(), handles.clone()))?;
+    let send: Option<mlua::Function> = lua.load(SEND_METHOD).set_name("=turbo_ws.send").call((
+        method.clone(),
+        handles.clone(),
+        send_handle,
+    ))?;
     let Some(send) = send else { return Ok(None) };
     methods.raw_set("_send", method)?;
     methods.raw_set("send", send)?;

@@ -22,4 +22,5 @@ pub mod pubsub;
 pub mod send_handles;
 pub mod server;
 pub mod toolkit;
+pub mod userdata_env;
 pub mod workers;

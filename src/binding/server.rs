@@ -21,6 +21,7 @@ use crate::binding::callback;
 use crate::binding::connection;
 use crate::binding::ioloop::{self, KeepAlive, Loop};
 use crate::binding::opts::{self, HeaderFields, Opts};
+use crate::binding::userdata_env;
 use crate::engine::codec::Role;
 use crate::engine::server::{self, AnswerError, Config, Handshake, PendingRequest, Requests, Task};
 use crate::engine::tls;
@@ -121,7 +122,7 @@ impl Requests for LuaRequests {
             }
         };
         drop(body); // Lua has its copy in `info`.
-        let handle = match lua.create_userdata(Request(req)) {
+        let handle = match userdata_env::create(&lua, Request(req)) {
             Ok(handle) => handle,
             // The request went with the failed userdata: the client gets a 500.
             Err(e) => return callback::report("on_request", &e.to_string()),
