@@ -74,6 +74,9 @@ struct SharedCallbacks {
     callbacks: Rc<Callbacks>,
 }
 
+// A thread-local, not a field of the loop (which holds host state): the
+// loop cannot name `Callbacks` without an import cycle, and this is only a
+// cache -- losing it costs one registration of the functions again.
 thread_local! {
     static SHARED: RefCell<Option<SharedCallbacks>> = const { RefCell::new(None) };
 }
@@ -199,7 +202,7 @@ impl Events for LuaEvents {
         let trampolines = lp.trampolines();
         if by_length {
             let len = data.len();
-            message_copy::offer(data, || {
+            message_copy::offer(lp, data, || {
                 callback::call_registered_with_length(
                     trampolines,
                     &lua,

@@ -65,8 +65,8 @@ pub fn message_opcode(bytes: &[u8], binary: bool) -> Option<u8> {
 /// and the face calls `conn:send`, which raises or answers as always.
 ///
 /// # Safety
-/// `data` points at `len` readable bytes (a Lua string the caller holds
-/// for the call).
+/// `data` points at `len` readable bytes (a Lua string or an FFI byte
+/// buffer the caller holds for the call).
 unsafe extern "C" fn fast_send(handle: u64, data: *const u8, len: usize, binary: c_int) -> c_int {
     if data.is_null() && len > 0 {
         return 1;

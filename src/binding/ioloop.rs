@@ -119,6 +119,9 @@ pub struct Loop {
     in_foreign_hook: Cell<bool>,
     /// What `before_block` last said of the foreign loop's liveness.
     foreign_was_alive: Cell<bool>,
+    /// The message being handed to Lua by length (`message_copy`): its
+    /// address and length, only while that call runs.
+    offered_message: Cell<Option<(*const u8, usize)>>,
 }
 
 /// The Lua side of another event loop (libuv's, through luv) that runs
@@ -185,6 +188,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         foreign: RefCell::new(None),
         in_foreign_hook: Cell::new(false),
         foreign_was_alive: Cell::new(false),
+        offered_message: Cell::new(None),
     }));
     CURRENT.with(|c| c.set(Some(lp)));
     Ok(lp)
@@ -229,6 +233,11 @@ impl Loop {
 
     pub fn signals(&self) -> &Signals<Rc<RegistryKey>> {
         &self.signals
+    }
+
+    /// The message `binding::message_copy` may copy from, if one is offered.
+    pub fn offered_message(&self) -> &Cell<Option<(*const u8, usize)>> {
+        &self.offered_message
     }
 
     pub fn trampolines(&self) -> &callback::Trampolines {

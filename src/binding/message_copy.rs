@@ -13,9 +13,9 @@
 //! no string.
 //!
 //! The message's bytes are borrowed for the call only: [`offer`] makes
-//! them the current message while the callback runs and puts back the
-//! one before (a callback that runs the loop may get a message of its
-//! own meanwhile). Outside that, or asked for another length,
+//! them the loop's offered message while the callback runs and puts back
+//! the one before (nothing, unless a loop ever runs nested), also when the
+//! call unwinds. Outside that, or asked for another length,
 //! `copy_message` copies nothing and answers 1; Lua never holds the
 //! address.
 
@@ -25,36 +25,36 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::{LightUserData, Lua, Table};
 
-thread_local! {
-    /// The message being handed to Lua: its address and length.
-    static CURRENT: Cell<Option<(*const u8, usize)>> = const { Cell::new(None) };
-}
+use crate::binding::ioloop;
 
-/// Puts the previous current message back when the call is over (also
+/// Where a loop keeps the message it offers: address and length.
+type Slot = Cell<Option<(*const u8, usize)>>;
+
+/// Puts the previous offered message back when the call is over (also
 /// when it unwinds).
-struct Restore(Option<(*const u8, usize)>);
+struct Restore<'a>(&'a Slot, Option<(*const u8, usize)>);
 
-impl Drop for Restore {
+impl Drop for Restore<'_> {
     fn drop(&mut self) {
-        let outer = self.0;
-        let _ = CURRENT.try_with(|c| c.set(outer));
+        self.0.set(self.1);
     }
 }
 
 /// Runs `call` with `data` as the message `copy_message` copies from.
-/// (Without the thread-local, at thread exit, nothing is offered and
-/// `copy_message` refuses.)
-pub fn offer<R>(data: &[u8], call: impl FnOnce() -> R) -> R {
-    let Ok(outer) = CURRENT.try_with(|c| c.replace(Some((data.as_ptr(), data.len())))) else {
-        return call();
-    };
-    let _restore = Restore(outer);
+pub fn offer<R>(lp: &ioloop::Loop, data: &[u8], call: impl FnOnce() -> R) -> R {
+    offer_in(lp.offered_message(), data, call)
+}
+
+fn offer_in<R>(slot: &Slot, data: &[u8], call: impl FnOnce() -> R) -> R {
+    let outer = slot.replace(Some((data.as_ptr(), data.len())));
+    let _restore = Restore(slot, outer);
     call()
 }
 
-/// Copies the current message, which must be `len` bytes long, to `dst`.
-/// Returns 0 when copied, 1 when there was nothing to copy (no message
-/// being handed to Lua, another length, a null `dst`, a caught panic).
+/// Copies the message offered by this thread's loop, which must be `len`
+/// bytes long, to `dst`. Returns 0 when copied, 1 when there was nothing
+/// to copy (no message being handed to Lua, another length, a null `dst`,
+/// a caught panic).
 ///
 /// # Safety
 /// `dst` points at `len` writable bytes (an FFI buffer the caller holds
@@ -62,22 +62,33 @@ pub fn offer<R>(data: &[u8], call: impl FnOnce() -> R) -> R {
 unsafe extern "C" fn copy_message(dst: *mut u8, len: usize) -> c_int {
     // No unwinding may cross the C boundary; a panic becomes "not copied".
     let copied = catch_unwind(AssertUnwindSafe(|| {
-        let Some((src, n)) = CURRENT.try_with(|c| c.get()).ok().flatten() else { return false };
-        if n != len || (dst.is_null() && len > 0) {
-            return false;
-        }
-        if len > 0 {
-            // SAFETY: `src` is the message `offer` borrows for the call
-            // still running; `dst` holds `len` bytes (the caller's promise);
-            // a Lua buffer cannot overlap the engine's read buffer.
-            unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
-        }
-        true
+        let offered = ioloop::current().and_then(|lp| lp.offered_message().get());
+        // SAFETY: the caller's promise, passed on.
+        unsafe { copy_from(offered, dst, len) }
     }));
     match copied {
         Ok(true) => 0,
         _ => 1,
     }
+}
+
+/// Copies `offered` to `dst` if it is `len` bytes long; whether it did.
+///
+/// # Safety
+/// As [`copy_message`]; `offered` is a message borrowed for a call still
+/// running.
+unsafe fn copy_from(offered: Option<(*const u8, usize)>, dst: *mut u8, len: usize) -> bool {
+    let Some((src, n)) = offered else { return false };
+    if n != len || (dst.is_null() && len > 0) {
+        return false;
+    }
+    if len > 0 {
+        // SAFETY: `src` is the message `offer` borrows for the call still
+        // running; `dst` holds `len` bytes (the caller's promise); a Lua
+        // buffer cannot overlap the engine's read buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+    }
+    true
 }
 
 /// Adds `core._copy_entry`, the address of [`copy_message`], for the faces.
@@ -90,51 +101,57 @@ pub fn register(_lua: &Lua, core: &Table) -> mlua::Result<()> {
 mod tests {
     use super::*;
 
-    fn copy(dst: &mut [u8], len: usize) -> c_int {
+    fn copy(slot: &Slot, dst: &mut [u8], len: usize) -> c_int {
         // SAFETY: `dst` holds at least `len` bytes in every call below.
-        unsafe { copy_message(dst.as_mut_ptr(), len) }
+        c_int::from(!unsafe { copy_from(slot.get(), dst.as_mut_ptr(), len) })
     }
 
     #[test]
     fn copies_only_while_offered_and_only_the_whole_message() {
+        let slot = Slot::default();
         let mut out = [0u8; 5];
-        assert_eq!(copy(&mut out, 5), 1, "nothing offered");
-        offer(b"hello", || {
-            assert_eq!(copy(&mut out, 4), 1, "another length");
+        assert_eq!(copy(&slot, &mut out, 5), 1, "nothing offered");
+        offer_in(&slot, b"hello", || {
+            assert_eq!(copy(&slot, &mut out, 4), 1, "another length");
             assert_eq!(out, [0; 5]);
-            assert_eq!(copy(&mut out, 5), 0);
+            assert_eq!(copy(&slot, &mut out, 5), 0);
         });
         assert_eq!(&out, b"hello");
-        assert_eq!(copy(&mut out, 5), 1, "the call is over");
+        assert_eq!(copy(&slot, &mut out, 5), 1, "the call is over");
     }
 
     #[test]
     fn a_nested_message_is_current_only_during_its_own_call() {
+        let slot = Slot::default();
         let mut out = [0u8; 3];
-        offer(b"abc", || {
-            offer(b"xy", || {
-                assert_eq!(copy(&mut out, 2), 0);
+        offer_in(&slot, b"abc", || {
+            offer_in(&slot, b"xy", || {
+                assert_eq!(copy(&slot, &mut out, 2), 0);
             });
-            assert_eq!(copy(&mut out, 3), 0);
+            assert_eq!(copy(&slot, &mut out, 3), 0);
         });
         assert_eq!(&out, b"abc");
     }
 
     #[test]
     fn an_empty_message_copies_nothing_and_succeeds() {
-        offer(b"", || {
+        let slot = Slot::default();
+        offer_in(&slot, b"", || {
             // SAFETY: nothing is written for length 0, null included.
-            assert_eq!(unsafe { copy_message(std::ptr::null_mut(), 0) }, 0);
+            assert_eq!(unsafe { copy_from(slot.get(), std::ptr::null_mut(), 0) }, true);
         });
     }
 
     #[test]
     fn the_outer_message_is_back_after_a_panicking_call() {
+        let slot = Slot::default();
         let mut out = [0u8; 2];
-        offer(b"ok", || {
-            let r = std::panic::catch_unwind(|| offer(b"boom", || panic!("in a callback")));
+        offer_in(&slot, b"ok", || {
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                offer_in(&slot, b"boom", || panic!("in a callback"))
+            }));
             assert!(r.is_err());
-            assert_eq!(copy(&mut out, 2), 0);
+            assert_eq!(copy(&slot, &mut out, 2), 0);
         });
         assert_eq!(&out, b"ok");
     }

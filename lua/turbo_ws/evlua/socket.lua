@@ -106,7 +106,6 @@ local function dispatch(self, op, buf, n)
   frame.msg = nil
   if not ok then toolkit.report("turbo_ws.evlua", "error in handler module '" .. self.handler .. "'", err) end
 end
-Socket.dispatch = dispatch
 
 -- One message at a time, in order, each in its own coroutine: a handler
 -- that yields holds back the messages behind it; when it finishes, the

@@ -13,9 +13,10 @@ local socket = require "turbo_ws.evlua.socket"
 local band = bit.band
 local istype = ffi.istype
 
--- The byte buffers send_frame hands to the core without a string: arrays
--- of (unsigned) char, as `msg.buf` and `ffi.new("unsigned char[?]", n)`,
--- and pointers to bytes. Other cdata take the string path, whose
+-- The byte buffers send_frame hands to the core without a string:
+-- variable-length unsigned char arrays, as `msg.buf` and
+-- `ffi.new("unsigned char[?]", n)`, and pointers to unsigned bytes. Other
+-- cdata (fixed-size arrays included) take the string path, whose
 -- conversions (and errors) stay those of ffi.string.
 local BYTE_ARRAY = ffi.typeof("unsigned char[?]")
 local BYTE_POINTER = ffi.typeof("const unsigned char *")
