@@ -11,14 +11,7 @@ local run_bounded = L.run_bounded
 local io_loop = ioloop.instance()
 local now = util.gettimemonotonic
 
--- Runs a Lua snippet in a fresh luajit; returns exit status and output.
-local function run_program(code)
-  local path = os.tmpname()
-  P.write_file(path, code)
-  local status, out = P.run("LUA_CPATH='./build/?.so;;' luajit " .. path)
-  os.remove(path)
-  return status, out
-end
+local run_program = P.run_luajit
 
 describe("turbo_ws.ioloop", function()
   it("has one instance", function()

@@ -52,12 +52,7 @@ print("answers " .. #answers)
 
 describe("on_message's entry", function()
   local status, out
-  setup(function()
-    local path = os.tmpname()
-    P.write_file(path, PROGRAM)
-    status, out = P.run("LUA_CPATH='./build/?.so;;' luajit " .. path)
-    os.remove(path)
-  end)
+  setup(function() status, out = P.run_luajit(PROGRAM) end)
 
   it("delivers every later message after a callback raised or yielded", function()
     assert.are.equal(0, status, out)

@@ -49,12 +49,7 @@ exchange("second")
 
 describe("the callback coroutine, resumed by the program", function()
   local status, out
-  setup(function()
-    local path = os.tmpname()
-    P.write_file(path, PROGRAM)
-    status, out = P.run("LUA_CPATH='./build/?.so;;' luajit " .. path)
-    os.remove(path)
-  end)
+  setup(function() status, out = P.run_luajit(PROGRAM) end)
 
   it("never reads memory a forged call names", function()
     assert.are.equal(0, status, out)

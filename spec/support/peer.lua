@@ -15,6 +15,16 @@ function P.run(cmd)
   return tonumber(out:match("exit=(%d+)%s*$")), out
 end
 
+--- Runs a Lua program in a child luajit with this tree's build; its exit
+-- status and output (stdout and stderr).
+function P.run_luajit(program)
+  local path = os.tmpname()
+  P.write_file(path, program)
+  local status, out = P.run("LUA_CPATH='./build/?.so;;' luajit " .. path)
+  os.remove(path)
+  return status, out
+end
+
 --- Runs a shell command; its output (stdout and stderr).
 function P.output(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
