@@ -51,6 +51,34 @@ describe("WebSocketHandler lazy fields", function()
     assert.same({ true, true, true, true }, after.class)
   end)
 
+  it("keep a class's own __index, set before or after the first instance", function()
+    local seen = {}
+    local function custom(_, key) if key == "custom" then return "from " .. "__index" end end
+    local Before = class("Before", ws.WebSocketHandler)
+    Before.__index = custom
+    local After = class("After", ws.WebSocketHandler)
+    local Table = class("Table", ws.WebSocketHandler)
+    Table.__index = { custom = "from a table" }
+    local function on_message(self)
+      seen[#seen + 1] = { tostring(self.custom), self.stream.class == ws.WebSocketIOStream,
+                          self.class.name, self:isInstanceOf(ws.WebSocketHandler) }
+      self:write_message("x")
+    end
+    Before.on_message, After.on_message, Table.on_message = on_message, on_message, on_message
+    local port = serve({ { "^/b$", Before }, { "^/a$", After }, { "^/t$", Table } })
+    one_message(port, "/b")
+    one_message(port, "/a")       -- After's first instance: no __index of its own yet
+    After.__index = custom
+    one_message(port, "/a")
+    one_message(port, "/t")
+    assert.same({
+      { "from __index", true, "Before", true },
+      { "nil", true, "After", true },
+      { "from __index", true, "After", true },
+      { "from a table", true, "Table", true },
+    }, seen)
+  end)
+
   it("make the stream once, on first read, before or after the upgrade", function()
     local in_prepare, in_open, unread
     local H = class("H", ws.WebSocketHandler)

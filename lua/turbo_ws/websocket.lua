@@ -277,31 +277,47 @@ function LAZY._url_args(self)
 end
 
 -- Instances look methods up in their class (`dict`, whose metatables
--- lead to the parents' methods), then lazy fields. Every
--- WebSocketHandler class gets its own (see allocate below).
-local function lazy_index(dict)
+-- lead to the parents' methods), then lazy fields, then the class's own
+-- `__index` if the program gave it one (a function or a table, as
+-- class.lua lets it). Every WebSocketHandler class gets its own (see
+-- allocate below).
+local function lazy_index(dict, own)
+  local own_is_function = type(own) == "function"
   return function(self, key)
     local value = dict[key]
     if value == nil then
       local build = LAZY[key]
-      if build ~= nil then return build(self) end
+      if build ~= nil then value = build(self) end
+      if value == nil and own ~= nil then
+        if own_is_function then return (own(self, key)) end
+        return own[key]
+      end
     end
     return value
   end
 end
 
+-- The lookup this module installed in each class, so a program's own
+-- `__index`, set before or after the first instance, is noticed.
+local installed = setmetatable({}, { __mode = "k" })
+
 -- A handler's class is a field of its class's methods, not of the
 -- instance (class.lua's isInstanceOf looks there too). Set up when the
--- class makes its first instance, whatever hooks subclasses define.
+-- class makes its first instance, whatever hooks subclasses define, and
+-- again when the program replaced `__index` since.
 local function lazy_class(klass)
   local dict = klass.__instanceDict
-  dict.__index = lazy_index(dict)
+  local own = rawget(dict, "__index")
+  if own == dict then own = nil end
+  local index = lazy_index(dict, own)
+  installed[dict] = index
+  dict.__index = index
   rawset(dict, "class", klass)
 end
 
 function Handler.static:allocate()
   local dict = self.__instanceDict
-  if rawget(dict, "class") ~= self then lazy_class(self) end
+  if rawget(dict, "class") ~= self or rawget(dict, "__index") ~= installed[dict] then lazy_class(self) end
   return setmetatable({}, dict)
 end
 
