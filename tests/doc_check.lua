@@ -545,6 +545,9 @@ local COVERED = {
   ["turbo_ws.toolkit"] = true,
   -- (the faces' FFI send path; docs/architecture.md, "One message")
   ["turbo_ws.fast_send"] = true,
+  -- (the evlua face's FFI receive path: messages copied into msg.buf;
+  -- docs/architecture.md, "One message")
+  ["turbo_ws.message_copy"] = true,
   ["turbo_ws.websocket_stream"] = true,  -- websocket.WebSocketIOStream
   ["turbo_ws.web_request"] = true,  -- web.HTTPRequest
   ["turbo_ws.evlua.headers"] = true, ["turbo_ws.evlua.http"] = true,
