@@ -133,6 +133,26 @@ describe("turbo_ws.ioloop", function()
     assert.is_true(resumed)
   end)
 
+  -- Turbo programs yield tasks and functions without requiring turbo.async
+  -- first (it is loaded with turbo); a fresh process, so nothing loaded it.
+  it("resumes a callback that yields a function before turbo.async was ever touched", function()
+    local status, out = run_program([[
+      local t = require "turbo_ws"
+      local io = t.ioloop.instance()
+      io:add_callback(function()
+        print("async loaded before:", package.loaded["turbo_ws.async"] ~= nil)
+        print("resumed with", coroutine.yield(function() return 5 end))
+        io:close()
+      end)
+      io:add_timeout(t.util.gettimemonotonic() + 3000, function() print("timed out"); io:close() end)
+      io:start()
+    ]])
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("async loaded before:\tfalse", 1, true), out)
+    assert.truthy(out:find("resumed with\t5", 1, true), out)
+    assert.falsy(out:find("timed out", 1, true), out)
+  end)
+
   it("start() returns after close() from a callback, and a later start() resumes pending work", function()
     local seen = {}
     local t = now()

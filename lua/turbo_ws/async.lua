@@ -98,10 +98,13 @@ local function on_yield(co, value)
   end
 end
 
-core.on_yield(function(co, value)
+-- The yield handler; turbo_ws.ioloop's stand-in calls it for the yield
+-- that loaded this module.
+function async._on_yield(co, value)
   local ok, err = pcall(on_yield, co, value)
   if not ok then log.error("[async.lua] " .. tostring(err)) end
-end)
+end
+core.on_yield(async._on_yield)
 
 --- task(func, ...): calls func(..., callback, callback_arg) and returns a
 -- task; yielding it resumes with the arguments func gave the callback

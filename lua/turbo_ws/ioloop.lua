@@ -5,6 +5,17 @@ local log = require "turbo_ws.log"
 
 local ioloop = {}
 
+-- Turbo runs every callback in a coroutine that may yield a task or a
+-- function, whether or not the program required turbo.async. Until
+-- turbo_ws.async (which handles such yields) is loaded, the first yield
+-- loads it; it then registers its own handler. Not required here:
+-- turbo_ws.async requires this module.
+if not package.loaded["turbo_ws.async"] then
+  core.on_yield(function(co, value)
+    require("turbo_ws.async")._on_yield(co, value)
+  end)
+end
+
 local IOLoop = {}
 IOLoop.__index = IOLoop
 

@@ -21,6 +21,8 @@ local log = require "turbo_ws.log"
 local util = require "turbo_ws.util"
 local hash = require "turbo_ws.hash"
 local web_request = require "turbo_ws.web_request"
+-- Handlers may yield tasks and functions (turbo_ws.ioloop sees to it).
+require "turbo_ws.ioloop"
 
 local type, tostring, tonumber, error, pairs, ipairs =
       type, tostring, tonumber, error, pairs, ipairs
