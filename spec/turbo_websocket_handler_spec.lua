@@ -132,6 +132,32 @@ describe("turbo.websocket", function()
       assert.is_true(got == big)
     end)
 
+    -- Turbo queued every write; a program does not check write_message's
+    -- result. Past the core's 1 MiB default, under the face's 64 MiB.
+    it("sends several large messages written at once, by a handler and by a client", function()
+      local chunk = string.rep("x", 600 * 1024)
+      local H = class("H", ws.WebSocketHandler)
+      function H:on_message(msg)
+        for i = 1, 3 do assert.is_true(self:write_message(msg .. i)) end
+      end
+      local port = serve({ { "^/ws$", H } })
+      local got, errors_seen = {}, {}
+      client_events(url(port), {
+        on_connect = function(self)
+          assert.is_true(self:write_message("small"))
+          assert.is_true(self:write_message(chunk))
+          assert.is_true(self:write_message(chunk))
+        end,
+        on_message = function(self, msg)
+          got[#got + 1] = #msg
+          if #got == 9 then self:close() end
+        end,
+        on_error = function(_, code, message) errors_seen[#errors_seen + 1] = message end,
+      })
+      assert.same({}, errors_seen)
+      assert.same({ 6, 6, 6, #chunk + 1, #chunk + 1, #chunk + 1, #chunk + 1, #chunk + 1, #chunk + 1 }, got)
+    end)
+
     it("raises on write_message after close(); ping and pong then do nothing", function()
       local result = {}
       local H = class("H", ws.WebSocketHandler)

@@ -573,6 +573,13 @@ local LISTEN_OPTIONS = {
   "backlog", "reuse_port", "permessage_deflate", "close_slow_readers",
 }
 
+-- The Turbo face's send queue limit per connection, listeners and
+-- clients alike (the core's default is 1 MiB). Turbo queued every write
+-- without limit and its programs do not check write_message's result: a
+-- handler that writes a few large messages at once must not see the later
+-- ones refused. 64 MiB still bounds what a peer that never reads can hold.
+web._MAX_BUFFERED = 64 * 1024 * 1024
+
 -- kwargs.ssl_options -> core tls: Turbo's {cert_file, key_file}, plus the
 -- core's client_ca_file (require client certificates).
 local function tls_options(ssl)
@@ -593,6 +600,7 @@ function Application:listen(port, address, kwargs)
   local options = { host = address or "0.0.0.0", port = port or 0 }
   options.tls = tls_options(kwargs.ssl_options)
   for _, name in ipairs(LISTEN_OPTIONS) do options[name] = kwargs[name] end
+  options.max_buffered = options.max_buffered or web._MAX_BUFFERED
   local secure = options.tls ~= nil
   local server = core.listen(options, function(req, info)
     self:_on_request(req, info, secure)

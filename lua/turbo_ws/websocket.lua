@@ -682,6 +682,7 @@ function Client:_connect_options(headers)
     max_redirects = max_redirects,
     tls = clientutil.tls_options(kwargs.ssl_options, kwargs),
     max_message_size = kwargs.max_buffer_size,
+    max_buffered = web._MAX_BUFFERED,
   }
 end
 
