@@ -46,14 +46,16 @@ describe("turbo.websocket", function()
       end)
 
       -- Raw servers answering the handshake badly.
-      local function against(answer)
+      local function against(answer, kwargs)
         local port, stop = S.raw_server(function(fd, request)
           local reply = answer(request)
           if reply then S.raw.send(fd, reply) end
           S.raw.close(fd)
         end)
         S.finally(stop)
-        return first_error(url(port), { request_timeout = 2 })
+        kwargs = kwargs or {}
+        kwargs.request_timeout = 2
+        return first_error(url(port), kwargs)
       end
 
       it("NO_HEADERS when the server closes without answering", function()
@@ -78,6 +80,30 @@ describe("turbo.websocket", function()
         assert.equal(errors.WEBSOCKET_PROTOCOL_ERROR, (against(function(request)
           return (S.accept_response(request):gsub("\r\n\r\n$", "\r\nSec-WebSocket-Protocol: x\r\n\r\n"))
         end)))
+      end)
+
+      it("WEBSOCKET_PROTOCOL_ERROR when the 101 picks a subprotocol other than the offered one", function()
+        assert.equal(errors.WEBSOCKET_PROTOCOL_ERROR, (against(function(request)
+          return (S.accept_response(request):gsub("\r\n\r\n$", "\r\nSec-WebSocket-Protocol: other\r\n\r\n"))
+        end, { websocket_protocol = "chat" })))
+      end)
+
+      -- RFC 6455 4.1 fails only an unoffered choice; Turbo's client did not check.
+      it("connects when the 101 picks none of the offered subprotocols", function()
+        local port, stop = S.raw_server(function(fd, request)
+          assert(request:find("Sec-WebSocket-Protocol: chat", 1, true), request)
+          S.raw.send(fd, S.accept_response(request) .. S.frame(8, "\3\232"))
+          S.after(50, function() S.raw.close(fd) end)
+        end)
+        S.finally(stop)
+        local connected = false
+        local events = client_events(url(port), {
+          websocket_protocol = "chat",
+          on_connect = function() connected = true end,
+        })
+        assert.is_true(connected)
+        assert.is_nil(find_event(events, "on_error"))
+        assert.equal(1000, find_event(events, "on_close")[2])
       end)
 
       it("WEBSOCKET_PROTOCOL_ERROR, then on_close(1002), when the server breaks the framing", function()

@@ -677,6 +677,8 @@ function Client:_connect_options(headers)
   return {
     headers = extra,
     protocols = protocols,
+    -- Turbo's client took a 101 that picks none of them (RFC 6455 allows it).
+    require_protocol = false,
     connect_timeout = connect_timeout,
     timeout = timeout,
     max_redirects = max_redirects,

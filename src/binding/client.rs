@@ -32,6 +32,7 @@ fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Connect>
         path: opts.string("path")?,
         headers: opts::headers_option(func, opts)?,
         protocols: opts.strings("protocols")?.unwrap_or_default(),
+        require_protocol: opts.bool("require_protocol")?.unwrap_or(true),
         dial: opts::dial(func, opts)?,
         timeout: opts::timeout_or_default(opts, "timeout", DEFAULT_HANDSHAKE_TIMEOUT)?,
         max_redirects: opts.integer("max_redirects", 0, 100)?.unwrap_or(0) as u32,

@@ -24,6 +24,9 @@ pub struct Connect {
     pub path: Option<String>,
     pub headers: Vec<(String, String)>,
     pub protocols: Vec<String>,
+    /// Fail an answer that picks none of the offered subprotocols (browsers
+    /// do; RFC 6455 allows the answer and Turbo's client took it).
+    pub require_protocol: bool,
     pub dial: Dial,
     /// For everything: DNS, connect, TLS, the handshake, every redirect.
     pub timeout: Option<Duration>,
@@ -176,7 +179,13 @@ fn build_request(
         line(name, value);
     }
     head.push_str("\r\n");
-    Ok(handshake::Request { head: head.into_bytes(), key, protocols, offer_deflate })
+    Ok(handshake::Request {
+        head: head.into_bytes(),
+        key,
+        protocols,
+        require_protocol: p.require_protocol,
+        offer_deflate,
+    })
 }
 
 /// The engine on its own, no Lua: the client handshake and the connection
@@ -200,6 +209,7 @@ mod tests {
             path: None,
             headers: vec![("X-Test".into(), "1".into())],
             protocols: Vec::new(),
+            require_protocol: true,
             dial: Dial { connect_timeout: None, tls: Default::default(), unix_socket: None },
             timeout: Some(Duration::from_secs(5)),
             max_redirects: 0,

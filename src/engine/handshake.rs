@@ -86,6 +86,8 @@ pub struct Request {
     pub head: Vec<u8>,
     pub key: String,
     pub protocols: Vec<String>,
+    /// An answer must pick one of `protocols` when there are any.
+    pub require_protocol: bool,
     /// The head offers permessage-deflate.
     pub offer_deflate: bool,
 }
@@ -198,7 +200,8 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed
                 .map_err(|m| Failure::BadHandshake(Check::Extension, m))?,
         ),
     };
-    // A client that offered subprotocols needs the server to pick one of them.
+    // The server may pick only an offered subprotocol; picking none is
+    // refused too unless the program allows it (`require_protocol`).
     match res.header("sec-websocket-protocol") {
         Some(chosen) => {
             let chosen = String::from_utf8_lossy(chosen);
@@ -209,7 +212,7 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed
                 ));
             }
         }
-        None if !req.protocols.is_empty() => {
+        None if req.require_protocol && !req.protocols.is_empty() => {
             return Err(Failure::BadHandshake(
                 Check::Protocol,
                 "the server chose none of the offered subprotocols".into(),
