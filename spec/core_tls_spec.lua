@@ -37,6 +37,11 @@ local function make_certificates()
   signed("expired", "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256", local_names, -1)
   sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost " ..
      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout self.key -out self.pem")
+  -- The same names and subject, another key; and another host's.
+  sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost " ..
+     "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout self2.key -out self2.pem")
+  sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=other " ..
+     "-addext subjectAltName=DNS:other.example -keyout selfother.key -out selfother.pem")
 end
 
 local function path(name) return dir .. "/" .. name end
@@ -118,7 +123,29 @@ describe("wss with the native core", function()
     server:close()
   end)
 
-  it("connects to a self-signed server only with verification explicitly off", function()
+  -- OpenSSL (Turbo's, evlua's TLS) trusts a listed self-signed certificate;
+  -- webpki alone refuses a CA certificate presented as the server's own.
+  it("trusts a self-signed certificate listed in ca_file or ca_path", function()
+    local server = wss_server("self")
+    local url = "wss://127.0.0.1:" .. server:port() .. "/"
+    assert.are.equal("echo:over tls", try(url, { tls = { ca_file = path("self.pem") } }))
+    os.execute("mkdir -p " .. path("selfdir") .. " && cp " .. path("self.pem") .. " " .. path("selfdir/"))
+    assert.are.equal("echo:over tls", try(url, { tls = { ca_path = path("selfdir") } }))
+    assert.are.equal("echo:over tls", try("wss://localhost:" .. server:port() .. "/", { tls = { ca_file = path("self.pem") } }))
+    server:close()
+  end)
+
+  it("trusts a listed self-signed certificate only itself and only for its names", function()
+    local server = wss_server("self")
+    local url = "wss://127.0.0.1:" .. server:port() .. "/"
+    assert.are.equal("error:tls", try(url, { tls = { ca_file = path("self2.pem") } }))
+    server:close()
+    server = wss_server("selfother")
+    assert.are.equal("error:tls", try("wss://127.0.0.1:" .. server:port() .. "/", { tls = { ca_file = path("selfother.pem") } }))
+    server:close()
+  end)
+
+  it("connects to an unlisted self-signed server only with verification explicitly off", function()
     local server = wss_server("self")
     assert.are.equal("echo:over tls", try("wss://127.0.0.1:" .. server:port() .. "/", { tls = { verify = false } }))
     server:close()

@@ -6,10 +6,13 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -52,12 +55,12 @@ pub fn server_config(id: &Identity, client_ca: Option<&str>) -> Result<Arc<Serve
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            if add_pem_cas(&mut roots, ca, &pem_bytes("client CA file", ca)?)? == 0 {
+            let mut cas = CustomCas::new();
+            if cas.add_pem(ca, &pem_bytes("client CA file", ca)?)? == 0 {
                 return Err(format!("no CA certificate found in '{ca}'"));
             }
             let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(cas.roots), provider())
                     .build()
                     .map_err(|e| format!("cannot verify clients with '{ca}': {e}"))?;
             builder.with_client_cert_verifier(verifier)
@@ -104,40 +107,54 @@ fn default_roots() -> RootCertStore {
     roots
 }
 
-fn add_pem_cas(roots: &mut RootCertStore, what: &str, pem: &[u8]) -> Result<usize, String> {
-    let mut added = 0;
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| format!("bad CA PEM in {what}: {e}"))?;
-        roots.add(cert).map_err(|e| format!("unusable CA certificate in {what}: {e}"))?;
-        added += 1;
-    }
-    Ok(added)
+/// A program's own CAs (`ca_file`, `ca_path`, `client_ca_file`): as trust
+/// roots, and as they were written, for `TrustedOrPinned`.
+struct CustomCas {
+    roots: RootCertStore,
+    certs: Vec<CertificateDer<'static>>,
 }
 
-fn custom_roots(opts: &ClientOptions) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    if let Some(file) = &opts.ca_file {
-        let pem = pem_bytes("CA file", file)?;
-        if add_pem_cas(&mut roots, file, &pem)? == 0 {
-            return Err(format!("no CA certificate found in '{file}'"));
-        }
+impl CustomCas {
+    fn new() -> CustomCas {
+        CustomCas { roots: RootCertStore::empty(), certs: Vec::new() }
     }
-    if let Some(dir) = &opts.ca_path {
-        let entries = std::fs::read_dir(Path::new(dir))
-            .map_err(|e| format!("cannot read CA directory '{dir}': {e}"))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_file() {
-                if let Ok(pem) = std::fs::read(&path) {
-                    add_pem_cas(&mut roots, &path.display().to_string(), &pem)?;
-                }
+
+    fn add_pem(&mut self, what: &str, pem: &[u8]) -> Result<usize, String> {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("bad CA PEM in {what}: {e}"))?;
+            self.roots.add(cert.clone()).map_err(|e| format!("unusable CA certificate in {what}: {e}"))?;
+            self.certs.push(cert);
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    fn load(opts: &ClientOptions) -> Result<CustomCas, String> {
+        let mut cas = CustomCas::new();
+        if let Some(file) = &opts.ca_file {
+            let pem = pem_bytes("CA file", file)?;
+            if cas.add_pem(file, &pem)? == 0 {
+                return Err(format!("no CA certificate found in '{file}'"));
             }
         }
-        if roots.is_empty() {
-            return Err(format!("no CA certificate found in directory '{dir}'"));
+        if let Some(dir) = &opts.ca_path {
+            let entries = std::fs::read_dir(Path::new(dir))
+                .map_err(|e| format!("cannot read CA directory '{dir}': {e}"))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_file() {
+                    if let Ok(pem) = std::fs::read(&path) {
+                        cas.add_pem(&path.display().to_string(), &pem)?;
+                    }
+                }
+            }
+            if cas.roots.is_empty() {
+                return Err(format!("no CA certificate found in directory '{dir}'"));
+            }
         }
+        Ok(cas)
     }
-    Ok(roots)
 }
 
 /// The client configuration for `opts`; the common default one is built once.
@@ -157,15 +174,17 @@ fn build_client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, String
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let builder = if opts.verify {
-        let roots = if opts.ca_file.is_some() || opts.ca_path.is_some() {
-            custom_roots(opts)?
-        } else {
-            default_roots()
-        };
-        builder.with_root_certificates(roots)
-    } else {
+    let builder = if !opts.verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+    } else if opts.ca_file.is_some() || opts.ca_path.is_some() {
+        let cas = CustomCas::load(opts)?;
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(cas.roots), provider())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let verifier = TrustedOrPinned { webpki, pinned: cas.certs };
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
+    } else {
+        builder.with_root_certificates(default_roots())
     };
     let mut config = match &opts.identity {
         Some(id) => {
@@ -182,6 +201,69 @@ fn build_client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, String
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(bare.to_owned()).map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))
+}
+
+/// Verifies against the program's own CAs and, as OpenSSL does (Turbo's and
+/// evlua's TLS), also accepts a server whose certificate is one of them: a
+/// self-signed certificate trusted by listing it. webpki refuses a CA
+/// certificate as the server's own (`CaUsedAsEndEntity`), a check it makes
+/// after the validity period's; for a listed certificate, byte for byte,
+/// only its names are left to check.
+#[derive(Debug)]
+struct TrustedOrPinned {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            matches!(other.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity))
+        }
+        _ => false,
+    }
+}
+
+impl ServerCertVerifier for TrustedOrPinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(e) if is_ca_used_as_end_entity(&e) && self.pinned.iter().any(|p| p == end_entity) => {
+                let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&cert, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            result => result,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Accepts any certificate: only when the program turned verification off.
