@@ -86,6 +86,7 @@ describe("ws.connect", function()
       assert.are.equal("t1", f["x-token"])
       assert.are.equal("3", f["count"])
       assert.is_nil(f["method"])
+      assert.is_nil(f["sec-websocket-extensions"]) -- evlua offers none
       local keys = 0
       for _, pair in ipairs(request.all) do
         if pair[1] == "sec-websocket-key" then keys = keys + 1 end
@@ -168,6 +169,43 @@ describe("ws.connect", function()
                                     hdrs = {}, external = false }
       assert.is_nil(conn)
       assert.are.equal('{"error_message":"go away"}', msg)
+    end)
+  end)
+
+  it("returns '{}' when init refuses without a message, as evlua's JSON encoder writes it", function()
+    run_async(function()
+      probe.init = function() return false end
+      local _, port = start_server()
+      local conn, msg = ws.connect{ url = "http://127.0.0.1:" .. port .. "/evspec/probe",
+                                    hdrs = {}, external = false }
+      assert.is_nil(conn)
+      assert.are.equal("{}", msg)
+    end)
+  end)
+
+  it("agrees the subprotocol init sets; takes an answer choosing none; offers no extension", function()
+    run_async(function()
+      probe.init = function(request, response)
+        local offered = request:get_hdr_field("Sec-WebSocket-Protocol")
+        if offered and offered:find("chat", 1, true) then
+          response:set_hdr_field("Sec-WebSocket-Protocol", "chat")
+        end
+        return true
+      end
+      local _, port = start_server()
+      local url = "http://127.0.0.1:" .. port .. "/evspec/probe"
+      local conn, status, fields = ws.connect{ url = url, external = false,
+                                               hdrs = { ["Sec-WebSocket-Protocol"] = "chat, superchat" } }
+      assert.are.equal(101, status)
+      assert.are.equal("chat", fields["Sec-WebSocket-Protocol"])
+      -- evlua negotiates no extension, as either side.
+      assert.is_nil(fields["Sec-WebSocket-Extensions"])
+      ws_util.close(conn)
+      local conn2, status2, fields2 = ws.connect{ url = url, external = false,
+                                                  hdrs = { ["Sec-WebSocket-Protocol"] = "other" } }
+      assert.are.equal(101, status2)
+      assert.is_nil(fields2["Sec-WebSocket-Protocol"])
+      ws_util.close(conn2)
     end)
   end)
 

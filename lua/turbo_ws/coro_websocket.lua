@@ -76,6 +76,15 @@ local function wait_in(list, co)
   end
 end
 
+-- Resumes every coroutine waiting in `list`. From a copy: each one
+-- resumed takes itself out of `list` (wait_in), which would make a loop
+-- over `list` itself skip the next.
+local function wake_all(list)
+  local waiting = {}
+  for i = 1, #list do waiting[i] = list[i] end
+  for i = 1, #waiting do resume(waiting[i]) end
+end
+
 ---------------------------------------------------------------------------
 -- Message tables
 ---------------------------------------------------------------------------
@@ -484,11 +493,7 @@ local function open_link(conn, heartbeat, socket_path)
     stop_heartbeat()
   end
 
-  local function wake_senders()
-    local waiting = senders
-    senders = {}
-    for _, co in ipairs(waiting) do resume(co) end
-  end
+  local function wake_senders() wake_all(senders) end
 
   local callbacks = {
     on_message = function(data, binary) push(message(binary and 2 or 1, data)) end,
@@ -504,9 +509,7 @@ local function open_link(conn, heartbeat, socket_path)
       end
       closing()
       done = true
-      local waiting = readers
-      readers = {}
-      for _, co in ipairs(waiting) do resume(co) end
+      wake_all(readers)
       wake_senders()
       for _, fn in ipairs(on_closed) do fn() end
     end,
@@ -535,7 +538,7 @@ local function open_link(conn, heartbeat, socket_path)
   -- in a text message, a close code that may not be sent) become write()'s.
   local function call(level, method, ...)
     local ok, a, b, c = pcall(conn[method], conn, ...)
-    if not ok then error("turbo_ws.coro_websocket.write: " .. tostring(a), level + 1) end
+    if not ok then error("turbo_ws.coro_websocket.write: " .. toolkit.core_reason(a), level + 1) end
     return result(a, b, c)
   end
 
@@ -565,7 +568,7 @@ local function open_link(conn, heartbeat, socket_path)
     end
     while true do
       local ok, a, kind, msg = pcall(conn.send, conn, payload, binary)
-      if not ok then error("turbo_ws.coro_websocket.write: " .. tostring(a), 4) end
+      if not ok then error("turbo_ws.coro_websocket.write: " .. toolkit.core_reason(a), 4) end
       local co, main = coroutine.running()
       if kind ~= "too_big" or not co or main or close_sent or done or conn:state() ~= "open" then
         return result(a, kind, msg)

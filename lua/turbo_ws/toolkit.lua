@@ -61,6 +61,14 @@ function toolkit.resume(source, co, ...)
   if not ok then report_uncaught(source, co, err) end
 end
 
+--- The reason in an error a core function raised for misuse, on one line:
+-- mlua writes it as "runtime error: <reason>" followed by a traceback,
+-- which a face's own error message should not carry.
+function toolkit.core_reason(err)
+  local line = tostring(err):match("^[^\n]*")
+  return (line:gsub("^runtime error: ", ""))
+end
+
 --- toolkit.resume with no values: a reader woken for a message. Without
 -- `...` LuaJIT compiles the path into the resume (a vararg call there
 -- aborts the trace, and every message then runs interpreted up to it).

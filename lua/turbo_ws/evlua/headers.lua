@@ -84,8 +84,10 @@ function M.json_string(s)
   return (s:gsub("[\128-\255][\128-\191]*", escape_code_point))
 end
 
---- evlua's error document: {"error_message": msg}.
+--- evlua's error document: {"error_message": msg}; {} without a msg (an
+-- `init` that returned false alone), as evlua's JSON encoder writes it.
 function M.error_json(msg)
+  if msg == nil then return "{}" end
   return '{"error_message":' .. M.json_string(tostring(msg)) .. "}"
 end
 

@@ -103,7 +103,16 @@ local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true }
 local UPGRADE_OWN = {
   ["content-length"] = true, ["transfer-encoding"] = true, ["upgrade"] = true,
   ["connection"] = true, ["sec-websocket-accept"] = true,
+  ["sec-websocket-protocol"] = true, -- the upgrade's `protocol`
 }
+
+-- The subprotocol `init` chose by setting Sec-WebSocket-Protocol, or nil.
+local function chosen_protocol(response)
+  for _, pair in ipairs(response._headers) do
+    if pair[1]:lower() == "sec-websocket-protocol" then return pair[2] end
+  end
+  return nil
+end
 
 local function wire_headers(response, drop)
   local list = {}
@@ -133,13 +142,16 @@ function M.is_response(v) return getmetatable(v) == Response end
 --- The serve option `app_base_path` for this request's server, or nil.
 function M.base_path(request) return request._server.app_base_path end
 
---- Answers 101 (with the fields `init` set) and starts dispatching the
+--- Answers 101 (with the fields `init` set; a Sec-WebSocket-Protocol it
+-- set is the subprotocol chosen, which the client must have offered, else
+-- this raises) and starts dispatching the
 -- connection's frames to module `handler` (named; `module` is what
 -- `require` gave ws.accept). The core re-checks the
 -- handshake (RFC 6455 4.2.1); if it refuses, it has answered the error
 -- itself and this returns false, status, message.
 function M.upgrade(request, response, handler, module)
   local conn, status, message = request._req:upgrade{
+    protocol = chosen_protocol(response),
     headers = wire_headers(response, UPGRADE_OWN),
   }
   if not conn then
@@ -193,7 +205,9 @@ function M.serve(opts)
           .. type(opts.app_base_path), 2)
   end
   local server = { handle_request = opts.handle_request, app_base_path = opts.app_base_path }
-  local listen_opts = {}
+  -- evlua negotiates no extension (its frames are what send_frame writes);
+  -- a program may still ask for permessage-deflate.
+  local listen_opts = { permessage_deflate = false }
   for k, v in pairs(opts) do
     if k ~= "handle_request" and k ~= "app_base_path" then listen_opts[k] = v end
   end

@@ -238,7 +238,12 @@ end
 function Socket:_send_or_wait(what, payload, binary, timeout)
   local deadline
   while true do
-    local ok, kind, message = self.conn:send(payload, binary)
+    local called, ok, kind, message = pcall(self.conn.send, self.conn, payload, binary)
+    if not called then
+      -- Misuse the core refused (text that is not UTF-8): evlua's error
+      -- form, the core's reason, without its traceback.
+      error(("%s: %s"):format(what, toolkit.core_reason(ok)), 0)
+    end
     if ok then return end
     if kind ~= "too_big" or not self:alive() then
       if not deadline and not self:alive() then
