@@ -243,8 +243,10 @@ impl Reader {
         }
         let so_far = self.partial.as_ref().map_or(0, |p| p.data.len());
         if so_far as u64 + h.len > self.max_message as u64 {
+            // Its size so far: more fragments may follow.
+            let size = if h.fin { "" } else { "at least " };
             return Err(too_big(format!(
-                "a message of more than {} bytes (max_message_size = {})",
+                "a message of {size}{} bytes (max_message_size = {})",
                 so_far as u64 + h.len,
                 self.max_message
             )));
