@@ -108,7 +108,7 @@ fn default_roots() -> RootCertStore {
 }
 
 /// A program's own CAs (`ca_file`, `ca_path`, `client_ca_file`): as trust
-/// roots, and as they were written, for `TrustedOrPinned`.
+/// roots, and as they were written, for `ListedCas`.
 struct CustomCas {
     roots: RootCertStore,
     certs: Vec<CertificateDer<'static>>,
@@ -175,13 +175,15 @@ fn build_client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, String
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = if !opts.verify {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+        let verifier = ClientVerifier { provider: provider(), cas: None };
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
     } else if opts.ca_file.is_some() || opts.ca_path.is_some() {
         let cas = CustomCas::load(opts)?;
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(cas.roots), provider())
             .build()
             .map_err(|e| e.to_string())?;
-        let verifier = TrustedOrPinned { webpki, pinned: cas.certs };
+        let verifier =
+            ClientVerifier { provider: provider(), cas: Some(ListedCas { webpki, listed: cas.certs }) };
         builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
     } else {
         builder.with_root_certificates(default_roots())
@@ -203,16 +205,26 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(bare.to_owned()).map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))
 }
 
-/// Verifies against the program's own CAs and, as OpenSSL does (Turbo's and
-/// evlua's TLS), also accepts a server whose certificate is one of them: a
-/// self-signed certificate trusted by listing it. webpki refuses a CA
-/// certificate as the server's own (`CaUsedAsEndEntity`), a check it makes
-/// after the validity period's; for a listed certificate, byte for byte,
-/// only its names are left to check.
+/// The client's own check of server certificates, where rustls' default
+/// (webpki against the roots) is not what the program asked for.
 #[derive(Debug)]
-struct TrustedOrPinned {
+struct ClientVerifier {
+    provider: Arc<CryptoProvider>,
+    /// None: accept any certificate (only when the program turned
+    /// verification off).
+    cas: Option<ListedCas>,
+}
+
+/// Verification against the program's own CAs that, as OpenSSL does
+/// (Turbo's and evlua's TLS), also accepts a server whose certificate is
+/// one of them: a self-signed certificate trusted by listing it. webpki
+/// refuses a CA certificate as the server's own (`CaUsedAsEndEntity`), a
+/// check it makes after the validity period's; for a listed certificate,
+/// byte for byte, only its names are left to check.
+#[derive(Debug)]
+struct ListedCas {
     webpki: Arc<WebPkiServerVerifier>,
-    pinned: Vec<CertificateDer<'static>>,
+    listed: Vec<CertificateDer<'static>>,
 }
 
 fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
@@ -224,7 +236,7 @@ fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
     }
 }
 
-impl ServerCertVerifier for TrustedOrPinned {
+impl ServerCertVerifier for ClientVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -233,8 +245,9 @@ impl ServerCertVerifier for TrustedOrPinned {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(e) if is_ca_used_as_end_entity(&e) && self.pinned.iter().any(|p| p == end_entity) => {
+        let Some(cas) = &self.cas else { return Ok(ServerCertVerified::assertion()) };
+        match cas.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(e) if is_ca_used_as_end_entity(&e) && cas.listed.iter().any(|c| c == end_entity) => {
                 let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
                 rustls::client::verify_server_name(&cert, server_name)?;
                 Ok(ServerCertVerified::assertion())
@@ -249,7 +262,12 @@ impl ServerCertVerifier for TrustedOrPinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -258,49 +276,15 @@ impl ServerCertVerifier for TrustedOrPinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// Accepts any certificate: only when the program turned verification off.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
