@@ -205,9 +205,7 @@ function M.serve(opts)
           .. type(opts.app_base_path), 2)
   end
   local server = { handle_request = opts.handle_request, app_base_path = opts.app_base_path }
-  -- evlua negotiates no extension (its frames are what send_frame writes);
-  -- a program may still ask for permessage-deflate.
-  local listen_opts = { permessage_deflate = false }
+  local listen_opts = {}
   for k, v in pairs(opts) do
     if k ~= "handle_request" and k ~= "app_base_path" then listen_opts[k] = v end
   end

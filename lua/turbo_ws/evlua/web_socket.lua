@@ -230,11 +230,11 @@ function ws.connect(inp)
   local host, port, path = parse_url(inp.url)
   local hdrs = inp.hdrs
   local target = ("%s://%s:%d%s"):format(inp.secure and "wss" or "ws", host, port, path)
-  -- As evlua: no extension offered, and a 101 choosing none of the
-  -- subprotocols a program offered in hdrs is taken.
+  -- As evlua: a 101 choosing none of the subprotocols a program offered
+  -- in hdrs is taken.
   local options = {
     headers = request_headers(hdrs), timeout = inp.timeout, tls = inp.tls,
-    permessage_deflate = false, require_protocol = false,
+    require_protocol = false,
   }
 
   -- evlua writes its handshake fields into the caller's table; the key is
