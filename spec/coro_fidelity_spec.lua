@@ -208,7 +208,9 @@ describe("coro-websocket fidelity", function()
         }) do
           local r = results({ host = "127.0.0.1", port = p.tcp, pathname = case[1], protocol = case[3] })
           assert.are.same({ n = 2, nil, case[2] }, r)
-          assert.are.equal("bad_handshake", (cws.last_error()))
+          local kind, _, response = cws.last_error()
+          assert.are.equal("bad_handshake", kind)
+          assert.are.equal(101, response and response.status) -- the answer that failed
         end
       end)
     end)

@@ -99,6 +99,10 @@ async fn establish(p: &Connect) -> Result<Established, Failure> {
                     }
                 }
             }
+            Err(HandshakeFailure::BadHandshake(check, why, res)) => {
+                let error = Error::new(Kind::BadHandshake, why).with_detail(check.name());
+                return Err((error, Some(Answer::from_handshake(*res, &target.url))));
+            }
             Err(e) => return Err((handshake_error(e), None)),
         }
     }
@@ -116,7 +120,7 @@ fn handshake_error(e: HandshakeFailure) -> Error {
         HandshakeFailure::Io(io) => Error::new(Kind::Io, format!("during the handshake: {io}")),
         HandshakeFailure::NoResponse => no_response(),
         HandshakeFailure::BadResponse(m) => Error::new(Kind::BadResponse, m),
-        HandshakeFailure::BadHandshake(check, m) => {
+        HandshakeFailure::BadHandshake(check, m, _) => {
             Error::new(Kind::BadHandshake, m).with_detail(check.name())
         }
         HandshakeFailure::Status(res) => {

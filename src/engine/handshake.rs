@@ -54,8 +54,8 @@ pub enum Failure {
     BadResponse(String),
     /// An HTTP answer other than 101.
     Status(Response),
-    /// A 101 that breaks §4.1's rules: which check, and why.
-    BadHandshake(Check, String),
+    /// A 101 that breaks §4.1's rules: which check, why, and the answer.
+    BadHandshake(Check, String, Box<Response>),
 }
 
 /// The checks of a 101 answer (§4.1), each with a stable name that faces
@@ -117,8 +117,10 @@ pub async fn client(
         response.body = Some(read_body(stream, &response, rest).await);
         return Err(Failure::Status(response));
     }
-    let deflate = check_upgrade(&response, request)?;
-    Ok((response, rest, deflate))
+    match check_upgrade(&response, request) {
+        Ok(deflate) => Ok((response, rest, deflate)),
+        Err((check, why)) => Err(Failure::BadHandshake(check, why, Box::new(response))),
+    }
 }
 
 /// Parses a complete response head, or None while it is incomplete.
@@ -167,38 +169,25 @@ async fn read_body(stream: &mut Stream, response: &Response, mut body: BytesMut)
 
 /// §4.1: Upgrade, Connection, Sec-WebSocket-Accept, the extension and the
 /// subprotocol.
-fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed>, Failure> {
+fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed>, (Check, String)> {
     if !res.header_has_token("upgrade", "websocket") {
-        return Err(Failure::BadHandshake(
-            Check::Upgrade,
-            "the answer has no 'Upgrade: websocket' header".into(),
-        ));
+        return Err((Check::Upgrade, "the answer has no 'Upgrade: websocket' header".into()));
     }
     if !res.header_has_token("connection", "upgrade") {
-        return Err(Failure::BadHandshake(
-            Check::Connection,
-            "the answer has no 'Connection: Upgrade' header".into(),
-        ));
+        return Err((Check::Connection, "the answer has no 'Connection: Upgrade' header".into()));
     }
     let expected = frame::derive_accept_key(req.key.as_bytes());
     if res.header("sec-websocket-accept") != Some(expected.as_bytes()) {
-        return Err(Failure::BadHandshake(
-            Check::Accept,
-            "the answer's Sec-WebSocket-Accept does not match the key".into(),
-        ));
+        return Err((Check::Accept, "the answer's Sec-WebSocket-Accept does not match the key".into()));
     }
     let deflate = match res.header("sec-websocket-extensions") {
         None => None,
         Some(_) if !req.offer_deflate => {
-            return Err(Failure::BadHandshake(
-                Check::Extension,
-                "the server chose an extension that was not offered".into(),
-            ))
+            return Err((Check::Extension, "the server chose an extension that was not offered".into()))
         }
-        Some(answer) => Some(
-            deflate::read_answer(&String::from_utf8_lossy(answer))
-                .map_err(|m| Failure::BadHandshake(Check::Extension, m))?,
-        ),
+        Some(answer) => {
+            Some(deflate::read_answer(&String::from_utf8_lossy(answer)).map_err(|m| (Check::Extension, m))?)
+        }
     };
     // The server may pick only an offered subprotocol; picking none is
     // refused too unless the program allows it (`require_protocol`).
@@ -206,17 +195,14 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed
         Some(chosen) => {
             let chosen = String::from_utf8_lossy(chosen);
             if !req.protocols.iter().any(|p| *p == chosen) {
-                return Err(Failure::BadHandshake(
+                return Err((
                     Check::Protocol,
                     format!("the server chose subprotocol '{chosen}', which was not offered"),
                 ));
             }
         }
         None if req.require_protocol && !req.protocols.is_empty() => {
-            return Err(Failure::BadHandshake(
-                Check::Protocol,
-                "the server chose none of the offered subprotocols".into(),
-            ));
+            return Err((Check::Protocol, "the server chose none of the offered subprotocols".into()));
         }
         None => {}
     }
