@@ -172,7 +172,7 @@ describe("turbo.websocket", function()
       end
       local port = serve({ { "^/ws$", H } })
       client_events(url(port))
-      assert.is_false(result.before)
+      assert.is_nil(result.before) -- Turbo: true if closed, otherwise nil
       assert.is_true(result.after)
       assert.is_false(result.write[1])
       assert.truthy(tostring(result.write[2]):find("closed", 1, true))

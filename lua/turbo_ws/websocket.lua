@@ -184,13 +184,15 @@ function Stream:_dropped()
   return stream ~= nil and stream._dropped == true
 end
 
---- True once close() was called or the connection is closing or closed.
+--- True once close() was called or the connection is closing or closed;
+-- nil before, as Turbo's ("true if closed, otherwise nil").
 function Stream:closed()
   if self._closed then return true end
   local conn = self._conn
-  if conn == nil then return false end
+  if conn == nil then return nil end
   local state = conn:state()
-  return state == "closing" or state == "closed"
+  if state == "closing" or state == "closed" then return true end
+  return nil
 end
 
 -- A pong arrived: run the pending ping callback, once.
