@@ -115,7 +115,13 @@ local function parse_cookie_header(text, jar)
 end
 
 local function secure_cookie_payload(value)
-  return sformat("%d|%s|%s", #value, tostring(util.gettimeofday()), value)
+  return sformat("%d|%d|%s", #value, math.floor(util.gettimeofday()), value)
+end
+
+-- What a secure cookie's HMAC signs: its name too (Turbo 2.1.4 on), so a
+-- value signed for one cookie cannot be replayed under another name.
+local function secure_cookie_mac(secret, name, payload)
+  return hash.HMAC(secret, name .. "|" .. payload)
 end
 
 --------------------------------------------------------------------------
@@ -221,7 +227,7 @@ function RequestHandler:get_secure_cookie(name, default, max_age)
   if not mac or tonumber(len) ~= #value then
     error("Secure cookie is malformed.", 2)
   end
-  local expected = hash.HMAC(self:_cookie_secret(), sformat("%s|%s|%s", len, timestamp, value))
+  local expected = secure_cookie_mac(self:_cookie_secret(), name, sformat("%s|%s|%s", len, timestamp, value))
   if not hash.equal(slower(mac), expected) then
     error("Secure cookie does not match hash. Either the cookie is forged or the cookie secret has been changed.", 2)
   end
@@ -333,11 +339,12 @@ function RequestHandler:set_cookie(name, value, domain, expire_hours)
 end
 
 --- Sets a cookie signed with HMAC-SHA1 under the Application's
--- cookie_secret: "hmac|length|timestamp_ms|value" (signed, not encrypted).
+-- cookie_secret: "hmac|length|timestamp_ms|value" (signed, not encrypted;
+-- the HMAC covers the name too).
 function RequestHandler:set_secure_cookie(name, value, domain, expire_hours)
-  local secret = self:_cookie_secret()
   local payload = secure_cookie_payload(tostring(value))
-  self:set_cookie(name, hash.HMAC(secret, payload) .. "|" .. payload, domain, expire_hours)
+  local mac = secure_cookie_mac(self:_cookie_secret(), name, payload)
+  self:set_cookie(name, mac .. "|" .. payload, domain, expire_hours)
 end
 
 function RequestHandler:clear_cookie(name, domain)
