@@ -361,6 +361,9 @@ describe("turbo_ws.httputil", function()
     it("decodes form data", function()
       assert.are.same({ a = "1 2", b = { "x", "y" } },
         httputil.parse_post_arguments("a=1+2&b=x&b=y"))
+      -- An empty value is an empty string (Turbo 2.1.5); a bare key is nothing.
+      assert.are.same({ empty = "", b = "1", trailing = "" },
+        httputil.parse_post_arguments("empty=&b=1&bare&trailing="))
       assert.has_error(function() httputil.parse_post_arguments(nil) end)
     end)
 

@@ -316,8 +316,9 @@ end
 
 --------------------------------------------------------------------------
 -- Query / form arguments, parsed the way Turbo does: only "k=v" pairs
--- count, values (not keys) are '+'- and %XX-decoded, at most 256 pairs, a
--- repeated key turns into a table of values.
+-- count ("k=" gives an empty string, as in Turbo 2.1.5), values (not keys)
+-- are '+'- and %XX-decoded, at most 256 pairs, a repeated key turns into a
+-- table of values.
 
 local MAX_ARGUMENTS = 256
 
@@ -327,7 +328,7 @@ local function parse_arguments(data)
     local arguments = {}
     if not data then return arguments end
     local count = 0
-    for k, v in data:gmatch("([^&=]+)=([^&]+)") do
+    for k, v in data:gmatch("([^&=]+)=([^&]*)") do
         count = count + 1
         if count > MAX_ARGUMENTS then break end
         v = sgsub(sgsub(v, "%+", " "), "%%(%x%x)", hex_to_char)
