@@ -36,6 +36,13 @@ describe("turbo_ws.ioloop", function()
     assert.are.same({ "a", "b", "c" }, seen)
   end)
 
+  it("gives the loop a method a program adds to the IOLoop class", function()
+    function ioloop.IOLoop:spec_hello(x) return self, x end -- luacheck: ignore
+    local loop, x = ioloop.instance():spec_hello(7)
+    assert.are.equal(ioloop.instance(), loop)
+    assert.are.equal(7, x)
+  end)
+
   it("returns itself from add_callback, as Turbo does", function()
     assert.are.equal(io_loop, io_loop:add_callback(function() end))
     run_bounded()

@@ -45,6 +45,8 @@ describe("turbo.hash", function()
     assert.equal("34aa973cd4c4daa4f61eeb2bdbad27316534016f", d:hex())
     assert.equal(20, #d:finalize())
     assert.has_error(function() d:update("more") end)
+    -- SHA1(str) digests at once (Turbo's docs): no update after.
+    assert.has_error(function() hash.SHA1("lol"):update("ol") end)
   end)
 
   it("computes HMAC-SHA1 (RFC 2202 test vectors)", function()

@@ -123,7 +123,11 @@ function SHA1:initialize(data)
   self._pending = ""
   self._length = 0
   self._final = nil
-  if data ~= nil then self:update(data) end
+  -- As Turbo: SHA1(str) digests at once; update is not allowed after.
+  if data ~= nil then
+    self:update(data)
+    self:finalize()
+  end
 end
 
 --- Feed more data; not allowed after finalize().

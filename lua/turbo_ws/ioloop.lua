@@ -27,6 +27,8 @@ function ioloop.instance() return the_instance end
 ioloop.IOLoop = setmetatable({}, {
   __call = function() return the_instance end,
   __index = IOLoop,
+  -- A method a program adds to the class (as to Turbo's) reaches the loop.
+  __newindex = IOLoop,
 })
 
 function IOLoop:start() core.start(); return self end
