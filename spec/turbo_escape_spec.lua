@@ -296,6 +296,12 @@ describe("turbo_ws.escape", function()
     it("returns a single value", function()
       assert.are.equal(1, select("#", escape.html_escape("<")))
     end)
+
+    it("raises for anything but a string, as Turbo", function()
+      assert.has_error(function() escape.html_escape(42) end,
+        "escape.html_escape: bad argument #1 (string expected, got number)")
+      assert.has_error(function() escape.html_escape(nil) end)
+    end)
   end)
 
   describe("trimming", function()

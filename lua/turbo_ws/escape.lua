@@ -55,6 +55,10 @@ local HTML_ENTITIES = {
 
 --- Replace & < > " ' / with HTML entities (helps against XSS).
 function escape.html_escape(s)
+    -- As Turbo: strings only (Lua would quietly turn a number into one).
+    if type(s) ~= "string" then
+        error("escape.html_escape: bad argument #1 (string expected, got " .. type(s) .. ")", 2)
+    end
     return (sgsub(s, "[&<>\"'/]", HTML_ENTITIES))
 end
 
