@@ -103,6 +103,35 @@ describe("evlua programs", function()
     assert.truthy(out:find("done\n", 1, true), out)
   end)
 
+  -- evlua writes before send_msg/send_frame/ping return; a script may end
+  -- right after (evpoco's samples do): nothing may stay queued.
+  it("hands a top-level script's frames to the socket before its sends return", function()
+    local path = os.tmpname()
+    P.write_file(path, [[
+      require "turbo_ws"
+      local evlua = require "turbo_ws.evlua"
+      local ffi = require "ffi"
+      local ws, ws_util = evlua.web_socket, evlua.ws_util
+      package.preload["sink"] = function() return {
+        init = function() return true end, handle_message = function() end } end
+      local server = evlua.serve{ host = "127.0.0.1", port = 0, handle_request = function(rq, rs)
+        ws.accept(rq, rs, {}) end }
+      local conn = ws.connect{ url = "http://127.0.0.1:" .. server:port() .. "/sink",
+                               hdrs = {}, external = false, timeout = 5 }
+      ws_util.send_msg(conn, "last words", { msg_type = "TEXT" })
+      print("after send_msg: " .. ws_util.buffered_amount(conn))
+      ws_util.ping(conn, "p")
+      print("after ping: " .. ws_util.buffered_amount(conn))
+      local buf = ffi.new("unsigned char[3]", "abc")
+      ws_util.send_frame{ ss = conn._ss, size = 3, flags = 0x82, buf = buf }
+      print("after send_frame: " .. ws_util.buffered_amount(conn))
+    ]])
+    local status, out = run_program(path)
+    os.remove(path)
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("after send_msg: 0\nafter ping: 0\nafter send_frame: 0\n"), out)
+  end)
+
   it("examples/evlua_server.lua serves examples/evlua_client.lua", function()
     local out_path, pid_path = os.tmpname(), os.tmpname()
     os.execute(("(%s exec timeout 20 luajit examples/evlua_server.lua 0 > %s 2>&1) & echo $! > %s")

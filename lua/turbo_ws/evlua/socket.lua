@@ -264,6 +264,23 @@ function Socket:_send_or_wait(what, payload, binary, timeout)
   end
 end
 
+--- evlua's sends have written to the socket when they return; here the
+-- loop writes. A script on the main thread with no loop running (a plain
+-- top-level script, as evlua's client samples are) would end with its
+-- last frames still queued: it waits until the socket took them (or the
+-- connection is gone, or `timeout` seconds).
+function Socket:flush_outside_loop(timeout)
+  local co, main = running()
+  if (co and not main) or self.conn:buffered_amount() == 0 or core.running() then return end
+  wait.wait(function(finish)
+    local function check()
+      if self.conn:buffered_amount() == 0 or not self:alive() then return finish() end
+      core.add_timeout(now() + 1, check)
+    end
+    check()
+  end, timeout)
+end
+
 -- Resumes every sender waiting for room (the queue drained, or closed).
 function Socket:wake_senders()
   local waiters = self.drain_waiters

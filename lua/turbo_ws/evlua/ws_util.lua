@@ -110,7 +110,9 @@ function ws_util.send_msg(conn, msg, opts)
   end
   local text = opts ~= nil and opts.msg_type == "TEXT"
   -- send_message raises check_alive's error on a closed connection.
-  sock:send_message("ws_util.send_msg", msg, not text, timeout_of(conn, "_send_timeout"))
+  local timeout = timeout_of(conn, "_send_timeout")
+  sock:send_message("ws_util.send_msg", msg, not text, timeout)
+  sock:flush_outside_loop(timeout)
   return new_descriptor(sock, text and FRAME_TEXT or FRAME_BINARY, msg)
 end
 
@@ -149,6 +151,7 @@ function ws_util.send_frame(inp)
   if (op == C.FRAME_OP_TEXT or op == C.FRAME_OP_BINARY) and band(flags, C.FRAME_FLAG_FIN) ~= 0
      and ((inp.size == 0 and inp.buf == nil) or is_byte_buffer(inp.buf))
      and sock:try_send_bytes(inp.buf, inp.size, op == C.FRAME_OP_BINARY) then
+    sock:flush_outside_loop(socket.DEFAULT_TIMEOUT)
     inp.buf = inp.buf or socket.cbuf("")
     return describe(inp, sock, flags, inp.size)
   end
@@ -162,6 +165,7 @@ function ws_util.send_frame(inp)
   else
     error(("ws_util.send_frame: reserved opcode 0x%X"):format(op), 2)
   end
+  sock:flush_outside_loop(socket.DEFAULT_TIMEOUT)
   inp.buf = inp.buf or socket.cbuf(payload)
   return describe(inp, sock, flags, #payload)
 end
@@ -175,6 +179,7 @@ function ws_util.ping(conn, payload)
     error("ws_util.ping: payload (string) expected, got " .. type(payload), 2)
   end
   sock:send_control("ws_util.ping", C.FRAME_OP_PING, payload)
+  sock:flush_outside_loop(socket.DEFAULT_TIMEOUT)
   return new_descriptor(sock, bit.bor(C.FRAME_FLAG_FIN, C.FRAME_OP_PING), payload)
 end
 
