@@ -29,6 +29,13 @@ describe("turbo.util", function()
     assert.equal("ff", util.hex(255))
     assert.equal("Thu, 01 Jan 1970 00:00:00 GMT", util.time_format_http_header(0))
     assert.equal(16, #util.rand_str(16))
+    -- Hex from the OS's random source, as Turbo 2.1.5's.
+    assert.truthy(util.rand_str(15):find("^%x+$"))
+    assert.equal(64, #util.rand_str())
+    assert.are_not.equal(util.rand_str(), util.rand_str())
+    assert.equal(7, #util.secure_random_bytes(7))
+    assert.equal("", util.secure_random_bytes(0))
+    assert.has_error(function() util.secure_random_bytes(-1) end)
   end)
 end)
 

@@ -183,9 +183,9 @@ describe("turbo.websocket", function()
         function H:open() self:close() end
         local secret = "s3cret"
         local port = serve({ { "^/ws$", H } }, { cookie_secret = secret })
-        -- A cookie signed the way set_secure_cookie signs it.
+        -- A cookie signed the way set_secure_cookie signs it (its name too).
         local payload = string.format("%d|%d|%s", 3, turbo.util.gettimeofday(), "bob")
-        local signed = turbo.hash.HMAC(secret, payload) .. "|" .. payload
+        local signed = turbo.hash.HMAC(secret, "nick|" .. payload) .. "|" .. payload
         local ok_events = client_events(url(port), { cookie = { nick = turbo.escape.escape(signed) } })
         assert.equal("bob", nick)
         assert.equal("on_close", ok_events[#ok_events][1])

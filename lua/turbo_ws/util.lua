@@ -2,8 +2,8 @@
 local core = require "turbo_ws.core"
 
 local type, tostring, pairs = type, tostring, pairs
-local sfind, ssub, schar = string.find, string.sub, string.char
-local os_date, random = os.date, math.random
+local sfind, ssub, sformat, sbyte = string.find, string.sub, string.format, string.byte
+local os_date = os.date
 
 local util = {}
 
@@ -49,11 +49,17 @@ end
 --- Turbo's name for unpack.
 util.funpack = unpack or table.unpack
 
---- `len` random bytes. Not for secrets: it uses math.random, as Turbo does.
+--- `n` bytes from the OS's random source (Turbo 2.1.5's /dev/urandom).
+function util.secure_random_bytes(n)
+  return core.random_bytes(n)
+end
+
+--- `len` (64) random hex characters, safe in headers and cookies, from
+-- the OS's random source, as Turbo 2.1.5's.
 function util.rand_str(len)
-  local bytes = {}
-  for i = 1, len or 64 do bytes[i] = schar(random(0, 255)) end
-  return table.concat(bytes)
+  len = len or 64
+  local bytes = core.random_bytes(math.ceil(len / 2))
+  return (bytes:gsub(".", function(c) return sformat("%02x", sbyte(c)) end):sub(1, len))
 end
 
 --- Whether a file can be opened for reading.

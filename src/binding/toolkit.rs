@@ -13,6 +13,8 @@
 //! - `core.websocket_key() -> string`: a fresh Sec-WebSocket-Key (16
 //!   random bytes, base64), for a face that shows the handshake request
 //!   before the core sends it.
+//! - `core.random_bytes(n) -> string`: `n` bytes from the OS's random
+//!   source (Turbo's `util.secure_random_bytes`), at most 1 MiB a call.
 
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
 
@@ -58,10 +60,21 @@ fn parts_table(lua: &Lua, parts: &UrlParts) -> mlua::Result<Table> {
     Ok(t)
 }
 
+/// Most bytes `random_bytes` makes at once: a bound, not a need.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+fn random_bytes(lua: &Lua, n: Value) -> mlua::Result<mlua::LuaString> {
+    let n = args::count("turbo_ws.random_bytes", 1, "n", n, MAX_RANDOM_BYTES)? as usize;
+    let mut bytes = vec![0u8; n];
+    crate::engine::random::fill(&mut bytes);
+    lua.create_string(&bytes)
+}
+
 /// Registers the shared rules in the `core` table.
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set("valid_close_code", lua.create_function(|_, v: Value| Ok(valid_close_code(&v)))?)?;
     core.set("split_url", lua.create_function(split_url)?)?;
     core.set("websocket_key", lua.create_function(|_, ()| Ok(crate::engine::frame::generate_key()))?)?;
+    core.set("random_bytes", lua.create_function(random_bytes)?)?;
     Ok(())
 }
