@@ -62,6 +62,23 @@ end)()
       assert.truthy(out:find("got\timplicit loop", 1, true), out)
     end)
 
+    -- luvit loads `uv` on the main thread; luv runs callbacks on the thread
+    -- that loaded it, so a timer may resume the main chunk's coroutine.
+    it("bin/turbo_ws-run gives a program `uv` (luv) loaded as under luvit", function()
+      local program = temp_dir() .. "/uv_timer.lua"
+      write_file(program, [[
+local uv = require "uv"
+local co = coroutine.running()
+local timer = uv.new_timer()
+timer:start(20, 0, function() assert(coroutine.resume(co, "woken")) end)
+print("main chunk", coroutine.yield(), uv == require "luv")
+timer:close()
+]])
+      local status, out = run_cmd(env .. "luajit " .. ROOT .. "/bin/turbo_ws-run " .. program)
+      assert.are.equal(0, status, out)
+      assert.truthy(out:find("main chunk\twoken\ttrue", 1, true), out)
+    end)
+
     it("bin/turbo_ws-run reports a program's error and exits non-zero", function()
       local program = temp_dir() .. "/broken.lua"
       write_file(program, "error('boom')\n")

@@ -102,6 +102,20 @@ local function load_without_preload(name)
   error("module '" .. name .. "' not found:" .. table.concat(tried), 3)
 end
 
+-- Loads luv under `name`; luvit's `uv` is luv itself, so where no module
+-- is named `uv` (luv installed as such), `require "uv"` gives luv. Both
+-- names then give the same table.
+local function load_luv(name)
+  local ok, uv = pcall(load_without_preload, name)
+  if not ok then
+    if name ~= "uv" then error(uv, 0) end
+    uv = package.loaded.luv or load_without_preload("luv")
+  end
+  package.loaded.luv = package.loaded.luv or uv
+  package.loaded.uv = package.loaded.uv or uv
+  return uv
+end
+
 --- Attaches now if luv is loaded, else as soon as it is required.
 function M.attach_when_loaded()
   local uv = M.loaded()
@@ -110,7 +124,7 @@ function M.attach_when_loaded()
     if package.preload[name] == nil then
       package.preload[name] = function()
         package.preload.luv, package.preload.uv = nil, nil
-        return M.attach(load_without_preload(name))
+        return M.attach(load_luv(name))
       end
     end
   end
