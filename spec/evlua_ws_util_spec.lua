@@ -325,6 +325,16 @@ describe("ws_util", function()
       assert_error_with("'buf'", ws_util.send_frame, { ss = conn._ss, size = 1, flags = 0, buf = "x" })
       assert_error_with("at most 125", ws_util.send_frame, { ss = conn._ss, size = 126,
         flags = ws_const.FRAME_OP_PING, buf = ffi.new("unsigned char[126]") })
+      -- Never past what a sized buffer holds: that would send (or crash on)
+      -- the process's memory.
+      for _, b in ipairs({ ffi.new("char[4]"), ffi.new("unsigned char[?]", 4) }) do
+        for _, flags in ipairs({ 0x82, 0x89 }) do
+          assert_error_with("'size' (5) is more than 'buf' holds (4 bytes)", ws_util.send_frame,
+                            { ss = conn._ss, size = 5, flags = flags, buf = b })
+        end
+      end
+      assert_error_with("'size' (1000000000) is more than", ws_util.send_frame,
+                        { ss = conn._ss, size = 1e9, flags = 0x82, buf = ffi.new("char[4]") })
       ws_util.send_frame{ ss = conn._ss, size = 1, flags = ws_const.FRAME_OP_TEXT, buf = buf }
       assert_error_with("before the fragmented one was finished", ws_util.send_frame,
                         { ss = conn._ss, size = 1, flags = ws_const.FRAME_TEXT, buf = buf })

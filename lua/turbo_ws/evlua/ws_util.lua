@@ -25,6 +25,17 @@ local function is_byte_buffer(buf)
   return istype(BYTE_ARRAY, buf) or istype(BYTE_POINTER, buf)
 end
 
+-- How many bytes `buf` holds when its C type says so (arrays, including
+-- msg.buf's, and structs); nil for a pointer, whose extent only the
+-- caller knows (as in C). Reading `size` bytes past it would send the
+-- process's memory, or crash it.
+local function known_extent(buf)
+  if istype(BYTE_ARRAY, buf) then return ffi.sizeof(buf) end
+  local ctype = tostring(ffi.typeof(buf))
+  if ctype:find("[*&]") then return nil end
+  return ffi.sizeof(buf)
+end
+
 local ws_util = {}
 
 local socket_of_handle = socket.of
@@ -143,6 +154,10 @@ function ws_util.send_frame(inp)
   if not is_whole(inp.flags) then error("ws_util.send_frame: 'flags' (integer) expected", 2) end
   if inp.size > 0 and type(inp.buf) ~= "cdata" then
     error("ws_util.send_frame: 'buf' (cdata) expected", 2)
+  end
+  local extent = inp.size > 0 and known_extent(inp.buf)
+  if extent and inp.size > extent then
+    error(("ws_util.send_frame: 'size' (%d) is more than 'buf' holds (%d bytes)"):format(inp.size, extent), 2)
   end
   local flags = band(inp.flags, 0xFF)
   if flags == 0 then flags = C.FRAME_BINARY end
