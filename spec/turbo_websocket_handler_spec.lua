@@ -158,6 +158,26 @@ describe("turbo.websocket", function()
       assert.same({ 6, 6, 6, #chunk + 1, #chunk + 1, #chunk + 1, #chunk + 1, #chunk + 1, #chunk + 1 }, got)
     end)
 
+    it("raises for a close reason that is not UTF-8 and stays open and usable", function()
+      local result = {}
+      local H = class("H", ws.WebSocketHandler)
+      function H:open()
+        result.refused = { pcall(self.close, self, 1000, "\255") }
+        result.closed = self:closed()
+        self:write_message("still open")
+        self:close(4000, "now")
+      end
+      local port = serve({ { "^/ws$", H } })
+      local got
+      local events = client_events(url(port), { on_message = function(_, msg) got = msg end })
+      assert.is_false(result.refused[1])
+      assert.equal("close: turbo_ws connection:close: bad argument #2 'reason' (invalid UTF-8)",
+                   tostring(result.refused[2]):gsub("^.-: close:", "close:"))
+      assert.is_nil(result.closed)
+      assert.equal("still open", got)
+      assert.equal(4000, T.find_event(events, "on_close")[2])
+    end)
+
     it("raises on write_message after close(); ping and pong then do nothing", function()
       local result = {}
       local H = class("H", ws.WebSocketHandler)

@@ -159,9 +159,12 @@ function Stream:close(code, reason)
   if reason ~= nil and (type(reason) ~= "string" or #reason > 123) then
     error("close: bad argument #2 'reason' (a string of at most 123 bytes expected)", 2)
   end
+  -- The core checks the rest (a reason must be UTF-8) before anything
+  -- changes here: a refused close leaves the stream open and usable.
+  local ok, err = pcall(close_conn, self._conn, code or 1000, reason)
+  if not ok then error("close: " .. toolkit.core_reason(err), 2) end
   self._closed = true
   self._queue = nil
-  close_conn(self._conn, code or 1000, reason)
 end
 
 --- turbo_ws extension: bytes queued for sending and not yet handed to the

@@ -57,10 +57,14 @@ pub fn string(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<mlua::
     }
 }
 
+/// A string that must be UTF-8 (a close reason, a header of text), or nil.
 pub fn opt_string(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<String>> {
     match v {
         Value::Nil => Ok(None),
-        Value::String(s) => Ok(Some(s.to_str()?.to_owned())),
+        Value::String(s) => match s.to_str() {
+            Ok(text) => Ok(Some(text.to_owned())),
+            Err(_) => Err(misuse(func, format!("bad argument #{n} '{name}' (invalid UTF-8)"))),
+        },
         other => Err(bad(func, n, name, "string", &other)),
     }
 }
