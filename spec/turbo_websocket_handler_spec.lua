@@ -350,6 +350,23 @@ describe("turbo.websocket", function()
       assert.equal("still fine", survivor)
     end)
 
+    it("delivers nothing more after a hook raised (open), and calls on_error once", function()
+      local seen = {}
+      local H = class("H", ws.WebSocketHandler)
+      function H:open() error("open exploded") end
+      function H:on_message(msg) seen[#seen + 1] = "message " .. msg end
+      function H:on_error(msg) seen[#seen + 1] = "error" end
+      local port = serve({ { "^/ws$", H } })
+      local close_code
+      -- The client writes at once: its messages may arrive with the upgrade.
+      client_events(url(port), {
+        on_connect = function(self) for i = 1, 3 do self:write_message("m" .. i) end end,
+        on_close = function(_, code) close_code = code end,
+      })
+      assert.equal(1011, close_code)
+      assert.same({ "error" }, seen)
+    end)
+
     it("lets a hook yield and be resumed later", function()
       local H = class("H", ws.WebSocketHandler)
       function H:on_message(msg)

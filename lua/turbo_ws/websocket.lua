@@ -485,6 +485,8 @@ end
 function Handler:_hook_failed(name, err)
   log.error(sformat("[websocket.lua] Error in WebSocketHandler:%s: %s", name, err.trace))
   if name == "on_close" or name == "on_error" then return end
+  -- Closed as by close(): nothing more is delivered to the handler.
+  self._closed = true
   close_conn(self._conn, 1011, "internal error")
   self:_call_hook("on_error", err.message)
 end
