@@ -298,6 +298,16 @@ describe("turbo.async", function()
       assert.has_error(function() client:fetch(url_a("/"), { on_headers = 1 }) end,
         "HTTPClient:fetch: kwarg 'on_headers' must be a function, got number")
       assert.has_error(function() async.HTTPClient("x") end)
+      -- Out of range is misuse too, raised at the call (both Turbo clients).
+      for _, bad in ipairs({ { max_redirects = -1 }, { max_redirects = 1e9 }, { max_redirects = 1.5 },
+                             { connect_timeout = -1 }, { request_timeout = 0 / 0 },
+                             { allow_redirects = "yes" } }) do
+        local name = next(bad)
+        assert.has_error(function() client:fetch(url_a("/"), bad) end)
+        local ok, err = pcall(turbo.websocket.WebSocketClient, "ws://127.0.0.1:1/", bad)
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find("WebSocketClient: kwarg '" .. name .. "' must be", 1, true), err)
+      end
     end)
   end)
 

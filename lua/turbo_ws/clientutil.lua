@@ -83,6 +83,23 @@ function clientutil.check_kwargs(fname, kwargs, types, level)
   if cookie ~= nil and type(cookie) ~= "string" and type(cookie) ~= "table" then
     error(fname .. ": kwarg 'cookie' must be a string or a table", level + 1)
   end
+  -- The ranges the core takes: misuse raises here, at the call, not later
+  -- as a failed connection.
+  local redirects = kwargs.max_redirects
+  if redirects ~= nil and not (redirects >= 0 and redirects <= 100 and redirects % 1 == 0) then
+    error(("%s: kwarg 'max_redirects' must be a whole number from 0 to 100, got %s")
+      :format(fname, tostring(redirects)), level + 1)
+  end
+  for _, name in ipairs({ "connect_timeout", "request_timeout" }) do
+    local seconds = kwargs[name]
+    if seconds ~= nil and not (seconds >= 0 and seconds < math.huge) then
+      error(("%s: kwarg '%s' must be a number of seconds (0 or more), got %s")
+        :format(fname, name, tostring(seconds)), level + 1)
+    end
+  end
+  if kwargs.allow_redirects ~= nil and type(kwargs.allow_redirects) ~= "boolean" then
+    error(fname .. ": kwarg 'allow_redirects' must be a boolean, got " .. type(kwargs.allow_redirects), level + 1)
+  end
 end
 
 --- The kwargs both Turbo clients read the same way, as core options:
