@@ -206,6 +206,30 @@ describe("ws.connect", function()
     end)
   end)
 
+  -- A failure that comes with the 101 is not lost while a top-level script
+  -- waits in ws.connect (the main thread runs the loop until connected):
+  -- recv_frame raises with it at once, not after its timeout (3 s here).
+  it("recv_frame raises at once, naming the fault, when the server breaks the protocol", function()
+    assert.is_nil(coroutine.running()) -- the main thread, as a top-level script
+    local listener = raw_listen()
+    local join = spawn(function()
+      local peer = listener:accept()
+      local request = peer:read_request()
+      peer:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                .. "Sec-WebSocket-Accept: " .. accept_for(request.fields["sec-websocket-key"]) .. "\r\n\r\n")
+      peer:send(frame(0x81, "masked", "abcd")) -- a server must not mask
+      peer:read_frame(2) -- the client's close (1002)
+      peer:close()
+    end)
+    local conn = ws.connect{ url = "http://127.0.0.1:" .. listener.port .. "/h", hdrs = {},
+                             external = false, timeout = 3 }
+    local ok, err = pcall(ws_util.recv_frame, conn)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("^ws_util.recv_frame: protocol: "), err)
+    join()
+    listener:close()
+  end)
+
   it("accepts a valid 101 from a raw server (case-insensitive field values)", function()
     run_async(function()
       local conn, status, hdrs = connect_to_raw(function(key)

@@ -244,8 +244,15 @@ function ws.connect(inp)
   hdrs.Upgrade = "websocket"
   hdrs["Sec-WebSocket-Version"] = 13
 
+  -- The socket takes the connection's events from the moment it opens:
+  -- made later (a top-level script's wait returns after the loop stopped),
+  -- a failure that came with the 101 would reach no one.
+  local sock
   local conn, kind, message, answer, detail = wait.wait(function(finish)
-    core.connect(target, options, finish)
+    core.connect(target, options, function(c, ...)
+      if c then sock = socket.new(c, "client", inp.msg_handler) end
+      finish(c, ...)
+    end)
   end)
   if not conn then
     if kind == "bad_status" then
@@ -259,7 +266,6 @@ function ws.connect(inp)
   end
 
   answer = kind -- on success the second value is the response
-  local sock = socket.new(conn, "client", inp.msg_handler)
   return {
     _ss = sock.proxy,
     _host = host .. ":" .. port,
