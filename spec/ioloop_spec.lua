@@ -140,6 +140,24 @@ describe("turbo_ws.ioloop", function()
     assert.is_true(resumed)
   end)
 
+  -- A 0 ms interval is always due: the loop must still run the rest and
+  -- stop when asked (a child process, bounded: a regression would hang).
+  it("stops at close() while a 0 ms interval runs", function()
+    local path = os.tmpname()
+    P.write_file(path, [[
+      local core = require("turbo_ws").core
+      local n = 0
+      core.set_interval(0, function() n = n + 1 end)
+      core.add_timeout(core.gettimemonotonic() + 50, function() core.close() end)
+      core.start()
+      print("stopped after", n > 0)
+    ]])
+    local status, out = P.run("LUA_CPATH='./build/?.so;;' timeout 10 luajit " .. path)
+    os.remove(path)
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("stopped after\ttrue", 1, true), out)
+  end)
+
   -- Turbo programs yield tasks and functions without requiring turbo.async
   -- first (it is loaded with turbo); a fresh process, so nothing loaded it.
   it("resumes a callback that yields a function before turbo.async was ever touched", function()

@@ -473,7 +473,12 @@ impl Loop {
                         _ = self.timer_wake.notified() => {}
                     }
                 }
-                Some(_) => self.fire_due_timers(),
+                Some(_) => {
+                    self.fire_due_timers();
+                    // Let the rest of the loop run (and close() take effect)
+                    // between rounds: an interval of 0 ms is always due again.
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }
