@@ -47,6 +47,21 @@ fn oversized_request_heads_are_refused() {
 }
 
 #[test]
+fn the_default_head_limit_is_64_kib_whatever_one_read_brings() {
+    let mut server = echo_server("");
+    let head = |field: usize| format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(field));
+    // Just under 64 KiB is served; 70 KB (which hyper's buffer alone let
+    // through when it came in one read) is refused with 431.
+    let mut s = connect(server.port);
+    s.write_all(head(60_000).as_bytes()).unwrap();
+    assert_ne!(read_head(&mut s).0, 431);
+    let mut s = connect(server.port);
+    s.write_all(head(70_000).as_bytes()).unwrap();
+    assert_eq!(read_head(&mut s).0, 431);
+    assert_healthy(&mut server, 200_000);
+}
+
+#[test]
 fn a_client_that_never_reads_cannot_grow_the_server_without_bound() {
     let mut server = echo_server("max_buffered = 4194304");
     let mut s = connect(server.port);
