@@ -414,7 +414,9 @@ def write_results(args, results, names, modes, missing, idle, memory, clients, c
     lines.append(f"- each point: {args.warmup} s warm-up, then {args.seconds} s measured, {args.rounds} rounds with the "
                  "servers taking turns in each; msgs/s is the median round's (range in brackets), server CPU the median "
                  "over the rounds; server pinned to CPU 0, load generator to CPU 1; 32 B messages are text, larger "
-                 "ones binary")
+                 "ones binary; every message has its own pseudo-random payload (loadgen `--payload=distinct`: "
+                 "a Lua server makes a string of each message, and one payload sent over and over is interned "
+                 "once, which hid that cost before 2026-12-03)")
     lines.append("- server CPU is user+system time of the server process over the measured window, per echoed message")
     lines.append("- servers: " + "; ".join(f"{n} = {SERVERS[n][1]}" for n in SERVERS))
     lines.append("")

@@ -13,8 +13,16 @@
 //!         echoes counted in one read) go out in one write(2): the server
 //!         reads several frames per system call. A second, labelled figure.
 //!
+//! What the messages carry (`--payload=`, echo mode):
+//!   distinct (default) every message is pseudo-random bytes (text: letters,
+//!         digits, '+', '/') cut from a random place of a 1 MiB pool, as
+//!         real traffic differs from message to message: a server that keeps equal strings once (Lua interns
+//!         its strings) must not be measured on one payload it made a
+//!         string of long ago;
+//!   same  every message is the same bytes (the figures before 2026-12-03).
+//!
 //! Modes:
-//!   loadgen echo  URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP] [--write=each|batch]
+//!   loadgen echo  URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP] [--write=each|batch] [--payload=distinct|same]
 //!   loadgen idle  URL CONNS HOLD_SECONDS          (opens CONNS, holds them)
 //!   loadgen churn URL CYCLES                      (connect, echo once, close)
 //!   loadgen soak  URL WORKERS SECONDS             (mixed traffic, see soak_worker)
@@ -32,6 +40,7 @@ const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen echo URL CONNS INFLIGHT SIZE text|binary SECONDS [WARMUP] [--write=each|batch] \
+         [--payload=distinct|same] \
          | idle URL CONNS HOLD | churn URL CYCLES | soak URL WORKERS SECONDS"
     );
     std::process::exit(2)
@@ -71,16 +80,103 @@ fn take_write_mode(args: &mut Vec<String>) -> WriteMode {
     mode
 }
 
-/// Writes `count` copies of the frame: one write(2) per frame, or one for all
-/// (`burst` holds at least `count` frames back to back).
-async fn send_frames(s: &mut TcpStream, frame: &[u8], burst: &[u8], count: usize, mode: WriteMode) -> std::io::Result<()> {
-    match mode {
-        WriteMode::Batched => s.write_all(&burst[..frame.len() * count]).await,
-        WriteMode::EachMessage => {
-            for _ in 0..count {
-                s.write_all(frame).await?;
+/// Removes a `--payload=` option: whether each message gets its own
+/// sequence number (see the module doc).
+fn take_distinct_payloads(args: &mut Vec<String>) -> bool {
+    let mut distinct = true;
+    args.retain(|a| match a.strip_prefix("--payload=") {
+        Some("distinct") => {
+            distinct = true;
+            false
+        }
+        Some("same") => {
+            distinct = false;
+            false
+        }
+        Some(_) => usage(),
+        None => true,
+    });
+    distinct
+}
+
+/// Bytes that payloads are cut from when they are distinct: pseudo-random
+/// (for text: letters, digits, '+' and '/', valid UTF-8), already masked
+/// with MASK from index 0. Made once, so a message costs the generator one
+/// copy, not a random number per byte (that slowed it enough to change how
+/// busy the servers were).
+struct PayloadPool(Vec<u8>);
+
+impl PayloadPool {
+    const LEN: usize = 1 << 20;
+
+    fn new(size: usize, binary: bool) -> PayloadPool {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let bytes = (0..Self::LEN + size).map(|i| {
+            let b = rng.next() as u8;
+            let b = if binary { b } else { ALPHABET[(b & 63) as usize] };
+            b ^ MASK[i % 4]
+        });
+        PayloadPool(bytes.collect())
+    }
+
+    /// `size` bytes from a random place; the place is a multiple of 4, so
+    /// the masking lines up with a payload's start.
+    fn cut(&self, rng: &mut Rng, size: usize) -> &[u8] {
+        let at = rng.below((Self::LEN / 4) as u64) as usize * 4;
+        &self.0[at..at + size]
+    }
+}
+
+/// A connection's frames to send: one encoded frame (or a burst of them
+/// back to back), each given a new payload from the pool before it is sent
+/// when payloads are distinct. About one in 2^18 messages repeats one made
+/// earlier: too few to matter to a server that keeps equal strings once.
+struct Outgoing {
+    frame_len: usize,
+    header_len: usize,
+    size: usize,
+    burst: Vec<u8>,
+    pool: Option<Rc<PayloadPool>>,
+    rng: Rng,
+}
+
+impl Outgoing {
+    /// `seed` (not 0) starts the connection's own choice of payloads.
+    fn new(size: usize, binary: bool, inflight: usize, pool: Option<Rc<PayloadPool>>, seed: u64) -> Outgoing {
+        let frame = encode_frame(size, binary);
+        Outgoing {
+            frame_len: frame.len(),
+            header_len: frame.len() - size,
+            size,
+            burst: frame.iter().copied().cycle().take(frame.len() * inflight).collect(),
+            pool,
+            rng: Rng(seed),
+        }
+    }
+
+    /// A new payload for frame `i` of the burst, when payloads are distinct.
+    fn refill(&mut self, i: usize) {
+        if let Some(pool) = &self.pool {
+            let start = i * self.frame_len + self.header_len;
+            self.burst[start..start + self.size].copy_from_slice(pool.cut(&mut self.rng, self.size));
+        }
+    }
+
+    /// Writes `count` frames: one write(2) per frame, or one for all.
+    async fn send(&mut self, s: &mut TcpStream, count: usize, mode: WriteMode) -> std::io::Result<()> {
+        match mode {
+            WriteMode::Batched => {
+                (0..count).for_each(|i| self.refill(i));
+                s.write_all(&self.burst[..self.frame_len * count]).await
             }
-            Ok(())
+            WriteMode::EachMessage => {
+                for _ in 0..count {
+                    self.refill(0);
+                    s.write_all(&self.burst[..self.frame_len]).await?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -163,7 +259,7 @@ struct Stats {
 async fn echo_connection(
     addr: String,
     path: String,
-    frame: Rc<Vec<u8>>,
+    mut out: Outgoing,
     inflight: usize,
     mode: WriteMode,
     stats: Rc<Stats>,
@@ -172,11 +268,10 @@ async fn echo_connection(
         stats.errors.set(stats.errors.get() + 1);
         return;
     };
-    let burst: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * inflight).collect();
     let mut sent: VecDeque<Instant> = VecDeque::with_capacity(inflight);
     let now = Instant::now();
     sent.extend(std::iter::repeat_n(now, inflight));
-    if send_frames(&mut s, &frame, &burst, inflight, mode).await.is_err() {
+    if out.send(&mut s, inflight, mode).await.is_err() {
         return;
     }
     let mut buf = vec![0u8; 256 * 1024];
@@ -215,7 +310,7 @@ async fn echo_connection(
                 stats.count.set(stats.count.get() + echoed as u64);
             }
             sent.extend(std::iter::repeat_n(now, echoed));
-            if send_frames(&mut s, &frame, &burst, echoed, mode).await.is_err() {
+            if out.send(&mut s, echoed, mode).await.is_err() {
                 return;
             }
         }
@@ -233,6 +328,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 async fn echo_mode(args: &[String]) {
     let mut args = args.to_vec();
     let mode = take_write_mode(&mut args);
+    let distinct = take_distinct_payloads(&mut args);
     let args = &args[..];
     let (addr, path) = split_url(&args[2]);
     let conns: usize = arg(args, 3);
@@ -241,7 +337,7 @@ async fn echo_mode(args: &[String]) {
     let binary = args.get(6).map(String::as_str) == Some("binary");
     let seconds: f64 = arg(args, 7);
     let warmup: f64 = args.get(8).and_then(|a| a.parse().ok()).unwrap_or(1.0);
-    let frame = Rc::new(encode_frame(size, binary));
+    let pool = distinct.then(|| Rc::new(PayloadPool::new(size, binary)));
     let stats = Rc::new(Stats {
         recording: Cell::new(false),
         stop: Cell::new(false),
@@ -249,11 +345,11 @@ async fn echo_mode(args: &[String]) {
         latencies_ns: RefCell::new(Vec::with_capacity(4 << 20)),
         errors: Cell::new(0),
     });
-    for _ in 0..conns {
+    for c in 0..conns {
         tokio::task::spawn_local(echo_connection(
             addr.clone(),
             path.clone(),
-            frame.clone(),
+            Outgoing::new(size, binary, inflight, pool.clone(), 0x2545_f491_4f6c_dd1d ^ (c as u64 + 1)),
             inflight,
             mode,
             stats.clone(),
@@ -278,8 +374,9 @@ async fn echo_mode(args: &[String]) {
     let mut lat = std::mem::take(&mut *stats.latencies_ns.borrow_mut());
     lat.sort_unstable();
     println!(
-        "{{\"mode\":\"echo\",\"write\":\"{}\",\"conns\":{conns},\"inflight\":{inflight},\"size\":{size},\"binary\":{binary},\"msgs\":{n},\"secs\":{elapsed:.3},\"rate\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"gen_cpu_us_per_msg\":{:.3},\"server_cpu_us_per_msg\":{:.3},\"errors\":{}}}",
+        "{{\"mode\":\"echo\",\"write\":\"{}\",\"payload\":\"{}\",\"conns\":{conns},\"inflight\":{inflight},\"size\":{size},\"binary\":{binary},\"msgs\":{n},\"secs\":{elapsed:.3},\"rate\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"gen_cpu_us_per_msg\":{:.3},\"server_cpu_us_per_msg\":{:.3},\"errors\":{}}}",
         mode.label(),
+        if distinct { "distinct" } else { "same" },
         n as f64 / elapsed,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
