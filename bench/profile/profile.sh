@@ -18,7 +18,7 @@ ROOT="$(dirname "$HERE")"
 SERVER=$1 CONNS=$2 INFLIGHT=$3 SIZE=$4 KIND=$5 SECONDS_=$6 OUT=$7
 mkdir -p "$OUT"
 LOADGEN="$HERE/target/release/loadgen"
-export LUA_CPATH="$ROOT/build/?.so;;"
+export LUA_CPATH="${SO_DIR:-$ROOT/build}/?.so;;"  # SO_DIR: another build to compare
 case $SERVER in
     turbo) CMD=(luajit "$HERE/servers/turbo_echo.lua"); PATH_=/ ;;
     # The same with Lua's garbage collector stopped: the difference is GC cost.

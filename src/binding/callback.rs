@@ -26,32 +26,44 @@ fn idle_mark() -> LightUserData {
 }
 
 /// Resumed with (f, args...) it calls f(args...); resumed with (bytes, f,
-/// pointer, length, flag [, context]) it calls f(string, flag), or
+/// address, length, flag [, context]) it calls f(string, flag), or
 /// f(context, string, flag) with a context, the string made here,
 /// inside the coroutine, with LuaJIT's ffi.string: an allocation failure is
 /// then an ordinary error of the call, so no protected call around the
 /// string is needed on the Rust side (the most expensive part of handing a
 /// message to Lua). `bytes` is a private table only the binding holds (in
 /// the registry): a Lua program that kept this coroutine and resumes it
-/// cannot forge a pointer call (a boolean or a value Lua can see would let
-/// it read any address). Also returns whether that is available (not
-/// under PUC Lua).
+/// cannot forge an address call (a boolean or a value Lua can see would let
+/// it read any address). The address is a number and `deliver` takes fixed
+/// arguments, so LuaJIT compiles that path with the handler (a light
+/// userdata argument or `...` kept it interpreted, with ffi.string's
+/// conversions done by the interpreter on every message). Also returns
+/// whether that is available (not under PUC Lua).
 const TRAMPOLINE: &str = r#"
 local idle, bytes = ...
 local ok, ffi = pcall(require, "ffi")
 local tostr = ok and ffi.string or nil
+local cast = ok and ffi.cast or nil
+local CHARP = ok and ffi.typeof("const char *") or nil
 local yield = coroutine.yield
+local function deliver(g, p, n, flag, context)
+  local s = tostr(cast(CHARP, p), n)
+  if context == nil then g(s, flag) else g(context, s, flag) end
+end
 local function run(f, ...)
-  if f == bytes then
-    local g, p, n, flag, context = ...
-    if context == nil then g(tostr(p, n), flag) else g(context, tostr(p, n), flag) end
-  else
-    f(...)
-  end
+  if f == bytes then deliver(...) else f(...) end
   return run(yield(idle))
 end
 return function() return run(yield(idle)) end, tostr ~= nil
 "#;
+
+/// A message's address as the trampoline takes it: a Lua number, exact
+/// for any address below 2^53 (all of them on today's 64-bit systems);
+/// None otherwise, and the caller makes the string itself.
+fn address_number(data: &[u8]) -> Option<ffi::lua_Number> {
+    let address = data.as_ptr() as usize as u64;
+    (address < 1 << 53).then_some(address as ffi::lua_Number)
+}
 
 /// The trampoline body and one idle coroutine running it. Owned by the
 /// loop (the host context), which hands them to every call; leaked with
@@ -170,12 +182,12 @@ pub fn call_with_bytes(
 ) -> bool {
     guarded(what, || {
         let co = trampolines.take_idle(lua)?;
-        if !trampolines.makes_strings.get() {
+        let address = address_number(data).filter(|_| trampolines.makes_strings.get());
+        let Some(address) = address else {
             return run_in(trampolines, co, (func, lua.create_string(data)?, flag));
-        }
-        // The pointer is read at once by the trampoline, before anything
+        };
+        // The address is read at once by the trampoline, before anything
         // could yield, while `data` is still borrowed here.
-        let ptr = LightUserData(data.as_ptr() as *mut c_void);
         let mark: Value = lua.registry_value(
             trampolines
                 .bytes_mark
@@ -183,7 +195,7 @@ pub fn call_with_bytes(
                 .as_ref()
                 .ok_or_else(|| mlua::Error::runtime("internal error: no trampoline"))?,
         )?;
-        run_in(trampolines, co, (mark, func, ptr, data.len(), flag))
+        run_in(trampolines, co, (mark, func, address, data.len(), flag))
     })
 }
 
@@ -207,16 +219,16 @@ pub fn call_registered_with_bytes(
     if !trampolines.makes_strings.get() {
         return None;
     }
+    let address = address_number(data)?;
     Some(guarded(what, || {
-        // As in call_with_bytes: the pointer is read at once by the
+        // As in call_with_bytes: the address is read at once by the
         // trampoline, before anything could yield.
-        let ptr = data.as_ptr() as *mut c_void;
         resume_with(trampolines, lua, 6, |state, mark| {
             // SAFETY: resume_with checked the room for six values.
             unsafe {
                 ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, mark as _);
                 ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, key as _);
-                ffi::lua_pushlightuserdata(state, ptr);
+                ffi::lua_pushnumber(state, address);
                 ffi::lua_pushnumber(state, data.len() as ffi::lua_Number);
                 ffi::lua_pushboolean(state, c_int::from(flag));
                 5 + push_context(state, context)
@@ -434,4 +446,16 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// Reports an error that no Lua code caught. The loop goes on.
 pub fn report(what: &str, message: &str) {
     eprintln!("turbo_ws: uncaught error in {what}: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_address_survives_the_trip_through_a_lua_number() {
+        let data = vec![1u8, 2, 3];
+        let number = address_number(&data).expect("a 64-bit user-space address is below 2^53");
+        assert_eq!(number as u64 as usize, data.as_ptr() as usize);
+    }
 }
