@@ -18,13 +18,16 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT; [ -n "${KEEP:-}" ] && trap 'echo "kept $TMP" >&2' EXIT
 export LUA_CPATH="${SO_DIR:-$ROOT/build}/?.so;;" HEAP_OUT=$TMP/heap
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-taskset -c 0 luajit "$ROOT/bench/profile/heap_wrapper.lua" "$ROOT/bench/servers/${SERVER}_echo.lua" "$PORT" >/dev/null 2>"$TMP/server.err" &
+LUA_PATH="$ROOT/bench/servers/?.lua;;" taskset -c 0 luajit "$ROOT/bench/profile/heap_wrapper.lua" "$ROOT/bench/servers/${SERVER}_echo.lua" "$PORT" >/dev/null 2>"$TMP/server.err" &
 PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 for _ in $(seq 100); do [ -s "$HEAP_OUT" ] && break; sleep 0.1; done
 sleep 1.2
 rss0=$(awk '/VmRSS/{print $2}' "/proc/$PID/status"); heap0=$(cat "$HEAP_OUT")
-taskset -c 1 "$ROOT/bench/target/release/loadgen" idle "ws://127.0.0.1:$PORT/" "$N" 600 >"$TMP/idle.json" &
+# The evlua face finds its handler module (bench/servers/bench_handlers)
+# from the path.
+URL_PATH=/; [ "$SERVER" = evlua ] && URL_PATH=/bench_handlers/echo
+taskset -c 1 "$ROOT/bench/target/release/loadgen" idle "ws://127.0.0.1:$PORT$URL_PATH" "$N" 600 >"$TMP/idle.json" &
 LG=$!
 # Measured once every connection is open (loadgen prints its line then)
 # and the heap file was rewritten since.

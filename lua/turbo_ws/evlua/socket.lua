@@ -367,14 +367,39 @@ end
 ------------------------------------------------------------------------
 -- Handles and the pool
 
+-- The core connection's callbacks, shared by every socket: the core
+-- passes the socket first (set_callbacks' context), so an open socket
+-- keeps no closures of its own (idle memory).
+local CALLBACKS = {
+  on_ping = function(sock, data) sock:deliver_control(C.FRAME_OP_PING, data) end,
+  on_pong = function(sock, data) sock:deliver_control(C.FRAME_OP_PONG, data) end,
+  on_error = function(sock, kind, message) sock.failure = kind .. ": " .. message end,
+  on_close = function(sock, code, reason) sock:on_close(code, reason) end,
+  on_drain = function(sock) sock:wake_senders() end,
+}
+-- Messages go straight into their msg's buf (turbo_ws.message_copy):
+-- the copy is made first, before anything could yield.
+if msg.copies_messages then
+  CALLBACKS._on_message_length = function(sock, n, binary)
+    deliver(sock, binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, received(n), n)
+  end
+else
+  CALLBACKS.on_message = function(sock, data, binary)
+    sock:deliver(binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, cbuf(data), #data)
+  end
+end
+
+-- `tostring(_ss)`, from the label its metatable holds.
+local function handle_label(proxy) return getmetatable(proxy).label end
+
 --- A Socket for an open core connection. `role` is "server" or "client";
 -- `handler` the handler module name (nil: frames wait for recv_frame).
 function M.new(conn, role, handler, request, response)
   count = count + 1
-  local label = "streamsocket:" .. count
   local proxy = newproxy(true)
   local mt = getmetatable(proxy)
-  mt.__tostring = function() return label end
+  mt.label = "streamsocket:" .. count
+  mt.__tostring = handle_label
   local sock = setmetatable({
     conn = conn, role = role, handler = handler, proxy = proxy,
     send_handle = fast_send and conn:_send_handle() or nil,
@@ -383,25 +408,7 @@ function M.new(conn, role, handler, request, response)
   }, Socket)
   sock.frame = { socket = sock, msg = nil }
   mt[STATE] = sock
-  local callbacks = {
-    on_ping = function(data) sock:deliver_control(C.FRAME_OP_PING, data) end,
-    on_pong = function(data) sock:deliver_control(C.FRAME_OP_PONG, data) end,
-    on_error = function(kind, message) sock.failure = kind .. ": " .. message end,
-    on_close = function(code, reason) sock:on_close(code, reason) end,
-    on_drain = function() sock:wake_senders() end,
-  }
-  -- Messages go straight into their msg's buf (turbo_ws.message_copy):
-  -- the copy is made first, before anything could yield.
-  if msg.copies_messages then
-    callbacks._on_message_length = function(n, binary)
-      deliver(sock, binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, received(n), n)
-    end
-  else
-    callbacks.on_message = function(data, binary)
-      sock:deliver(binary and C.FRAME_OP_BINARY or C.FRAME_OP_TEXT, cbuf(data), #data)
-    end
-  end
-  conn:set_callbacks(callbacks)
+  conn:set_callbacks(CALLBACKS, sock)
   return sock
 end
 
