@@ -3,6 +3,7 @@
 local turbo_ws = require "turbo_ws"
 local core = turbo_ws.core
 local L = require "spec.support.loop"
+local P = require "spec.support.peer"
 local run_until = L.run_until
 
 local function echo_server(options)
@@ -146,5 +147,30 @@ describe("shutdown", function()
   it("checks its arguments", function()
     assert.has_error(function() turbo_ws.shutdown(-1) end)
     assert.has_error(function() turbo_ws.shutdown(1, 42) end)
+  end)
+end)
+
+describe("run()", function()
+  -- The memory trim scheduled a second after an upgrade (src/engine/trim.rs)
+  -- runs in the background: a loop with nothing else to do stops at once.
+  -- A fresh process: in this one a trim may already be pending.
+  it("returns once the last connection closed, right after its upgrade", function()
+    local status, out = P.run_luajit([[
+      local turbo_ws = require "turbo_ws"
+      local core = turbo_ws.core
+      local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req) req:upgrade() end)
+      core.connect("ws://127.0.0.1:" .. server:port() .. "/", nil, function(conn)
+        print("opened", conn ~= nil)
+        server:close()
+        if conn then conn:close(1000) end
+      end)
+      local t0 = core.gettimemonotonic()
+      turbo_ws.run()
+      print("ms", core.gettimemonotonic() - t0)
+    ]])
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("opened\ttrue", 1, true), out)
+    local ms = tonumber(out:match("ms\t(%d+)"))
+    assert.is_true(ms ~= nil and ms < 900, out)
   end)
 end)

@@ -144,6 +144,10 @@ impl Requests for LuaRequests {
             drop(alive);
         });
     }
+
+    fn spawn_background(&self, task: Task) {
+        self.lp.spawn(task);
+    }
 }
 
 /// The plain table Lua gets for a request.

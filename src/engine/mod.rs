@@ -28,5 +28,6 @@ pub mod server;
 pub mod signals;
 pub mod stream;
 pub mod tls;
+pub mod trim;
 pub mod url_parts;
 pub mod workers;

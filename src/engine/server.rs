@@ -44,6 +44,11 @@ pub trait Requests {
     fn request(&self, req: PendingRequest);
     /// Runs `task` on the host's loop, which goes on at least until the task ends.
     fn spawn(&self, task: Task);
+    /// Runs `task` on the host's loop without keeping it going: housekeeping
+    /// a loop that has nothing else to do may drop unfinished.
+    fn spawn_background(&self, task: Task) {
+        self.spawn(task);
+    }
 }
 
 /// How one listener serves.
@@ -564,6 +569,7 @@ async fn run_upgraded(on_upgrade: OnUpgrade, shared: Rc<Shared>, slot: Rc<Slot>)
             shared.opened(&stream);
             let requests = slot.0.requests.clone();
             requests.spawn(Box::pin(connection::run_holding(shared, stream, leftover, slot)));
+            crate::engine::trim::after_upgrade(&*requests);
         }
         Ok(Err(_)) => shared.finish(
             Some(Error::new(Kind::Io, "upgrade on an unexpected stream type")),
