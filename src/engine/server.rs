@@ -569,7 +569,9 @@ async fn run_upgraded(on_upgrade: OnUpgrade, shared: Rc<Shared>, slot: Rc<Slot>)
             shared.opened(&stream);
             let requests = slot.0.requests.clone();
             requests.spawn(Box::pin(connection::run_holding(shared, stream, leftover, slot)));
-            crate::engine::trim::after_upgrade(&*requests);
+            if let Some(trim) = crate::engine::trim::after_upgrade() {
+                requests.spawn_background(Box::pin(trim));
+            }
         }
         Ok(Err(_)) => shared.finish(
             Some(Error::new(Kind::Io, "upgrade on an unexpected stream type")),

@@ -11,9 +11,8 @@
 //! second; nothing on a connection's per-message path calls it.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::time::Duration;
-
-use crate::engine::server::Requests;
 
 /// How long after an upgrade the trim runs: a burst of handshakes is
 /// usually over by then, and trims stay rare under steady churn.
@@ -23,19 +22,19 @@ thread_local! {
     static PENDING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Called after each upgrade: schedules a trim unless one is pending. The
-/// task does not keep a loop's `run()` going; dropped unrun with its loop,
-/// it clears the pending mark all the same.
-pub fn after_upgrade(requests: &dyn Requests) {
+/// Called after each upgrade: the trim to run in the background (it must
+/// not keep a loop's `run()` going), unless one is pending. Dropped unrun
+/// with its loop, it clears the pending mark all the same.
+pub fn after_upgrade() -> Option<impl Future<Output = ()>> {
     if !cfg!(all(target_os = "linux", target_env = "gnu")) || PENDING.with(|p| p.replace(true)) {
-        return;
+        return None;
     }
     let pending = PendingMark;
-    requests.spawn_background(Box::pin(async move {
+    Some(async move {
         tokio::time::sleep(DELAY).await;
         drop(pending);
         release_free_memory();
-    }));
+    })
 }
 
 /// Clears the pending mark when the trim ran or its task was dropped.
@@ -61,44 +60,25 @@ fn release_free_memory() {}
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-
     use super::*;
-    use crate::engine::server::{PendingRequest, Task};
 
-    /// Keeps what it is asked to run, to run or drop it by hand.
-    #[derive(Default)]
-    struct Tasks(RefCell<Vec<Task>>);
-
-    impl Requests for Tasks {
-        fn request(&self, _req: PendingRequest) {}
-        fn spawn(&self, task: Task) {
-            self.0.borrow_mut().push(task);
-        }
-    }
+    const GLIBC: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
 
     #[test]
     fn one_trim_is_pending_at_a_time_and_a_dropped_one_lets_the_next_be_scheduled() {
-        let tasks = Tasks::default();
-        after_upgrade(&tasks);
-        after_upgrade(&tasks);
-        let expected = usize::from(cfg!(all(target_os = "linux", target_env = "gnu")));
-        assert_eq!(tasks.0.borrow().len(), expected);
-        tasks.0.borrow_mut().clear(); // the loop went away before it ran
-        after_upgrade(&tasks);
-        assert_eq!(tasks.0.borrow().len(), expected);
+        let first = after_upgrade();
+        assert_eq!(first.is_some(), GLIBC);
+        assert!(after_upgrade().is_none());
+        drop(first); // the loop went away before it ran
+        assert_eq!(after_upgrade().is_some(), GLIBC);
     }
 
     #[tokio::test]
     async fn the_trim_runs_after_the_delay_and_clears_the_mark() {
-        let tasks = Tasks::default();
-        after_upgrade(&tasks);
-        let Some(task) = tasks.0.borrow_mut().pop() else { return }; // not glibc
+        let Some(trim) = after_upgrade() else { return }; // not glibc
         let started = std::time::Instant::now();
-        task.await;
+        trim.await;
         assert!(started.elapsed() >= DELAY);
         assert!(!PENDING.with(Cell::get));
-        after_upgrade(&tasks);
-        assert_eq!(tasks.0.borrow().len(), 1);
     }
 }
