@@ -244,6 +244,33 @@ describe("frame dispatch to handler modules (server side)", function()
     end)
   end)
 
+  -- The request is kept in a smaller form once upgraded (http.lua,
+  -- keep_for_connection): its methods answer as before the upgrade.
+  it("gives ws.handle_msg a request whose methods still answer after the upgrade", function()
+    run_async(function()
+      local seen, original = nil, ws.handle_msg
+      ws.handle_msg = function(request, response)
+        seen = seen or {
+          method = request:get_method(), uri = request:get_uri(), version = request:get_version(),
+          key = request:get_hdr_field("sec-websocket-key"), host = request:get_host(),
+          room = request:get_query_parameters().room, body = request:get_message_body_str(),
+        }
+        return original(request, response)
+      end
+      local ok, err = pcall(function()
+        local _, port = start_server()
+        local raw = raw_upgraded(port, "/evspec/probe?room=7")
+        raw:send(cframe(0x81, "x"))
+        assert.are.equal("x", raw:read_frame().payload)
+        assert.are.same({ method = "GET", uri = "/evspec/probe?room=7", version = "HTTP/1.1",
+                          key = E.SAMPLE_KEY, host = "127.0.0.1:" .. port, room = "7", body = "" },
+                        seen)
+      end)
+      ws.handle_msg = original
+      assert(ok, err)
+    end)
+  end)
+
   it("a wrapped ws.handle_msg that waits first still handles its own frame", function()
     run_async(function()
       local original = ws.handle_msg

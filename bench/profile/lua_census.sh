@@ -15,7 +15,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export LUA_CPATH="${SO_DIR:-$ROOT/build}/?.so;;" CENSUS_TRIGGER=$TMP/census
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-taskset -c 0 luajit "$ROOT/bench/profile/lua_census.lua" "$ROOT/bench/servers/${SERVER}_echo.lua" "$PORT" >/dev/null 2>"$TMP/server.err" &
+LUA_PATH="$ROOT/bench/servers/?.lua;;" taskset -c 0 luajit "$ROOT/bench/profile/lua_census.lua" "$ROOT/bench/servers/${SERVER}_echo.lua" "$PORT" >/dev/null 2>"$TMP/server.err" &
 PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 sleep 1
@@ -25,7 +25,10 @@ take() {  # take OUT: one census into OUT
   mv "$CENSUS_TRIGGER.out" "$1"
 }
 take "$TMP/before"
-taskset -c 1 "$ROOT/bench/target/release/loadgen" idle "ws://127.0.0.1:$PORT/" "$N" 600 >"$TMP/idle.json" &
+# The evlua face finds its handler module (bench/servers/bench_handlers)
+# from the path.
+URL_PATH=/; [ "$SERVER" = evlua ] && URL_PATH=/bench_handlers/echo
+taskset -c 1 "$ROOT/bench/target/release/loadgen" idle "ws://127.0.0.1:$PORT$URL_PATH" "$N" 600 >"$TMP/idle.json" &
 LG=$!
 for _ in $(seq 600); do [ -s "$TMP/idle.json" ] && break; sleep 0.1; done
 sleep 1
