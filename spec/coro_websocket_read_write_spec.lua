@@ -240,6 +240,13 @@ describe("turbo_ws.coro_websocket", function()
         end
         assert.is_true(write({ opcode = 1, payload = "still open" }))
         assert.are.equal("still open", read().payload)
+        -- res.socket's callbacks are optional functions, as luv's.
+        local res = select(1, connect({ host = "127.0.0.1", port = port }))
+        assert_error_with("socket:shutdown: bad argument #1 'callback' (function expected, got number)",
+                          res.socket.shutdown, res.socket, 5)
+        assert_error_with("socket:close: bad argument #1 'callback' (function expected, got string)",
+                          res.socket.close, res.socket, "x")
+        assert.is_true(res.socket:shutdown())
         write()
         assert.is_nil(read())
         server:close()

@@ -282,3 +282,12 @@ describe("ws.accept", function()
     end)
   end)
 end)
+
+describe("evlua.platform", function()
+  it("ev_hibernate raises for seconds that are not a non-negative number", function()
+    for _, bad in ipairs{ { "x", "got string" }, { -1, "got -1" }, { 0 / 0, "got nan" }, { nil, "got nil" } } do
+      assert_error_with("platform.ev_hibernate: bad argument #1 'seconds' (non-negative number expected, "
+                        .. bad[2], evlua.platform.ev_hibernate, bad[1])
+    end
+  end)
+end)

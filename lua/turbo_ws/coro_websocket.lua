@@ -608,18 +608,24 @@ local function open_link(conn, heartbeat, socket_path)
 
   -- Stands in for the original's uv_tcp_t (res.socket).
   local socket = {}
+  -- As luv's: the callback is optional, anything else is misuse.
+  local function check_callback(fname, cb)
+    check_type("socket:" .. fname, "argument #1 'callback'", cb, "function", 2, true)
+  end
   local function when_closed(cb)
-    if type(cb) ~= "function" then return end
+    if cb == nil then return end
     if done then core.add_callback(cb) else on_closed[#on_closed + 1] = cb end
   end
   -- Ends the connection cleanly: a close frame (1000); read() then returns nil.
   function socket.shutdown(_, cb)
+    check_callback("shutdown", cb)
     if not close_sent and not done then closing(); conn:close() end
     when_closed(cb)
     return true
   end
   -- Drops the TCP connection at once; pending read()s return nil.
   function socket.close(_, cb)
+    check_callback("close", cb)
     closing()
     if not done then conn:abort() end
     when_closed(cb)

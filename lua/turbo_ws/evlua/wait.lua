@@ -65,6 +65,10 @@ end
 
 --- Waits `seconds` (evlua's platform.ev_hibernate).
 function M.sleep(seconds)
+  if type(seconds) ~= "number" or not (seconds >= 0) then
+    error("platform.ev_hibernate: bad argument #1 'seconds' (non-negative number expected, got "
+          .. (type(seconds) == "number" and tostring(seconds) or type(seconds)) .. ")", 2)
+  end
   M.wait(function() end, seconds)
 end
 
