@@ -61,12 +61,13 @@ fn check_text(data: &[u8], binary: bool) -> Result<(), Violation> {
     if binary || std::str::from_utf8(data).is_ok() {
         Ok(())
     } else {
-        Err(bad_utf8())
+        Err(bad_utf8("a text message"))
     }
 }
 
-fn bad_utf8() -> Violation {
-    Violation { code: 1007, kind: Kind::Protocol, message: "invalid UTF-8 in a text message".into() }
+/// 1007: `what` (a text message, a close reason) is not UTF-8.
+fn bad_utf8(what: &str) -> Violation {
+    Violation { code: 1007, kind: Kind::Protocol, message: format!("invalid UTF-8 in {what}") }
 }
 
 /// A fragmented message being assembled.
@@ -89,7 +90,7 @@ impl Partial {
         match std::str::from_utf8(&self.data[self.checked..]) {
             Ok(_) => self.checked = self.data.len(),
             Err(e) if e.error_len().is_none() && !fin => self.checked += e.valid_up_to(),
-            Err(_) => return Err(bad_utf8()),
+            Err(_) => return Err(bad_utf8("a text message")),
         }
         Ok(())
     }
@@ -134,7 +135,7 @@ impl Reader {
                 let (code, reason) = frame::parse_close(payload).map_err(|e| match e {
                     BadClose::Truncated => protocol("a close frame with a one-byte payload"),
                     BadClose::Code(c) => protocol(format!("invalid close code {c}")),
-                    BadClose::Utf8 => bad_utf8(),
+                    BadClose::Utf8 => bad_utf8("a close reason"),
                 })?;
                 Event::Close { code, reason }
             }
@@ -482,6 +483,16 @@ mod tests {
         assert_eq!(server().next(&mut unmasked).unwrap_err().code, 1002);
         let mut big = client_frame(0x82, &[0; 10]);
         assert_eq!(Reader::new(Role::Server, 5, 100, None).next(&mut big).unwrap_err().code, 1009);
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_where_it_was_found() {
+        let mut text = client_frame(0x81, b"\xc3\x28");
+        let mut close = client_frame(0x88, b"\x03\xe8\xff");
+        let text = server().next(&mut text).unwrap_err();
+        let close = server().next(&mut close).unwrap_err();
+        assert_eq!((text.code, text.message.as_str()), (1007, "invalid UTF-8 in a text message"));
+        assert_eq!((close.code, close.message.as_str()), (1007, "invalid UTF-8 in a close reason"));
     }
 
     #[test]
