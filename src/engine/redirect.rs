@@ -66,7 +66,7 @@ impl Trail {
                 format!("refused to follow a redirect from {from} to {url}: it would leave TLS"),
             ));
         }
-        if self.visited.iter().any(|seen| without_fragment(seen) == without_fragment(&url)) {
+        if self.visited.iter().any(|seen| loop_key(seen) == loop_key(&url)) {
             return Err(Error::new(Kind::Redirects, format!("redirect loop: {url} was already visited")));
         }
         self.visited.push(url.clone());
@@ -74,8 +74,16 @@ impl Trail {
     }
 }
 
-fn without_fragment(url: &Url) -> &str {
-    &url[..url::Position::AfterQuery]
+/// What makes two locations the same place for loop detection: the URL
+/// without its fragment, http and ws (https and wss) alike, since a
+/// WebSocket client follows an http:// location as ws://.
+fn loop_key(url: &Url) -> String {
+    let scheme = match url.scheme() {
+        "http" => "ws",
+        "https" => "wss",
+        other => other,
+    };
+    format!("{scheme}{}", &url[url::Position::AfterScheme..url::Position::AfterQuery])
 }
 
 #[cfg(test)]
@@ -120,6 +128,11 @@ mod tests {
         let mut trail = Trail::new(&start);
         let hop = trail.follow(&start, "/2").unwrap();
         assert_eq!(trail.follow(&hop.url, "/1#frag").unwrap_err().kind, Kind::Redirects);
+        // http:// is followed as ws://: back to the start at once is a loop.
+        let err = Trail::new(&start).follow(&start, "http://a/1").unwrap_err();
+        assert_eq!(err.kind, Kind::Redirects);
+        assert!(err.message.contains("http://a/1"), "{}", err.message);
+        assert!(Trail::new(&start).follow(&start, "http://a/2").is_ok());
     }
 
     #[test]
