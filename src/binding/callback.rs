@@ -37,8 +37,13 @@ fn idle_mark() -> LightUserData {
 /// it read any address). The address is a number and `deliver` takes fixed
 /// arguments, so LuaJIT compiles that path with the handler (a light
 /// userdata argument or `...` kept it interpreted, with ffi.string's
-/// conversions done by the interpreter on every message). Also returns
-/// whether that is available (not under PUC Lua).
+/// conversions done by the interpreter on every message). The string is
+/// stored in `held` while the handler runs: after a store LuaJIT takes a
+/// snapshot, so a guard that fails in the compiled handler resumes after
+/// the string was made; without it, it resumed before and made it again
+/// (a handler closure per connection did that on every message: a second
+/// 16 KiB string, found by comparing all its bytes). Also returns whether
+/// that is available (not under PUC Lua).
 const TRAMPOLINE: &str = r#"
 local idle, bytes = ...
 local ok, ffi = pcall(require, "ffi")
@@ -46,9 +51,12 @@ local tostr = ok and ffi.string or nil
 local cast = ok and ffi.cast or nil
 local CHARP = ok and ffi.typeof("const char *") or nil
 local yield = coroutine.yield
+local held
 local function deliver(g, p, n, flag, context)
   local s = tostr(cast(CHARP, p), n)
+  held = s
   if context == nil then g(s, flag) else g(context, s, flag) end
+  held = nil
 end
 local function run(f, ...)
   if f == bytes then deliver(...) else f(...) end
