@@ -626,20 +626,61 @@ mod tests {
         assert_eq!(a.len(), 9);
     }
 
+    /// What `count` frames sent by `out` in `mode` put on the wire.
+    async fn sent_bytes(mut out: Outgoing, count: usize, mode: WriteMode) -> Vec<u8> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        out.send(&mut client, count, mode).await.unwrap();
+        drop(client);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        got
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn each_message_mode_writes_the_same_bytes_as_batch_mode() {
         let frame = encode_frame(5, false);
         let burst: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 3).collect();
         for mode in [WriteMode::EachMessage, WriteMode::Batched] {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let mut client = TcpStream::connect(addr).await.unwrap();
-            let (mut server, _) = listener.accept().await.unwrap();
-            send_frames(&mut client, &frame, &burst, 3, mode).await.unwrap();
-            drop(client);
-            let mut got = Vec::new();
-            server.read_to_end(&mut got).await.unwrap();
+            let got = sent_bytes(Outgoing::new(5, false, 3, None, 1), 3, mode).await;
             assert_eq!(got, burst, "mode {}", mode.label());
+        }
+    }
+
+    #[test]
+    fn payloads_are_distinct_unless_asked_otherwise() {
+        let mut a = args(&["loadgen", "echo", "ws://h/", "1", "1", "32", "text", "1"]);
+        assert!(take_distinct_payloads(&mut a));
+        let mut a = args(&["loadgen", "echo", "--payload=same", "ws://h/", "1", "1", "32", "text", "1"]);
+        assert!(!take_distinct_payloads(&mut a));
+        assert_eq!(a.len(), 8);
+    }
+
+    /// The payloads of the frames in `wire` (frames of `size` bytes, masked
+    /// with MASK), unmasked.
+    fn payloads(wire: &[u8], size: usize) -> Vec<Vec<u8>> {
+        let frame_len = encode_frame(size, true).len();
+        wire.chunks(frame_len)
+            .map(|f| f[frame_len - size..].iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]).collect())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn distinct_payloads_differ_and_text_ones_are_utf8() {
+        for (size, binary) in [(32, false), (16384, true)] {
+            for mode in [WriteMode::EachMessage, WriteMode::Batched] {
+                let pool = Some(Rc::new(PayloadPool::new(size, binary)));
+                let got = sent_bytes(Outgoing::new(size, binary, 8, pool, 7), 8, mode).await;
+                let messages = payloads(&got, size);
+                assert_eq!(messages.len(), 8);
+                let unique: std::collections::HashSet<_> = messages.iter().collect();
+                assert_eq!(unique.len(), 8, "size {size}, mode {}", mode.label());
+                if !binary {
+                    assert!(messages.iter().all(|m| std::str::from_utf8(m).is_ok()));
+                }
+            }
         }
     }
 }
