@@ -62,41 +62,32 @@ impl WriteMode {
     }
 }
 
-/// Removes a `--write=` option from the arguments, leaving the positional ones.
-fn take_write_mode(args: &mut Vec<String>) -> WriteMode {
-    let mut mode = WriteMode::EachMessage;
-    args.retain(|a| match a.strip_prefix("--write=") {
-        Some("each") => {
-            mode = WriteMode::EachMessage;
+/// Removes every `PREFIX<value>` option from the arguments, leaving the
+/// positional ones; the last one's value, which must be one of `choices`.
+fn take_option(args: &mut Vec<String>, prefix: &str, choices: &[&'static str]) -> Option<&'static str> {
+    let mut chosen = None;
+    args.retain(|a| match a.strip_prefix(prefix) {
+        Some(value) => {
+            chosen = Some(*choices.iter().find(|c| **c == value).unwrap_or_else(|| usage()));
             false
         }
-        Some("batch") => {
-            mode = WriteMode::Batched;
-            false
-        }
-        Some(_) => usage(),
         None => true,
     });
-    mode
+    chosen
+}
+
+/// Removes a `--write=` option (see the module doc).
+fn take_write_mode(args: &mut Vec<String>) -> WriteMode {
+    match take_option(args, "--write=", &["each", "batch"]) {
+        Some("batch") => WriteMode::Batched,
+        _ => WriteMode::EachMessage,
+    }
 }
 
 /// Removes a `--payload=` option: whether each message gets its own
-/// sequence number (see the module doc).
+/// payload (see the module doc).
 fn take_distinct_payloads(args: &mut Vec<String>) -> bool {
-    let mut distinct = true;
-    args.retain(|a| match a.strip_prefix("--payload=") {
-        Some("distinct") => {
-            distinct = true;
-            false
-        }
-        Some("same") => {
-            distinct = false;
-            false
-        }
-        Some(_) => usage(),
-        None => true,
-    });
-    distinct
+    take_option(args, "--payload=", &["distinct", "same"]) != Some("same")
 }
 
 /// Bytes that payloads are cut from when they are distinct: pseudo-random
