@@ -19,6 +19,7 @@ pub mod message_copy;
 pub mod module;
 pub mod opts;
 pub mod pubsub;
+pub mod record;
 pub mod send_handles;
 pub mod server;
 pub mod toolkit;

@@ -21,6 +21,7 @@ use crate::binding::callback;
 use crate::binding::connection;
 use crate::binding::ioloop::{self, KeepAlive, Loop};
 use crate::binding::opts::{self, HeaderFields, Opts};
+use crate::binding::record::{self, Field};
 use crate::binding::userdata_env;
 use crate::engine::codec::Role;
 use crate::engine::server::{self, AnswerError, Config, Handshake, PendingRequest, Requests, Task};
@@ -153,26 +154,26 @@ impl Requests for LuaRequests {
 /// The plain table Lua gets for a request.
 fn request_info(lua: &Lua, req: &PendingRequest, body: &[u8]) -> mlua::Result<Table> {
     let head = req.head();
-    let info = lua.create_table_with_capacity(0, 10)?;
-    info.set("method", head.method.as_str())?;
-    info.set("uri", head.uri.path_and_query().map_or("/", |p| p.as_str()))?;
-    info.set("path", head.uri.path())?;
-    info.set("query", head.uri.query())?;
-    info.set("version", format!("{:?}", head.version))?;
-    let headers = lua.create_table_with_capacity(head.headers.len(), 0)?;
-    for (i, (name, value)) in head.headers.iter().enumerate() {
-        let pair = lua.create_table_with_capacity(2, 0)?;
-        pair.raw_set(1, name.as_str())?;
-        pair.raw_set(2, lua.create_string(value.as_bytes())?)?;
-        headers.raw_set(i + 1, pair)?;
-    }
-    info.set("headers", headers)?;
+    let headers: Vec<(&[u8], &[u8])> =
+        head.headers.iter().map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())).collect();
+    let version = format!("{:?}", head.version);
     let peer = req.peer();
-    info.set("remote_ip", peer.ip().to_string())?;
-    info.set("remote_port", peer.port())?;
-    info.set("body", lua.create_string(body)?)?;
-    info.set("websocket", req.wants_websocket())?;
-    Ok(info)
+    let remote_ip = peer.ip().to_string();
+    record::build(
+        lua,
+        &[
+            ("method", Some(head.method.as_str().into())),
+            ("uri", Some(head.uri.path_and_query().map_or("/", |p| p.as_str()).into())),
+            ("path", Some(head.uri.path().into())),
+            ("query", head.uri.query().map(Field::from)),
+            ("version", Some(version.as_str().into())),
+            ("headers", Some(Field::Pairs(&headers))),
+            ("remote_ip", Some(remote_ip.as_str().into())),
+            ("remote_port", Some(Field::Integer(peer.port().into()))),
+            ("body", Some(body.into())),
+            ("websocket", Some(Field::Boolean(req.wants_websocket()))),
+        ],
+    )
 }
 
 /// The Lua handle to answer one request with.

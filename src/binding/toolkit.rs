@@ -19,6 +19,7 @@
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
 
 use crate::binding::args;
+use crate::binding::record::{self, Field};
 use crate::engine::url_parts::{self, UrlParts};
 
 fn valid_close_code(v: &Value) -> bool {
@@ -42,22 +43,18 @@ fn split_url(lua: &Lua, v: Value) -> mlua::Result<MultiValue> {
 }
 
 fn parts_table(lua: &Lua, parts: &UrlParts) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 7)?;
-    let optional = [
-        ("scheme", parts.scheme),
-        ("userinfo", parts.userinfo),
-        ("host", parts.host),
-        ("port", parts.port),
-        ("query", parts.query),
-        ("fragment", parts.fragment),
-    ];
-    for (name, value) in optional {
-        if let Some(bytes) = value {
-            t.raw_set(name, lua.create_string(bytes)?)?;
-        }
-    }
-    t.raw_set("path", lua.create_string(parts.path)?)?;
-    Ok(t)
+    record::build(
+        lua,
+        &[
+            ("scheme", parts.scheme.map(Field::Bytes)),
+            ("userinfo", parts.userinfo.map(Field::Bytes)),
+            ("host", parts.host.map(Field::Bytes)),
+            ("port", parts.port.map(Field::Bytes)),
+            ("path", Some(Field::Bytes(parts.path))),
+            ("query", parts.query.map(Field::Bytes)),
+            ("fragment", parts.fragment.map(Field::Bytes)),
+        ],
+    )
 }
 
 /// Most bytes `random_bytes` makes at once: a bound, not a need.
