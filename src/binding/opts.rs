@@ -109,16 +109,8 @@ impl<'a> Opts<'a> {
         }
     }
 
-    /// Headers as a map `{name = value}` or a list `{{name, value}, ...}`.
-    pub fn headers(&self, key: &str) -> mlua::Result<Vec<(String, String)>> {
-        Ok(self
-            .header_fields(key)?
-            .into_iter()
-            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
-            .collect())
-    }
-
-    /// The same, values kept as the bytes Lua gave (a server sends them as given).
+    /// Headers as a map `{name = value}` or a list `{{name, value}, ...}`,
+    /// values kept as the bytes Lua gave (they are sent as given).
     pub fn header_fields(&self, key: &str) -> mlua::Result<HeaderFields> {
         match self.value(key)? {
             Value::Nil => Ok(Vec::new()),
@@ -241,8 +233,8 @@ fn tls_options(func: &str, opts: &Opts) -> mlua::Result<tls::ClientOptions> {
 }
 
 /// The `headers` option, each name and value checked as HTTP allows.
-pub(crate) fn headers_option(func: &str, opts: &Opts) -> mlua::Result<Vec<(String, String)>> {
-    let headers = opts.headers("headers")?;
+pub(crate) fn headers_option(func: &str, opts: &Opts) -> mlua::Result<HeaderFields> {
+    let headers = opts.header_fields("headers")?;
     for (name, value) in &headers {
         if http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(args::misuse(
@@ -250,7 +242,7 @@ pub(crate) fn headers_option(func: &str, opts: &Opts) -> mlua::Result<Vec<(Strin
                 format!("bad option 'headers' ('{name}' is not a valid header name)"),
             ));
         }
-        if http::HeaderValue::from_str(value).is_err() {
+        if http::HeaderValue::from_bytes(value).is_err() {
             return Err(args::misuse(func, format!("bad option 'headers' (bad value for '{name}')")));
         }
     }

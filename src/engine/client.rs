@@ -22,7 +22,7 @@ pub struct Connect {
     pub target: Target,
     /// Path and query to send instead of the URL's.
     pub path: Option<String>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Vec<u8>)>,
     pub protocols: Vec<String>,
     /// Fail an answer that picks none of the offered subprotocols (browsers
     /// do; RFC 6455 allows the answer and Turbo's client took it).
@@ -137,7 +137,7 @@ fn no_response() -> Error {
 fn build_request(
     target: &Target,
     path: &str,
-    headers: &[(String, String)],
+    headers: &[(String, Vec<u8>)],
     p: &Connect,
 ) -> Result<handshake::Request, Error> {
     let path = if path.is_empty() { "/" } else { path };
@@ -148,48 +148,45 @@ fn build_request(
         ));
     }
     let user =
-        |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice());
     // A program may choose its own key (evlua reports it back to its caller).
-    let key = user("sec-websocket-key").unwrap_or_else(frame::generate_key);
+    let key = user("sec-websocket-key")
+        .map_or_else(frame::generate_key, |k| String::from_utf8_lossy(k).into_owned());
     let mut protocols = p.protocols.clone();
     if let Some(listed) = user("sec-websocket-protocol") {
+        let listed = String::from_utf8_lossy(listed);
         protocols.extend(listed.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()));
     }
-    let mut head = format!("GET {path} HTTP/1.1\r\n");
-    let mut line = |name: &str, value: &str| {
-        head.push_str(name);
-        head.push_str(": ");
-        head.push_str(value);
-        head.push_str("\r\n");
+    // Header values go out as the bytes the program gave.
+    let mut head = format!("GET {path} HTTP/1.1\r\n").into_bytes();
+    let mut line = |name: &str, value: &[u8]| {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
     };
     if user("host").is_none() {
-        line("Host", &target.host_header());
+        line("Host", target.host_header().as_bytes());
     }
-    line("Connection", "Upgrade");
-    line("Upgrade", "websocket");
-    line("Sec-WebSocket-Version", "13");
+    line("Connection", b"Upgrade");
+    line("Upgrade", b"websocket");
+    line("Sec-WebSocket-Version", b"13");
     if user("sec-websocket-key").is_none() {
-        line("Sec-WebSocket-Key", &key);
+        line("Sec-WebSocket-Key", key.as_bytes());
     }
     if !p.protocols.is_empty() {
-        line("Sec-WebSocket-Protocol", &p.protocols.join(", "));
+        line("Sec-WebSocket-Protocol", p.protocols.join(", ").as_bytes());
     }
     // A program's own extensions header replaces our offer.
     let offer_deflate = p.limits.permessage_deflate && user("sec-websocket-extensions").is_none();
     if offer_deflate {
-        line("Sec-WebSocket-Extensions", &deflate::offer());
+        line("Sec-WebSocket-Extensions", deflate::offer().as_bytes());
     }
     for (name, value) in headers {
         line(name, value);
     }
-    head.push_str("\r\n");
-    Ok(handshake::Request {
-        head: head.into_bytes(),
-        key,
-        protocols,
-        require_protocol: p.require_protocol,
-        offer_deflate,
-    })
+    head.extend_from_slice(b"\r\n");
+    Ok(handshake::Request { head, key, protocols, require_protocol: p.require_protocol, offer_deflate })
 }
 
 /// The engine on its own, no Lua: the client handshake and the connection
@@ -211,7 +208,7 @@ mod tests {
         Connect {
             target: Target::parse(url, Family::WebSocket).expect("a valid URL"),
             path: None,
-            headers: vec![("X-Test".into(), "1".into())],
+            headers: vec![("X-Test".into(), b"1".to_vec())],
             protocols: Vec::new(),
             require_protocol: true,
             dial: Dial { connect_timeout: None, tls: Default::default(), unix_socket: None },

@@ -32,7 +32,7 @@ pub(crate) struct Request {
     pub target: Target,
     pub method: Method,
     pub version: Version,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Vec<u8>)>,
     pub body: Bytes,
     pub dial: Dial,
     /// For the whole request: redirects and body included.
@@ -50,7 +50,7 @@ pub(crate) struct Request {
 struct Outgoing {
     target: Target,
     method: Method,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Vec<u8>)>,
     body: Bytes,
 }
 
@@ -183,7 +183,7 @@ fn build_request(out: &Outgoing, p: &Request) -> Result<http::Request<Full<Bytes
         .map_err(|e| Error::new(Kind::BadUrl, format!("cannot build the request: {e}")))?;
     for (name, value) in &out.headers {
         // Checked when the options were read.
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
             req.headers_mut().append(n, v);
         }
     }
@@ -355,7 +355,7 @@ mod tests {
             target: Target::parse(url, Family::Http).expect("a valid URL"),
             method: Method::GET,
             version: Version::HTTP_11,
-            headers: vec![("X-Test".into(), "1".into())],
+            headers: vec![("X-Test".into(), b"1".to_vec())],
             body: Bytes::new(),
             dial: Dial { connect_timeout: None, tls: Default::default(), unix_socket: None },
             timeout: Some(Duration::from_secs(5)),

@@ -32,7 +32,7 @@ pub fn same_origin(a: &Url, b: &Url) -> bool {
 }
 
 /// Drops the credential headers from a header list.
-pub fn strip_credentials(headers: &mut Vec<(String, String)>) {
+pub fn strip_credentials<V>(headers: &mut Vec<(String, V)>) {
     headers.retain(|(name, _)| !CREDENTIAL_HEADERS.iter().any(|c| name.eq_ignore_ascii_case(c)));
 }
 
