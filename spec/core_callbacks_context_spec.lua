@@ -103,4 +103,22 @@ describe("conn:set_callbacks with a context", function()
     server:close()
     assert.are.same({ { "old", "a", false }, { "b", false } }, seen)
   end)
+
+  it("reads each callback as t[name] (through __index) and names a bad one", function()
+    local seen, server_conn = {}, {}
+    local inherited = setmetatable({}, { __index = { on_message = function(m) seen[#seen + 1] = m end } })
+    local client, server = connected(inherited, nil, server_conn)
+    client:send("via __index")
+    run_until(function() return #seen == 1 end)
+    L.assert_error_with("turbo_ws connection:set_callbacks: bad option 'on_close' (function expected, got number)",
+      function() server_conn[1]:set_callbacks({ on_message = print, on_close = 5 }) end)
+    L.assert_error_with("bad option 'on_drain' (function expected, got string)",
+      function() server_conn[1]:set_callbacks({ on_drain = "x" }, {}) end)
+    -- A refused table changes nothing: the first callbacks still run.
+    client:send("still")
+    run_until(function() return #seen == 2 end)
+    client:close()
+    server:close()
+    assert.are.same({ "via __index", "still" }, seen)
+  end)
 end)

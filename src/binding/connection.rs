@@ -7,16 +7,18 @@
 //! refers to its own connection is not kept alive past the close.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
 use std::rc::{Rc, Weak};
 
-use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
+use mlua::{
+    ffi, AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value,
+};
 
 use crate::binding::args;
 use crate::binding::callback;
 use crate::binding::fast_send;
 use crate::binding::ioloop;
 use crate::binding::message_copy;
-use crate::binding::opts::Opts;
 use crate::binding::userdata_env;
 use crate::engine::codec::Role;
 use crate::engine::connection::{Events, Shared, State};
@@ -81,8 +83,28 @@ thread_local! {
     static SHARED: RefCell<Option<SharedCallbacks>> = const { RefCell::new(None) };
 }
 
-const CALLBACK_NAMES: [&str; 7] =
-    ["on_message", "_on_message_length", "on_ping", "on_pong", "on_close", "on_error", "on_drain"];
+/// The fields `set_callbacks` reads, in the order of `Callbacks::keys`.
+const CALLBACK_NAMES: [&CStr; 7] =
+    [c"on_message", c"_on_message_length", c"on_ping", c"on_pong", c"on_close", c"on_error", c"on_drain"];
+
+/// `t[name]` for each of `CALLBACK_NAMES` (its `__index` runs, as for
+/// any option), in one protected call: mlua's `Table::get` would make
+/// two (the key string, the lookup), each allocating C closures under
+/// LuaJIT, for every connection wired.
+fn callback_fields(lua: &Lua, t: &Table) -> mlua::Result<[Value; 7]> {
+    // SAFETY: protected by exec_raw; `t` is its argument at index 1, each
+    // lua_getfield pushes one value (the 8 slots are within LUA_MINSTACK),
+    // and the table is removed, leaving the seven values.
+    let (a, b, c, d, e, f, g) = unsafe {
+        lua.exec_raw::<(Value, Value, Value, Value, Value, Value, Value)>(t, |state| {
+            for name in CALLBACK_NAMES {
+                ffi::lua_getfield(state, 1, name.as_ptr());
+            }
+            ffi::lua_remove(state, 1);
+        })
+    }?;
+    Ok([a, b, c, d, e, f, g])
+}
 
 impl Callbacks {
     fn keys(&self) -> [&Option<RegistryKey>; 7] {
@@ -109,7 +131,7 @@ fn shared_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Rc<Callbac
         Some((lua.registry_value::<Table>(&shared.table).ok()?, shared.callbacks.clone()))
     });
     if let Some((table, callbacks)) = cached {
-        if table == *t && holds_functions(lua, func, t, &callbacks) {
+        if table == *t && holds_functions(lua, t, &callbacks) {
             return Ok(callbacks);
         }
     }
@@ -123,14 +145,14 @@ fn shared_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Rc<Callbac
 }
 
 /// Does `t` hold (as `read_callbacks` reads it) the functions of `callbacks`?
-fn holds_functions(lua: &Lua, func: &str, t: &Table, callbacks: &Callbacks) -> bool {
-    let opts = Opts::new(func, Some(t.clone()));
-    CALLBACK_NAMES.iter().zip(callbacks.keys()).all(|(name, key)| {
+fn holds_functions(lua: &Lua, t: &Table, callbacks: &Callbacks) -> bool {
+    let Ok(now) = callback_fields(lua, t) else { return false };
+    now.into_iter().zip(callbacks.keys()).all(|(now, key)| {
         let then = match key {
             Some(key) => lua.registry_value::<Value>(key),
             None => Ok(Value::Nil),
         };
-        matches!((opts.value(name), then), (Ok(now), Ok(then)) if now == then)
+        matches!(then, Ok(then) if now == then)
     })
 }
 
@@ -434,9 +456,10 @@ impl UserData for Connection {
 }
 
 fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
-    let opts = Opts::new(func, Some(t.clone()));
-    let key = |name: &str| -> mlua::Result<Option<RegistryKey>> {
-        match opts.value(name)? {
+    let [on_message, on_message_length, on_ping, on_pong, on_close, on_error, on_drain] =
+        callback_fields(lua, t)?;
+    let key = |name: &str, value: Value| -> mlua::Result<Option<RegistryKey>> {
+        match value {
             Value::Nil => Ok(None),
             Value::Function(f) => Ok(Some(lua.create_registry_value(f)?)),
             other => Err(mlua::Error::runtime(format!(
@@ -446,13 +469,13 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
         }
     };
     Ok(Callbacks {
-        on_message: key("on_message")?,
-        on_message_length: key("_on_message_length")?,
-        on_ping: key("on_ping")?,
-        on_pong: key("on_pong")?,
-        on_close: key("on_close")?,
-        on_error: key("on_error")?,
-        on_drain: key("on_drain")?,
+        on_message: key("on_message", on_message)?,
+        on_message_length: key("_on_message_length", on_message_length)?,
+        on_ping: key("on_ping", on_ping)?,
+        on_pong: key("on_pong", on_pong)?,
+        on_close: key("on_close", on_close)?,
+        on_error: key("on_error", on_error)?,
+        on_drain: key("on_drain", on_drain)?,
     })
 }
 

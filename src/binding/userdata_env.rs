@@ -19,20 +19,23 @@ pub fn create<T: UserData + 'static>(lua: &Lua, value: T) -> mlua::Result<AnyUse
 
 #[cfg(any(feature = "lua51", feature = "luajit"))]
 fn share_env(lua: &Lua, ud: &AnyUserData) -> mlua::Result<()> {
-    const KEY: &str = "turbo_ws.userdata_env";
-    let env: mlua::Table = match lua.named_registry_value::<Option<mlua::Table>>(KEY)? {
-        Some(env) => env,
-        None => {
-            let env = lua.create_table()?;
-            lua.set_named_registry_value(KEY, &env)?;
-            env
-        }
-    };
-    // SAFETY: the closure runs protected with (ud, env) as its stack;
-    // lua_setfenv pops env and sets it as the userdata's environment.
+    use mlua::ffi;
+    const KEY: &std::ffi::CStr = c"turbo_ws.userdata_env";
+    // SAFETY: protected by exec_raw (one call, not one per registry
+    // access: mlua's each allocate closures under LuaJIT), with `ud` at
+    // index 1. The shared table is found in the registry under KEY (put
+    // there the first time); lua_setfenv pops it as the userdata's
+    // environment.
     unsafe {
-        lua.exec_raw::<()>((ud, env), |state| {
-            mlua::ffi::lua_setfenv(state, 1);
+        lua.exec_raw::<()>(ud, |state| {
+            ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, KEY.as_ptr());
+            if ffi::lua_istable(state, -1) == 0 {
+                ffi::lua_pop(state, 1);
+                ffi::lua_createtable(state, 0, 0);
+                ffi::lua_pushvalue(state, -1);
+                ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, KEY.as_ptr());
+            }
+            ffi::lua_setfenv(state, 1);
         })
     }
 }
