@@ -264,12 +264,13 @@ local RUST_OPTION_METHODS = {
 local OPTION_SOURCES = {
   -- core: options read through config::Opts, the Limits, callbacks, the
   -- request `info` and connect `response` fields, the error kinds.
-  { "docs/core.md", "src/binding/server.rs", rust_options = true, patterns = { 'info%.set%("([%l_]+)"' } },
+  -- (`info` and the answer are `record::build` field lists: `("name", value)` lines.)
+  { "docs/core.md", "src/binding/server.rs", rust_options = true, patterns = { '\n%s*%("([%l_]+)", ' } },
   { "docs/core.md", "src/binding/client.rs", rust_options = true },
-  { "docs/core.md", "src/binding/answer.rs", patterns = { 't%.set%("([%l_]+)"' } },
+  { "docs/core.md", "src/binding/answer.rs", patterns = { '\n%s*%("([%l_]+)", ' } },
   { "docs/core.md", "src/binding/opts.rs", rust_options = true, patterns = { 'size%("([%l_]+)"' } },
   { "docs/core.md", "src/binding/http_client.rs", rust_options = true },
-  { "docs/core.md", "src/binding/connection.rs", rust_options = true, patterns = { 'key%("([%l_]+)"%)' } },
+  { "docs/core.md", "src/binding/connection.rs", rust_options = true, patterns = { 'key%("([%l_]+)", ' } },
   { "docs/core.md", "src/engine/error.rs", patterns = { '=> "([%l_]+)",' } },
   -- Turbo: WebSocketClient kwargs and callbacks, Application kwargs,
   -- listen kwargs and ssl_options.
@@ -314,7 +315,15 @@ local function scan_options()
         end
       end
       for _, pattern in ipairs(src.patterns or {}) do
-        for name in text:gmatch(pattern) do found_name(name, "name") end
+        local matched = false
+        for name in text:gmatch(pattern) do
+          matched = true
+          found_name(name, "name")
+        end
+        if not matched then
+          problem(("%s: the pattern %q finds nothing; update OPTION_SOURCES in tests/doc_check.lua")
+            :format(path, pattern))
+        end
       end
       local blocks = {}
       for _, opening in ipairs(src.blocks or {}) do blocks[#blocks + 1] = { opening, block_strings } end
