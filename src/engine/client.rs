@@ -35,7 +35,8 @@ pub struct Connect {
 }
 
 /// A failure, with the response when the server answered.
-pub type Failure = (Error, Option<Answer>);
+/// (Boxed: a `Result` carrying an `Answer` inline is large on every path.)
+pub type Failure = (Error, Option<Box<Answer>>);
 
 /// An open WebSocket: its stream, the bytes read past the handshake, the
 /// permessage-deflate terms if agreed, and the server's answer.
@@ -76,7 +77,7 @@ async fn establish(p: &Connect) -> Result<Established, Failure> {
                 match answer.header("location") {
                     Some(loc) if redirection && redirects < p.max_redirects => {
                         let (next, same_origin) =
-                            target.follow(&mut trail, &loc).map_err(|e| (e, Some(answer)))?;
+                            target.follow(&mut trail, &loc).map_err(|e| (e, Some(Box::new(answer))))?;
                         if !same_origin {
                             // Credentials (and a Host of the program's) were meant
                             // for the first origin only.
@@ -89,19 +90,19 @@ async fn establish(p: &Connect) -> Result<Established, Failure> {
                     Some(_) if redirection && p.max_redirects > 0 => {
                         return Err((
                             Error::new(Kind::Redirects, format!("more than {} redirects", p.max_redirects)),
-                            Some(answer),
+                            Some(Box::new(answer)),
                         ));
                     }
                     _ => {
                         let msg =
                             format!("the server answered {} {} instead of 101", answer.status, answer.reason);
-                        return Err((Error::new(Kind::BadStatus, msg), Some(answer)));
+                        return Err((Error::new(Kind::BadStatus, msg), Some(Box::new(answer))));
                     }
                 }
             }
             Err(HandshakeFailure::BadHandshake(check, why, res)) => {
                 let error = Error::new(Kind::BadHandshake, why).with_detail(check.name());
-                return Err((error, Some(Answer::from_handshake(*res, &target.url))));
+                return Err((error, Some(Box::new(Answer::from_handshake(*res, &target.url)))));
             }
             Err(e) => return Err((handshake_error(e), None)),
         }
