@@ -5,23 +5,7 @@
 -- Turbo face's WebSocketHandler shares one callbacks table this way.
 local core = require("turbo_ws").core
 local L = require "spec.support.loop"
-local run_until = L.run_until
-
--- A server whose connection gets `callbacks` (and `context`) at the
--- upgrade; a client connected to it. Returns the client connection.
-local function connected(callbacks, context, server_conn)
-  local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req)
-    local conn = req:upgrade()
-    if conn then
-      conn:set_callbacks(callbacks, context)
-      server_conn[1] = conn
-    end
-  end)
-  local client
-  core.connect("ws://127.0.0.1:" .. server:port() .. "/", nil, function(conn) client = conn end)
-  run_until(function() return client and server_conn[1] end)
-  return client, server
-end
+local run_until, connected = L.run_until, L.connected
 
 describe("conn:set_callbacks with a context", function()
   it("passes the context first to on_message, on_pong and on_close", function()

@@ -42,6 +42,23 @@ function M.run_until(done, ms, what)
   assert.truthy(done(), "timed out waiting for " .. (what or "a condition"))
 end
 
+--- A core server on a free port whose connection gets `callbacks` (and
+-- `context`) at the upgrade, kept in server_conn[1]; and a client
+-- connected to it. Returns the client connection and the server.
+function M.connected(callbacks, context, server_conn)
+  local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req)
+    local conn = req:upgrade()
+    if conn then
+      conn:set_callbacks(callbacks, context)
+      server_conn[1] = conn
+    end
+  end)
+  local client
+  core.connect("ws://127.0.0.1:" .. server:port() .. "/", nil, function(conn) client = conn end)
+  M.run_until(function() return client and server_conn[1] end)
+  return client, server
+end
+
 --- Runs body in a coroutine, as a luvit program does, then the loop until
 -- nothing is pending. An error in body fails the spec with its traceback; so
 -- does a body that has not finished, or a loop still busy, after `ms` (5000).

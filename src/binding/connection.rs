@@ -427,6 +427,14 @@ impl UserData for Connection {
         methods.add_method("closed", |_, this, ()| Ok(this.shared.state() == State::Closed));
         methods.add_method("state", |_, this, ()| Ok(this.shared.state().name()));
         methods.add_method("buffered_amount", |_, this, ()| Ok(this.shared.buffered_amount()));
+        methods.add_method("pause_reading", |_, this, ()| {
+            this.shared.pause_reading();
+            Ok(())
+        });
+        methods.add_method("resume_reading", |_, this, ()| {
+            this.shared.resume_reading();
+            Ok(())
+        });
         methods.add_method("protocol", |_, this, ()| Ok(this.shared.protocol()));
         methods.add_method("remote_address", |_, this, ()| {
             Ok(match this.shared.peer() {

@@ -43,9 +43,14 @@ const FAIL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 const FLUSH_EVERY: u32 = 4;
 /// Messages delivered in a row before the task lets others run.
 const FAIRNESS_BATCH: u32 = 64;
-/// With this much unwritten (or half `max_buffered`, if less), the task
-/// stops reading until the peer reads: a peer that sends but does not read
-/// cannot grow our memory, and an echo handler is not refused its sends.
+/// With this much unwritten (or half `max_buffered`, if less), a server's
+/// task stops reading until the peer reads: a peer that sends but does not
+/// read cannot grow our memory, and an echo handler is not refused its
+/// sends. A client reads on: two endpoints that both stop reading while
+/// their output waits deadlock (a client streaming large messages to an
+/// echo server while it reads the echoes), and a client program has its
+/// own brakes (sends wait or are refused past `max_buffered`; a face that
+/// queues unread messages pauses reading, see `pause_reading`).
 const HIGH_WATER: usize = 256 << 10;
 /// With this much unwritten, a ping's pong waits, and only the latest
 /// waiting one is sent once the backlog drains (§5.5.3 allows answering
@@ -118,6 +123,8 @@ pub struct Shared {
     blocked: Cell<bool>,
     /// Closed for not reading (`close_slow_readers`): reported in on_error.
     slow_reader: Cell<bool>,
+    /// The program asked for no more events for now (`pause_reading`).
+    read_paused: Cell<bool>,
     events: Rc<dyn Events>,
     limits: SendLimits,
     /// The rest of the limits, for the task to start with (taken then):
@@ -154,6 +161,7 @@ impl Shared {
             aborted: Cell::new(false),
             blocked: Cell::new(false),
             slow_reader: Cell::new(false),
+            read_paused: Cell::new(false),
             events,
             limits: SendLimits {
                 max_buffered: limits.max_buffered,
@@ -199,6 +207,23 @@ impl Shared {
     /// Payload bytes queued and not yet handed to the socket.
     pub fn buffered_amount(&self) -> usize {
         self.out.borrow().queued()
+    }
+
+    /// Stops reading and delivering events until `resume_reading`: the
+    /// peer is held back by TCP, as a program that does not read would hold
+    /// it (a face whose program is not ready for the next message: Turbo's
+    /// on_message suspended, luvit's reader not reading). Writing, the
+    /// close timer and the keepalive go on; the event being delivered, if
+    /// any, is the last until then.
+    pub fn pause_reading(&self) {
+        self.read_paused.set(true);
+    }
+
+    /// Reads and delivers again after `pause_reading`.
+    pub fn resume_reading(&self) {
+        if self.read_paused.replace(false) {
+            self.wake();
+        }
     }
 
     /// Calls the receiver of events, marking the task as busy meanwhile.
@@ -479,7 +504,7 @@ struct Driver {
     keepalive: Option<Box<Keepalive>>,
     /// Frames read so far (the keepalive's sign of life).
     reads: u64,
-    /// Reading pauses with this many bytes unwritten.
+    /// Reading pauses with this many bytes unwritten (servers: `HIGH_WATER`).
     high_water: usize,
 }
 
@@ -503,7 +528,10 @@ impl Driver {
             close_timer: None,
             keepalive: Keepalive::new(limits),
             reads: 0,
-            high_water: HIGH_WATER.min(limits.max_buffered / 2).max(1),
+            high_water: match sh.role {
+                Role::Server => HIGH_WATER.min(limits.max_buffered / 2).max(1),
+                Role::Client => usize::MAX,
+            },
         }
     }
 
@@ -540,6 +568,14 @@ impl Driver {
                     return Poll::Ready(End::WriteFailed(e));
                 }
                 cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if sh.read_paused.get() {
+                // Nothing is read or delivered until resume_reading wakes
+                // the task; what the events produced is written meanwhile.
+                if let Err(e) = self.write_out(sh, cx) {
+                    return Poll::Ready(End::WriteFailed(e));
+                }
                 return Poll::Pending;
             }
             let need = match self.reader.next(&mut self.input) {
