@@ -70,6 +70,61 @@ local function close_conn(conn, code, reason)
   end
 end
 
+-- Messages are handled one after another per connection, as in Turbo,
+-- which read the next frame only once on_message had returned. `running`
+-- is the stream whose on_message call has not returned yet: when the core
+-- delivers anything while it is set, that call was suspended (it yielded),
+-- so its stream stops reading (conn:pause_reading: the peer is held back
+-- by TCP, as Turbo held it) and gets a list in `suspended` for what was
+-- already on its way; once the call returns, the list is delivered and the
+-- stream reads again. The common case, a call that returns with no call
+-- suspended anywhere, costs two variables (a lookup keyed by a table is a
+-- C call for LuaJIT's interpreter). Weak keys: a call suspended for good
+-- does not keep its stream (nor is it counted off: `n_suspended` then only
+-- costs that lookup).
+local suspended = setmetatable({}, { __mode = "k" })
+local n_suspended = 0
+local running = nil
+
+local function note_suspended()
+  local stream = running
+  running = nil
+  if suspended[stream] == nil then
+    suspended[stream] = {}
+    n_suspended = n_suspended + 1
+    local conn = stream._conn
+    if conn then conn:pause_reading() end
+  end
+end
+
+-- A message for a stream whose earlier call is suspended: it waits.
+local function hold(self, data, binary)
+  local held = suspended[self]
+  held[#held + 1] = { data, binary }
+end
+
+-- After a call of deliver(self, ...) that was suspended and has now
+-- returned: the messages held meanwhile, in order (one whose call is
+-- suspended again holds up the rest, reading still paused), then reading.
+local function deliver_held(self, deliver)
+  local held = suspended[self]
+  if not held then return end
+  local i = 1
+  while held[i] do
+    running = self
+    deliver(self, held[i][1], held[i][2])
+    if running == self then running = nil end
+    i = i + 1
+  end
+  suspended[self] = nil
+  n_suspended = n_suspended - 1
+  local conn = self._conn
+  if conn then conn:resume_reading() end
+end
+
+-- (Each on_message callback below inlines the common case, a call that
+-- returns: `running` set around it.)
+
 --------------------------------------------------------------------------
 -- WebSocketStream mixin. Both classes keep the core connection in
 -- self._conn (nil until open) and self._closed once close() was called or
@@ -78,10 +133,27 @@ end
 websocket.WebSocketStream = {}
 local Stream = websocket.WebSocketStream
 
+-- What the core refuses to send, checked before queueing: a message
+-- written before the connection opens raises at the call, as it would
+-- once open, instead of failing when the queue is sent.
+local function check_queued(op, data, binary)
+  if op == "send" then
+    if not binary and not core.valid_utf8(data) then
+      error("write_message: a text message must be valid UTF-8 (send it as binary)", 4)
+    end
+  elseif type(data) ~= "string" then
+    error(op .. ": bad argument #1 'data' (string expected, got " .. type(data) .. ")", 4)
+  elseif #data > 125 then
+    error(op .. ": bad argument #1 'data' (control frame payload is " .. #data
+      .. " bytes, at most 125 allowed)", 4)
+  end
+end
+
 -- Runs conn:<op>(...) now, or queues it until the connection opens.
 function Stream:_send(op, ...)
   local conn = self._conn
   if conn then return conn[op](conn, ...) end
+  check_queued(op, ...)
   local queue = self._queue
   if not queue then queue = {}; self._queue = queue end
   queue[#queue + 1] = { op, select("#", ...), ... }
@@ -203,7 +275,8 @@ function Stream:_pong_callback(data)
   local callback, arg = self._ping_callback, self._ping_callback_arg
   if not callback then return nil end
   self._ping_callback, self._ping_callback_arg = nil, nil
-  if arg ~= nil then return callback, arg, data end
+  -- As Turbo: the argument goes first when it is truthy (false is left out).
+  if arg then return callback, arg, data end
   return callback, data
 end
 
@@ -485,6 +558,9 @@ end
 function Handler:_hook_failed(name, err)
   log.error(sformat("[websocket.lua] Error in WebSocketHandler:%s: %s", name, err.trace))
   if name == "on_close" or name == "on_error" then return end
+  -- on_close comes last: a call that ran on after it (an on_message that
+  -- yielded) failing is only logged.
+  if rawget(self, "_close_reported") then return end
   -- Closed as by close(): nothing more is delivered to the handler.
   self._closed = true
   close_conn(self._conn, 1011, "internal error")
@@ -494,12 +570,20 @@ end
 -- The core connection's callbacks, shared by every handler: the core
 -- passes the handler first (set_callbacks' context), so an open
 -- connection keeps no closures of its own.
-local function handler_message(self, data, binary)
+local function handler_deliver(self, data, binary)
   -- As in Turbo, nothing more is delivered after close(). (rawget: the
   -- field is the instance's own; a miss would run lazy_index.)
   if rawget(self, "_closed") then return end
   local ok, err = try(self.on_message, self, data, binary)
   if not ok then self:_hook_failed("on_message", err) end
+end
+
+local function handler_message(self, data, binary)
+  if running ~= nil then note_suspended() end
+  if n_suspended > 0 and suspended[self] then return hold(self, data, binary) end
+  running = self
+  handler_deliver(self, data, binary)
+  if running == self then running = nil else deliver_held(self, handler_deliver) end
 end
 
 local function handler_pong(self, data)
@@ -525,6 +609,7 @@ local function handler_close(self, code, reason)
   end
   local stream = rawget(self, "stream")
   if stream then stream:_closed_now() end
+  self._close_reported = true
   self:_call_hook("on_close", code, reason)
 end
 
@@ -727,12 +812,19 @@ end
 
 function Client:_wire(conn)
   local on_message = self.kwargs.on_message or self.on_message
+  local function deliver(_, data, binary)
+    -- As in Turbo, nothing more is delivered after close().
+    if not on_message or self._closed then return end
+    local ok, err = try(on_message, self, data, binary)
+    if not ok then self:_callback_failed("on_message", err) end
+  end
   conn:set_callbacks({
     on_message = function(data, binary)
-      -- As in Turbo, nothing more is delivered after close().
-      if not on_message or self._closed then return end
-      local ok, err = try(on_message, self, data, binary)
-      if not ok then self:_callback_failed("on_message", err) end
+      if running ~= nil then note_suspended() end
+      if n_suspended > 0 and suspended[self] then return hold(self, data, binary) end
+      running = self
+      deliver(self, data, binary)
+      if running == self then running = nil else deliver_held(self, deliver) end
     end,
     on_ping = function(data) self:_callback("on_ping", data) end,
     on_pong = function(data)
@@ -750,6 +842,7 @@ function Client:_wire(conn)
       self._closed = true
       log.success(sformat("[websocket.lua] WebSocketClient closed %s %dms",
         tostring(self.address), util.gettimemonotonic() - self._connect_time))
+      self._close_reported = true
       self:_callback("on_close", code, reason)
     end,
   })
@@ -770,6 +863,10 @@ end
 
 function Client:_callback_failed(name, err)
   log.error(err.trace)
+  -- After on_close only its own error is reported
+  -- (docs/turbo-differences.md); a call that ran on after it (an on_message that
+  -- yielded) failing is only logged.
+  if rawget(self, "_close_reported") and name ~= "on_close" then return end
   if name ~= "on_close" then
     self._closed = true
     self._queue = nil

@@ -6,6 +6,9 @@
 //!   and received in a close frame (`frame::check_close_code`). Any Lua
 //!   value is accepted; what is not a whole number in 0–65535 is simply
 //!   not valid.
+//! - `core.valid_utf8(s) -> boolean`: whether string `s` is UTF-8 as a
+//!   text message must be (RFC 3629: no overlong forms, no surrogates),
+//!   for a face checking a message it queues before the connection opens.
 //! - `core.split_url(url) -> parts | nil, kind, message, detail`: the
 //!   parts of a URL as written (`engine::url_parts`); a URL that does not
 //!   split is an answer (`bad_url` and which part), not an error, since
@@ -31,6 +34,11 @@ fn valid_close_code(v: &Value) -> bool {
     code.fract() == 0.0
         && (0.0..=65535.0).contains(&code)
         && crate::engine::frame::check_close_code(code as u16)
+}
+
+fn valid_utf8(_: &Lua, v: Value) -> mlua::Result<bool> {
+    let s = args::string("turbo_ws.valid_utf8", 1, "s", v)?;
+    Ok(std::str::from_utf8(&s.as_bytes()).is_ok())
 }
 
 fn split_url(lua: &Lua, v: Value) -> mlua::Result<MultiValue> {
@@ -70,6 +78,7 @@ fn random_bytes(lua: &Lua, n: Value) -> mlua::Result<mlua::LuaString> {
 /// Registers the shared rules in the `core` table.
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set("valid_close_code", lua.create_function(|_, v: Value| Ok(valid_close_code(&v)))?)?;
+    core.set("valid_utf8", lua.create_function(valid_utf8)?)?;
     core.set("split_url", lua.create_function(split_url)?)?;
     core.set("websocket_key", lua.create_function(|_, ()| Ok(crate::engine::frame::generate_key()))?)?;
     core.set("random_bytes", lua.create_function(random_bytes)?)?;
