@@ -191,6 +191,21 @@ describe("turbo_ws.coro_websocket", function()
       end)
     end)
 
+    it("returns the server's close even when the server resets before the echo goes out", function()
+      -- The client's message is never read: the server's close then resets
+      -- TCP, and the core cannot send its echo of the close frame.
+      local p = need_peer()
+      co_run(function()
+        local res, read, write = connect({ host = "127.0.0.1", port = p.resetter })
+        assert.are.equal(101, res and res.code)
+        assert.is_true((write({ opcode = 1, payload = '{"token":"bad"}' })))
+        local msg = read()
+        assert.are.equal(8, msg and msg.opcode)
+        assert.are.equal("\15\164Authentication failed.", msg.payload)
+        assert.is_nil(read())
+      end, 8000)
+    end)
+
     it("fails with a message, never raising, on a bad handshake, a 400 or no answer", function()
       local p = need_peer()
       co_run(function()

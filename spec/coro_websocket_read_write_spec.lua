@@ -64,6 +64,24 @@ describe("turbo_ws.coro_websocket", function()
       end)
     end)
 
+    it("stops reading while a message waits unread, instead of piling messages up", function()
+      -- As luvit's coro-channel. The server streams 30 MiB while the
+      -- program does not read: it stays in TCP's buffers and the server's
+      -- queue, not in the Lua heap (where unread messages were queued).
+      local server, port = test_server()
+      co_run(function()
+        local _, read, write = connect({ host = "127.0.0.1", port = port })
+        write({ opcode = 1, payload = "cmd:stream:480" })
+        assert.are.equal(64 * 1024, #read().payload)
+        sleep(500)
+        collectgarbage()
+        assert.is_true(collectgarbage("count") < 8 * 1024, collectgarbage("count") .. " KiB in the Lua heap")
+        for _ = 1, 20 do assert.are.equal(64 * 1024, #read().payload) end
+        write()
+        server:close()
+      end, 8000)
+    end)
+
     it("returns pings (already answered with the same payload) and pongs", function()
       local server, port, seen = test_server()
       co_run(function()

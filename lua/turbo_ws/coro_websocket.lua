@@ -474,18 +474,35 @@ local function open_link(conn, heartbeat, socket_path)
   local done = false              -- no more messages will come
   local close_sent = false        -- we closed (or the close was echoed)
   local failure                   -- "kind: message" if the connection failed
+  local failure_kind              -- the core's kind of that failure
   local stop_heartbeat = function() end
   local on_closed = {}            -- socket:shutdown/close callbacks
   local senders = {}              -- coroutines waiting in write() for room
+
+  local paused = false             -- the core was told to stop reading
 
   local function wake_one()
     local co = table.remove(readers, 1)
     if co then resume(co) end
   end
 
+  -- As luvit's coro-channel, which stops reading the socket while a
+  -- message waits with no reader: a program busy elsewhere holds the
+  -- peer back through TCP instead of piling messages up in memory.
   local function push(msg)
     inbox:push(msg)
     wake_one()
+    if not paused and not inbox:is_empty() and not done then
+      paused = true
+      conn:pause_reading()
+    end
+  end
+
+  local function read_again()
+    if paused then
+      paused = false
+      conn:resume_reading()
+    end
   end
 
   local function closing()
@@ -500,11 +517,15 @@ local function open_link(conn, heartbeat, socket_path)
     -- The core has already answered the ping; the original shows it too.
     on_ping = function(data) if not close_sent then push(message(9, data)) end end,
     on_pong = function(data) if not close_sent then push(message(10, data)) end end,
-    on_error = function(kind, msg) failure = failure or (tostring(kind) .. ": " .. tostring(msg)) end,
+    on_error = function(kind, msg)
+      if not failure then failure, failure_kind = tostring(kind) .. ": " .. tostring(msg), kind end
+    end,
     on_close = function(code, reason)
       -- The peer's close is shown once the core has echoed it and the TCP
       -- connection is gone; a failure or a drop ends the stream with nil.
-      if not close_sent and not failure and code ~= 1006 then
+      -- ("closed": the peer dropped TCP before our echo went out; its
+      -- close frame came all the same, and the original returns it.)
+      if not close_sent and (not failure or failure_kind == "closed") and code ~= 1006 then
         push(message(8, toolkit.close_payload(code, reason)))
       end
       closing()
@@ -521,8 +542,12 @@ local function open_link(conn, heartbeat, socket_path)
     local co = need_coroutine("read", 2)
     while true do
       local msg = inbox:pop()
-      if msg then return msg end
+      if msg then
+        if inbox:is_empty() then read_again() end
+        return msg
+      end
       if done then return nil, failure end
+      read_again()
       wait_in(readers, co)
     end
   end

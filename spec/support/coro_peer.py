@@ -22,6 +22,10 @@ Listens on 127.0.0.1, port 0 (the kernel picks), and writes
     /status/400   a 400 answer with a body
     /eof          closes without answering
     /silent       accepts and never answers
+- resetter: a blocking server (a plain thread) for a close the client cannot
+  answer: 101, then 0.3 s later, having read nothing the client sent, a
+  close 4004 "Authentication failed." and close(): the unread bytes make
+  that a TCP reset (a gateway refusing a token does this).
 - mtls (with CA CERT KEY): /echo over TLS, requiring a client certificate
   signed by CA.
 
@@ -32,9 +36,12 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import ssl
+import struct
 import sys
 import threading
+import time
 from http import HTTPStatus
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "conformance"))
@@ -116,6 +123,32 @@ async def raw_handler(reader, writer):
     writer.close()
 
 
+def resetter(listener):
+    while True:
+        conn, _ = listener.accept()
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            key = ""
+            for line in head.decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "sec-websocket-key":
+                    key = value.strip()
+            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            time.sleep(0.3)
+            reason = struct.pack("!H", 4004) + b"Authentication failed."
+            conn.sendall(bytes([0x88, len(reason)]) + reason)
+        except OSError:
+            pass
+        conn.close()
+
+
 def stop_on_stdin_eof(loop, stop):
     sys.stdin.read()
     loop.call_soon_threadsafe(stop.set_result, None)
@@ -130,8 +163,11 @@ async def main():
                 select_subprotocol=select_subprotocol)
     async with serve(ws_handler, "127.0.0.1", 0, **opts) as ws_server:
         raw_server = await asyncio.start_server(raw_handler, "127.0.0.1", 0)
-        ports = "ws=%d raw=%d" % (ws_server.sockets[0].getsockname()[1],
-                                  raw_server.sockets[0].getsockname()[1])
+        listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=resetter, args=(listener,), daemon=True).start()
+        ports = "ws=%d raw=%d resetter=%d" % (ws_server.sockets[0].getsockname()[1],
+                                              raw_server.sockets[0].getsockname()[1],
+                                              listener.getsockname()[1])
         mtls_server = None
         if len(sys.argv) >= 5:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -81,7 +81,8 @@ end
 local read_file, write_file = P.read_file, P.write_file
 
 -- A turbo_ws server for one spec. Echoes, and obeys text commands:
---   "cmd:ping:DATA", "cmd:close:CODE:REASON", "cmd:abort", "cmd:burst:N".
+--   "cmd:ping:DATA", "cmd:close:CODE:REASON", "cmd:abort", "cmd:burst:N",
+--   "cmd:stream:N" (N distinct binary messages of 64 KiB, 16 every 10 ms).
 -- `seen` records the request, pongs and the close code the server got.
 local function test_server(listen_opts, upgrade_opts)
   local seen = { pongs = {}, pings = {}, requests = {} }
@@ -101,6 +102,17 @@ local function test_server(listen_opts, upgrade_opts)
         elseif cmd == "abort" then conn:abort()
         elseif cmd == "burst" then
           for i = 1, tonumber(arg1) do conn:send("m" .. i) end
+        elseif cmd == "stream" then
+          local left, filler = tonumber(arg1), string.rep("s", 64 * 1024 - 8)
+          local timer
+          timer = core.set_interval(10, function()
+            for _ = 1, math.min(16, left) do
+              -- Distinct payloads: equal Lua strings would be one object.
+              conn:send(("%8d"):format(left) .. filler, true)
+              left = left - 1
+            end
+            if left == 0 then core.clear_interval(timer) end
+          end)
         else conn:send(data, binary) end
       end,
       on_pong = function(data) seen.pongs[#seen.pongs + 1] = data end,
@@ -185,6 +197,7 @@ local function need_peer()
         handle = handle,
         ws = tonumber(ports:match("ws=(%d+)")),
         raw = tonumber(ports:match("raw=(%d+)")),
+        resetter = tonumber(ports:match("resetter=(%d+)")),
         mtls = tonumber(ports:match("mtls=(%d+)")),
       }
     end
