@@ -381,6 +381,44 @@ describe("ws_util", function()
     end)
   end)
 
+  it("hands out several sockets pooled under one name in turn, as evpoco's pool queue", function()
+    run_async(function()
+      local _, port = start_server()
+      local a, b = connect(port), connect(port)
+      ws_util.add_ws_to_pool(a, "evspec-members")
+      ws_util.add_ws_to_pool(b, "evspec-members")
+      local order = {}
+      for i = 1, 4 do order[i] = ws_util.get_ws_from_pool("evspec-members")._ss end
+      assert.are.same({ a._ss, b._ss, a._ss, b._ss }, order)
+      ws_util.close(a) -- a closed socket leaves the pool
+      assert.are.equal(b._ss, ws_util.get_ws_from_pool("evspec-members")._ss)
+      assert.are.equal(b._ss, ws_util.get_ws_from_pool("evspec-members")._ss)
+      ws_util.close(b)
+      assert.is_nil(ws_util.get_ws_from_pool("evspec-members"))
+    end)
+  end)
+
+  it("wakes every coroutine waiting in recv_frame on one connection", function()
+    run_async(function()
+      local _, port = start_server()
+      local conn = connect(port)
+      local got = {}
+      for i = 1, 2 do
+        coroutine.wrap(function()
+          local ok, frame = pcall(ws_util.recv_frame, conn)
+          got[#got + 1] = ok and ffi.string(frame.buf) or tostring(frame)
+        end)()
+      end
+      ws_util.send_msg(conn, "one", { msg_type = "TEXT" })
+      ws_util.send_msg(conn, "two", { msg_type = "TEXT" })
+      local waited = 0
+      while #got < 2 and waited < 2 do sleep(0.01); waited = waited + 0.01 end
+      table.sort(got)
+      assert.are.same({ "one", "two" }, got)
+      ws_util.close(conn)
+    end)
+  end)
+
   it("lets a server handler pool its socket for other code to send on", function()
     run_async(function()
       probe.handle_message = function(msg)

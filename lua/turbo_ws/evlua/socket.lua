@@ -54,7 +54,8 @@ function Socket:push(item)
   if self.handler then
     self:drain()
   else
-    self:wake("recv_waiter")
+    -- Every reader looks; the first takes the frame, the rest wait on.
+    self:wake_all("recv_waiters")
   end
 end
 
@@ -64,6 +65,23 @@ function Socket:wake(slot)
     self[slot] = nil
     waiter(true)
   end
+end
+
+-- Waiters of one kind (coroutines in recv_frame, senders waiting for
+-- room), several per socket: each is a wait.wait `finish`, kept in the
+-- list self[slot] until the next wake_all(slot) calls them all (a finish
+-- called twice, after its timeout, does nothing).
+function Socket:add_waiter(slot, finish)
+  local waiters = self[slot]
+  if not waiters then waiters = {}; self[slot] = waiters end
+  waiters[#waiters + 1] = finish
+end
+
+function Socket:wake_all(slot)
+  local waiters = self[slot]
+  if not waiters then return end
+  self[slot] = nil
+  for i = 1, #waiters do waiters[i](true) end
 end
 
 -- The frame each running dispatch is handling, by coroutine:
@@ -159,9 +177,9 @@ function Socket:on_close(code, reason)
   if not self.handler and not self.closing then
     self:push(final_item(self, code, reason))
   end
-  self:wake("recv_waiter")
+  self:wake_all("recv_waiters")
   self:wake("close_waiter")
-  self:wake_senders()
+  self:wake_all("drain_waiters")
 end
 
 --- Waits for the next incoming frame; returns its msg table. Raises on
@@ -181,7 +199,7 @@ function Socket:recv(what, timeout)
       end
       error(("%s: no frame within %g seconds"):format(what, timeout), 0)
     end
-    wait.wait(function(finish) self.recv_waiter = finish end, left / 1000)
+    wait.wait(function(finish) self:add_waiter("recv_waiters", finish) end, left / 1000)
   end
   local item = self.inbox:pop()
   if item.fail then
@@ -256,11 +274,7 @@ function Socket:_send_or_wait(what, payload, binary, timeout)
     if left <= 0 then
       error(("%s: timed out waiting to send (%s)"):format(what, message), 0)
     end
-    wait.wait(function(finish)
-      local waiters = self.drain_waiters or {}
-      self.drain_waiters = waiters
-      waiters[#waiters + 1] = finish
-    end, left / 1000)
+    wait.wait(function(finish) self:add_waiter("drain_waiters", finish) end, left / 1000)
   end
 end
 
@@ -290,14 +304,6 @@ function Socket:flush_outside_loop(timeout)
   local co, main = running()
   if (co and not main) or self.conn:buffered_amount() == 0 or core.running() then return end
   wait_until_written(self, timeout)
-end
-
--- Resumes every sender waiting for room (the queue drained, or closed).
-function Socket:wake_senders()
-  local waiters = self.drain_waiters
-  if not waiters then return end
-  self.drain_waiters = nil
-  for i = 1, #waiters do waiters[i](true) end
 end
 
 -- A CLOSE frame built by the caller: send its code and reason when the
@@ -375,7 +381,7 @@ local CALLBACKS = {
   on_pong = function(sock, data) sock:deliver_control(C.FRAME_OP_PONG, data) end,
   on_error = function(sock, kind, message) sock.failure = kind .. ": " .. message end,
   on_close = function(sock, code, reason) sock:on_close(code, reason) end,
-  on_drain = function(sock) sock:wake_senders() end,
+  on_drain = function(sock) sock:wake_all("drain_waiters") end,
 }
 -- Messages go straight into their msg's buf (turbo_ws.message_copy):
 -- the copy is made first, before anything could yield.
@@ -419,22 +425,37 @@ function M.of(ss)
   return type(mt) == "table" and rawget(mt, STATE) or nil
 end
 
--- The process-wide pool of named sockets (ws_util.add_ws_to_pool).
+-- The process-wide pool of named sockets (ws_util.add_ws_to_pool): a
+-- list per name, handed out in turn (evpoco's pool is a queue per name:
+-- the socket taken goes back at its end).
 local pool = {}
 
-function M.pool_add(name, sock) pool[name] = sock end
+function M.pool_add(name, sock)
+  local list = pool[name]
+  if not list then list = {}; pool[name] = list end
+  list[#list + 1] = sock
+end
 
---- The live socket pooled as `name`, or nil (dead ones are dropped).
+--- The next live socket pooled as `name`, or nil (dead ones are dropped).
 function M.pool_get(name)
-  local sock = pool[name]
-  if sock and sock:alive() then return sock end
+  local list = pool[name]
+  while list and #list > 0 do
+    local sock = table.remove(list, 1)
+    if sock:alive() then
+      list[#list + 1] = sock
+      return sock
+    end
+  end
   pool[name] = nil
   return nil
 end
 
 function M.pool_forget(sock)
-  for name, s in pairs(pool) do
-    if s == sock then pool[name] = nil end
+  for name, list in pairs(pool) do
+    for i = #list, 1, -1 do
+      if list[i] == sock then table.remove(list, i) end
+    end
+    if #list == 0 then pool[name] = nil end
   end
 end
 

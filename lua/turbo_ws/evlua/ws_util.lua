@@ -207,8 +207,8 @@ function ws_util.close(conn)
 end
 
 --- `add_ws_to_pool(conn, name)`: remembers the connection's socket under
--- `name` for the whole process; a connection taken from the pool (shared)
--- is not added again.
+-- `name` for the whole process, after those already there; a connection
+-- taken from the pool (shared) is not added again.
 function ws_util.add_ws_to_pool(conn, name)
   local sock = socket_of(conn, "ws_util.add_ws_to_pool")
   if type(name) ~= "string" then
@@ -218,8 +218,8 @@ function ws_util.add_ws_to_pool(conn, name)
   socket.pool_add(name, sock)
 end
 
---- `get_ws_from_pool(name) -> {_ss, shared = true} | nil`: the live socket
--- pooled as `name`.
+--- `get_ws_from_pool(name) -> {_ss, shared = true} | nil`: the next live
+-- socket pooled as `name`, in turn.
 function ws_util.get_ws_from_pool(name)
   if type(name) ~= "string" then
     error("ws_util.get_ws_from_pool: name (string) expected, got " .. type(name), 2)
