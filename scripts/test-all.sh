@@ -83,6 +83,8 @@ suite_counted "browser (chromium)" bash scripts/browser-test.sh
 suite_counted "autobahn server, Turbo face (quick)" bash scripts/conformance.sh quick server
 suite_counted "autobahn client, core (quick)" bash scripts/conformance.sh quick client-core
 suite_counted "autobahn client, coro face (quick)" bash scripts/conformance.sh quick client-coro
+suite_counted "autobahn server, evlua face (quick)" bash scripts/conformance.sh quick server-evlua
+suite_counted "autobahn client, Turbo face (quick)" bash scripts/conformance.sh quick client-turbo
 
 echo "${total_pass} passed, ${total_fail} failed"
 [ "$total_fail" -eq 0 ]

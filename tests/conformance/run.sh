@@ -10,6 +10,7 @@
 #   AGENT=turbo_ws            name the results are filed under
 #   RUN_TIMEOUT=600|3600      seconds for the whole wstest run / client driver
 #   PORT_TIMEOUT=30           seconds to wait for a listening port
+#   SERVER_PATH=              path of the server's URL (e.g. /bench_handlers/echo)
 #   REPORTS_DIR=tests/conformance/reports   wstest reports go to REPORTS_DIR/MODE
 #   RESULTS=REPORTS_DIR/results.md          Markdown summary is appended here
 #   CONFORMANCE_VENV=tests/conformance/.venv   (see install.sh)
@@ -98,7 +99,7 @@ if [[ $mode == server ]]; then
     cat >"$spec" <<EOF
 {
   "outdir": "$out",
-  "servers": [{"agent": "$agent", "url": "$url"}],
+  "servers": [{"agent": "$agent", "url": "$url${SERVER_PATH:-}"}],
   "cases": ["*"],
   "exclude-cases": [$exclude],
   "exclude-agent-cases": {}
