@@ -38,7 +38,7 @@ describe("conn:pause_reading", function()
     server:close()
   end)
 
-  it("lets the connection write while paused", function()
+  it("lets the connection write while paused, and close", function()
     local got, server_conn = {}, {}
     local client, server = connected({ on_message = function() end }, nil, server_conn)
     client:set_callbacks({ on_message = function(data) got[#got + 1] = data end })
@@ -46,7 +46,12 @@ describe("conn:pause_reading", function()
     server_conn[1]:send("out")
     run_until(function() return #got == 1 end)
     assert.are.same({ "out" }, got)
-    client:close()
+    -- Closing reads on, paused or not: the handshake needs the peer's close.
+    local closed
+    client:set_callbacks({ on_close = function(code) closed = code end })
+    server_conn[1]:close(4001)
+    run_until(function() return closed end)
+    assert.are.equal(4001, closed)
     server:close()
   end)
 end)

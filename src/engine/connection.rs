@@ -214,7 +214,8 @@ impl Shared {
     /// it (a face whose program is not ready for the next message: Turbo's
     /// on_message suspended, luvit's reader not reading). Writing, the
     /// close timer and the keepalive go on; the event being delivered, if
-    /// any, is the last until then.
+    /// any, is the last until then. Only while open: once a close is
+    /// sent or received the task reads on, to finish the handshake.
     pub fn pause_reading(&self) {
         self.read_paused.set(true);
     }
@@ -570,9 +571,11 @@ impl Driver {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if sh.read_paused.get() {
+            if sh.read_paused.get() && sh.state.get() == State::Open {
                 // Nothing is read or delivered until resume_reading wakes
                 // the task; what the events produced is written meanwhile.
+                // (Once closing, the task reads on: the handshake needs
+                // the peer's close.)
                 if let Err(e) = self.write_out(sh, cx) {
                     return Poll::Ready(End::WriteFailed(e));
                 }
