@@ -381,6 +381,34 @@ describe("ws_util", function()
     end)
   end)
 
+  it("reads nothing more while a frame waits for recv_frame, instead of piling frames up", function()
+    -- A blocking evlua client that does not call recv_frame does not read
+    -- its socket: the server streams 30 MiB meanwhile, and it stays in
+    -- TCP's buffers and the server's queue, not in the Lua heap.
+    run_async(function()
+      local core = E.core
+      local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req)
+        local conn = req:upgrade()
+        local left, filler = 480, string.rep("s", 64 * 1024 - 8)
+        local timer
+        timer = core.set_interval(10, function()
+          for _ = 1, math.min(16, left) do
+            conn:send(("%8d"):format(left) .. filler, true) -- distinct strings
+            left = left - 1
+          end
+          if left == 0 then core.clear_interval(timer) end
+        end)
+      end)
+      local conn = connect(server:port(), "/")
+      assert.are.equal(64 * 1024, ws_util.recv_frame(conn).payload_len)
+      sleep(0.5)
+      collectgarbage()
+      assert.is_true(collectgarbage("count") < 8 * 1024, collectgarbage("count") .. " KiB in the Lua heap")
+      for _ = 1, 20 do assert.are.equal(64 * 1024, ws_util.recv_frame(conn).payload_len) end
+      server:close()
+    end)
+  end)
+
   it("hands out several sockets pooled under one name in turn, as evpoco's pool queue", function()
     run_async(function()
       local _, port = start_server()

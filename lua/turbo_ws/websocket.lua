@@ -863,9 +863,9 @@ end
 
 function Client:_callback_failed(name, err)
   log.error(err.trace)
-  -- After on_close only its own error is reported
-  -- (docs/turbo-differences.md); a call that ran on after it (an on_message that
-  -- yielded) failing is only logged.
+  -- After on_close only its own error is reported (docs/turbo-differences.md);
+  -- a call that ran on after it (an on_message that yielded) failing is
+  -- only logged.
   if rawget(self, "_close_reported") and name ~= "on_close" then return end
   if name ~= "on_close" then
     self._closed = true

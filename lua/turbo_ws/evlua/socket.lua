@@ -57,6 +57,23 @@ function Socket:push(item)
     -- Every reader looks; the first takes the frame, the rest wait on.
     self:wake_all("recv_waiters")
   end
+  -- While a frame waits here (nobody reading, the handler busy), the core
+  -- reads nothing more, as evlua did not read a socket nobody read from:
+  -- the peer is held back by TCP instead of piling frames up in memory.
+  if not self.read_paused and not self.inbox:is_empty() then
+    self.read_paused = true
+    self.conn:pause_reading()
+  end
+end
+
+-- The oldest waiting frame (nil if none); reading resumes once none is left.
+function Socket:take()
+  local item = self.inbox:pop()
+  if self.read_paused and self.inbox:is_empty() then
+    self.read_paused = false
+    self.conn:resume_reading()
+  end
+  return item
 end
 
 function Socket:wake(slot)
@@ -138,7 +155,7 @@ Socket.dispatch_one = dispatch_one
 
 function Socket:drain()
   if self.busy then return end
-  local item = self.inbox:pop()
+  local item = self:take()
   if item then self:dispatch_one(item.op, item.buf, item.len) end
 end
 
@@ -201,7 +218,7 @@ function Socket:recv(what, timeout)
     end
     wait.wait(function(finish) self:add_waiter("recv_waiters", finish) end, left / 1000)
   end
-  local item = self.inbox:pop()
+  local item = self:take()
   if item.fail then
     self.done_reading = true
     error(what .. ": " .. item.fail, 0)
