@@ -388,16 +388,7 @@ describe("ws_util", function()
     run_async(function()
       local core = E.core
       local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req)
-        local conn = req:upgrade()
-        local left, filler = 480, string.rep("s", 64 * 1024 - 8)
-        local timer
-        timer = core.set_interval(10, function()
-          for _ = 1, math.min(16, left) do
-            conn:send(("%8d"):format(left) .. filler, true) -- distinct strings
-            left = left - 1
-          end
-          if left == 0 then core.clear_interval(timer) end
-        end)
+        require("spec.support.loop").stream(req:upgrade(), 480)
       end)
       local conn = connect(server:port(), "/")
       assert.are.equal(64 * 1024, ws_util.recv_frame(conn).payload_len)

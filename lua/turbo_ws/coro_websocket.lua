@@ -469,7 +469,7 @@ end
 
 -- State of one connection and the read/write/socket the program gets.
 local function open_link(conn, heartbeat, socket_path)
-  local inbox = toolkit.queue()   -- messages not read yet
+  local inbox = toolkit.queue(conn) -- messages not read yet
   local readers = {}              -- coroutines waiting in read(), FIFO
   local done = false              -- no more messages will come
   local close_sent = false        -- we closed (or the close was echoed)
@@ -479,30 +479,17 @@ local function open_link(conn, heartbeat, socket_path)
   local on_closed = {}            -- socket:shutdown/close callbacks
   local senders = {}              -- coroutines waiting in write() for room
 
-  local paused = false             -- the core was told to stop reading
-
   local function wake_one()
     local co = table.remove(readers, 1)
     if co then resume(co) end
   end
 
   -- As luvit's coro-channel, which stops reading the socket while a
-  -- message waits with no reader: a program busy elsewhere holds the
-  -- peer back through TCP instead of piling messages up in memory.
+  -- message waits with no reader (toolkit.queue's hold_back).
   local function push(msg)
     inbox:push(msg)
     wake_one()
-    if not paused and not inbox:is_empty() and not done then
-      paused = true
-      conn:pause_reading()
-    end
-  end
-
-  local function read_again()
-    if paused then
-      paused = false
-      conn:resume_reading()
-    end
+    inbox:hold_back()
   end
 
   local function closing()
@@ -542,12 +529,8 @@ local function open_link(conn, heartbeat, socket_path)
     local co = need_coroutine("read", 2)
     while true do
       local msg = inbox:pop()
-      if msg then
-        if inbox:is_empty() then read_again() end
-        return msg
-      end
+      if msg then return msg end
       if done then return nil, failure end
-      read_again()
       wait_in(readers, co)
     end
   end

@@ -99,14 +99,18 @@ end
 
 ---------------------------------------------------------------------------
 -- A first-in first-out queue: what a connection received and its reader
--- has not taken yet.
+-- has not taken yet. Given the core connection, it also holds back the
+-- connection's reading while something waits in it (`hold_back`), as the
+-- originals left a socket alone that nobody read from: the peer is held
+-- back by TCP instead of piling messages up here. Reading resumes once the
+-- queue is empty again.
 
 local Queue = {}
 Queue.__index = Queue
 
---- A new, empty queue.
-function toolkit.queue()
-  return setmetatable({ first = 1, last = 0 }, Queue)
+--- A new, empty queue; `conn` (optional) is the core connection it fills from.
+function toolkit.queue(conn)
+  return setmetatable({ first = 1, last = 0, conn = conn, paused = false }, Queue)
 end
 
 function Queue:push(item)
@@ -115,13 +119,29 @@ function Queue:push(item)
   self[last] = item
 end
 
+--- Pauses the connection's reading if an item still waits (call it after
+-- offering the newest item to a waiting reader).
+function Queue:hold_back()
+  if self.conn and not self.paused and self.first <= self.last then
+    self.paused = true
+    self.conn:pause_reading()
+  end
+end
+
 --- The oldest item, removed; nil when empty.
 function Queue:pop()
   local first = self.first
-  if first > self.last then return nil end
-  local item = self[first]
-  self[first] = nil
-  self.first = first + 1
+  local item
+  if first <= self.last then
+    item = self[first]
+    self[first] = nil
+    first = first + 1
+    self.first = first
+  end
+  if self.paused and first > self.last then
+    self.paused = false
+    self.conn:resume_reading()
+  end
   return item
 end
 

@@ -103,16 +103,7 @@ local function test_server(listen_opts, upgrade_opts)
         elseif cmd == "burst" then
           for i = 1, tonumber(arg1) do conn:send("m" .. i) end
         elseif cmd == "stream" then
-          local left, filler = tonumber(arg1), string.rep("s", 64 * 1024 - 8)
-          local timer
-          timer = core.set_interval(10, function()
-            for _ = 1, math.min(16, left) do
-              -- Distinct payloads: equal Lua strings would be one object.
-              conn:send(("%8d"):format(left) .. filler, true)
-              left = left - 1
-            end
-            if left == 0 then core.clear_interval(timer) end
-          end)
+          loop.stream(conn, tonumber(arg1))
         else conn:send(data, binary) end
       end,
       on_pong = function(data) seen.pongs[#seen.pongs + 1] = data end,

@@ -58,22 +58,8 @@ function Socket:push(item)
     self:wake_all("recv_waiters")
   end
   -- While a frame waits here (nobody reading, the handler busy), the core
-  -- reads nothing more, as evlua did not read a socket nobody read from:
-  -- the peer is held back by TCP instead of piling frames up in memory.
-  if not self.read_paused and not self.inbox:is_empty() then
-    self.read_paused = true
-    self.conn:pause_reading()
-  end
-end
-
--- The oldest waiting frame (nil if none); reading resumes once none is left.
-function Socket:take()
-  local item = self.inbox:pop()
-  if self.read_paused and self.inbox:is_empty() then
-    self.read_paused = false
-    self.conn:resume_reading()
-  end
-  return item
+  -- reads nothing more, as evlua did not read a socket nobody read from.
+  self.inbox:hold_back()
 end
 
 function Socket:wake(slot)
@@ -155,7 +141,7 @@ Socket.dispatch_one = dispatch_one
 
 function Socket:drain()
   if self.busy then return end
-  local item = self:take()
+  local item = self.inbox:pop()
   if item then self:dispatch_one(item.op, item.buf, item.len) end
 end
 
@@ -218,7 +204,7 @@ function Socket:recv(what, timeout)
     end
     wait.wait(function(finish) self:add_waiter("recv_waiters", finish) end, left / 1000)
   end
-  local item = self:take()
+  local item = self.inbox:pop()
   if item.fail then
     self.done_reading = true
     error(what .. ": " .. item.fail, 0)
@@ -427,7 +413,7 @@ function M.new(conn, role, handler, request, response)
     conn = conn, role = role, handler = handler, proxy = proxy,
     send_handle = fast_send and conn:_send_handle() or nil,
     request = request, response = response,
-    inbox = toolkit.queue(), busy = false, open = true,
+    inbox = toolkit.queue(conn), busy = false, open = true,
   }, Socket)
   sock.frame = { socket = sock, msg = nil }
   mt[STATE] = sock
