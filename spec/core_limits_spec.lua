@@ -77,6 +77,33 @@ describe("ping_interval and idle_timeout", function()
     server:close()
   end)
 
+  -- The time from the peer's last message to the server's close (or
+  -- ping), the message sent just after the connection opened.
+  local function quiet_after_message(options, until_event)
+    local server = echo_server(options)
+    local a = client(server:port(), { on_message = function() end })
+    run_until(function() return a.done end)
+    a.conn:send("one")
+    local sent = core.gettimemonotonic()
+    run_until(function() return until_event(a) end)
+    local quiet = (core.gettimemonotonic() - sent) / 1000
+    if not a.closed then a.conn:close(); run_until(function() return a.closed end) end
+    server:close()
+    return quiet
+  end
+
+  it("closes idle_timeout after the peer was last heard, not up to twice that", function()
+    -- Checked once per idle_timeout, the close came at the second check
+    -- after the message: ~2 s here.
+    local quiet = quiet_after_message({ idle_timeout = 1 }, function(a) return a.closed end)
+    assert.is_true(quiet >= 0.95 and quiet < 1.5, "closed after " .. quiet .. " s")
+  end)
+
+  it("pings ping_interval after the peer was last heard", function()
+    local quiet = quiet_after_message({ ping_interval = 0.6 }, function(a) return #a.events >= 1 end)
+    assert.is_true(quiet >= 0.55 and quiet < 0.9, "pinged after " .. quiet .. " s")
+  end)
+
   it("keeps a peer that answers pings", function()
     local server = echo_server({ ping_interval = 0.05, idle_timeout = 0.2 })
     local a = client(server:port())

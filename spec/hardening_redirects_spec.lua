@@ -65,6 +65,27 @@ describe("redirects (core client)", function()
     a:close(); b:close()
   end)
 
+  it("follow only 301, 302, 303, 307 and 308: a 300 or 304 with a Location is the answer", function()
+    for _, status in ipairs({ 300, 304, 305 }) do
+      local b, seen_b = listener(echo)
+      local a = listener(function(req)
+        req:respond(status, { Location = "ws://127.0.0.1:" .. b:port() .. "/there" }, "")
+      end)
+      local kind = core_connect("ws://127.0.0.1:" .. a:port() .. "/here")
+      assert.equal("bad_status", kind, status)
+      assert.equal(0, #seen_b, status)
+      a:close(); b:close()
+    end
+    for _, status in ipairs({ 301, 303, 307, 308 }) do
+      local b = listener(echo)
+      local a = listener(function(req)
+        req:respond(status, { Location = "ws://127.0.0.1:" .. b:port() .. "/there" }, "")
+      end)
+      assert.equal("open", core_connect("ws://127.0.0.1:" .. a:port() .. "/here"), status)
+      a:close(); b:close()
+    end
+  end)
+
   it("keep them on a redirect within the origin", function()
     local a, seen = listener(function(req, info)
       if info.path == "/here" then return redirect_to("/there")(req) end

@@ -72,7 +72,7 @@ async fn establish(p: &Connect) -> Result<Established, Failure> {
                 return Ok(Established { stream, leftover, deflate, answer });
             }
             Err(HandshakeFailure::Status(res)) => {
-                let redirection = (300..400).contains(&res.status);
+                let redirection = redirect::is_redirect(res.status);
                 let answer = Answer::from_handshake(res, &target.url);
                 match answer.header("location") {
                     Some(loc) if redirection && redirects < p.max_redirects => {

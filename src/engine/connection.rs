@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::{sleep, Sleep};
+use tokio::time::{sleep, Instant, Sleep};
 
 use crate::engine::buffers;
 use crate::engine::codec::{DirectWrite, Event, Outbox, Reader, Role, Step, Violation};
@@ -414,15 +414,19 @@ enum End {
     Detached,
 }
 
-/// Pings a quiet peer and closes one that stays quiet. Checked once per
-/// tick rather than reset per message, so the hot path only counts reads.
+/// Pings a quiet peer and closes one that stays quiet, counting from the
+/// last read that brought bytes. A read only notes the time (and only
+/// when a keepalive is set); the timer is not reset per read but wakes at
+/// the deadline it was set for and, finding the peer heard since, sets
+/// the next one.
 struct Keepalive {
     timer: Pin<Box<Sleep>>,
-    tick: Duration,
     ping_after: Option<Duration>,
     close_after: Option<Duration>,
-    reads_at_last_tick: u64,
-    quiet_for: Duration,
+    heard_at: Instant,
+    /// When the last keepalive ping went out: a quiet peer is pinged again
+    /// every `ping_after`.
+    pinged_at: Option<Instant>,
 }
 
 enum KeepaliveAction {
@@ -433,41 +437,63 @@ enum KeepaliveAction {
 
 impl Keepalive {
     fn new(limits: &Limits) -> Option<Box<Keepalive>> {
-        let tick = match (limits.ping_interval, limits.idle_timeout) {
-            (Some(p), Some(i)) => p.min(i),
-            (Some(t), None) | (None, Some(t)) => t,
-            (None, None) => return None,
-        };
-        Some(Box::new(Keepalive {
-            timer: Box::pin(sleep(tick)),
-            tick,
+        if limits.ping_interval.is_none() && limits.idle_timeout.is_none() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut keepalive = Keepalive {
+            timer: Box::pin(sleep(Duration::ZERO)),
             ping_after: limits.ping_interval,
             close_after: limits.idle_timeout,
-            reads_at_last_tick: 0,
-            quiet_for: Duration::ZERO,
-        }))
+            heard_at: now,
+            pinged_at: None,
+        };
+        let first = keepalive.next_deadline();
+        keepalive.timer.as_mut().reset(first);
+        Some(Box::new(keepalive))
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>, reads: u64) -> KeepaliveAction {
+    /// The peer was heard from (a read brought bytes).
+    fn heard(&mut self) {
+        self.heard_at = Instant::now();
+    }
+
+    fn ping_due(&self) -> Option<Instant> {
+        let since = self.pinged_at.map_or(self.heard_at, |p| p.max(self.heard_at));
+        self.ping_after.map(|p| since + p)
+    }
+
+    fn close_due(&self) -> Option<Instant> {
+        self.close_after.map(|t| self.heard_at + t)
+    }
+
+    fn next_deadline(&self) -> Instant {
+        match (self.ping_due(), self.close_due()) {
+            (Some(p), Some(c)) => p.min(c),
+            (Some(t), None) | (None, Some(t)) => t,
+            // Not made without one of the two.
+            (None, None) => self.heard_at + Duration::from_secs(3600),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> KeepaliveAction {
         if self.timer.as_mut().poll(cx).is_pending() {
             return KeepaliveAction::Nothing;
         }
-        self.timer.as_mut().reset(tokio::time::Instant::now() + self.tick);
-        // Arm the next tick with this context.
-        let _ = self.timer.as_mut().poll(cx);
-        if reads != self.reads_at_last_tick {
-            self.reads_at_last_tick = reads;
-            self.quiet_for = Duration::ZERO;
-            return KeepaliveAction::Nothing;
-        }
-        self.quiet_for += self.tick;
-        if self.close_after.is_some_and(|t| self.quiet_for >= t) {
+        let now = Instant::now();
+        let action = if self.close_due().is_some_and(|c| now >= c) {
             KeepaliveAction::Close
-        } else if self.ping_after.is_some_and(|t| self.quiet_for >= t) {
+        } else if self.ping_due().is_some_and(|p| now >= p) {
+            self.pinged_at = Some(now);
             KeepaliveAction::Ping
         } else {
             KeepaliveAction::Nothing
-        }
+        };
+        let next = self.next_deadline();
+        self.timer.as_mut().reset(next);
+        // Arm the next deadline with this context.
+        let _ = self.timer.as_mut().poll(cx);
+        action
     }
 }
 
@@ -503,8 +529,6 @@ struct Driver {
     close_timer: Option<Pin<Box<Sleep>>>,
     /// Boxed: most connections have none, and the task's size is per connection.
     keepalive: Option<Box<Keepalive>>,
-    /// Frames read so far (the keepalive's sign of life).
-    reads: u64,
     /// Reading pauses with this many bytes unwritten (servers: `HIGH_WATER`).
     high_water: usize,
 }
@@ -528,7 +552,6 @@ impl Driver {
             since_write: 0,
             close_timer: None,
             keepalive: Keepalive::new(limits),
-            reads: 0,
             high_water: match sh.role {
                 Role::Server => HIGH_WATER.min(limits.max_buffered / 2).max(1),
                 Role::Client => usize::MAX,
@@ -585,7 +608,6 @@ impl Driver {
                 Err(v) => return Poll::Ready(End::Violation(v)),
                 Ok(Step::Fragment(used)) => {
                     self.input.advance(used);
-                    self.reads += 1;
                     continue;
                 }
                 Ok(Step::Event(event, used)) => {
@@ -595,7 +617,6 @@ impl Driver {
                     }
                     self.input.advance(used);
                     self.reader.delivered();
-                    self.reads += 1;
                     self.since_write += 1;
                     delivered += 1;
                     continue;
@@ -605,7 +626,12 @@ impl Driver {
             if !self.eof {
                 match self.read_more(cx, need) {
                     Poll::Ready(Ok(0)) => self.eof = true,
-                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Ready(Ok(_)) => {
+                        if let Some(keepalive) = &mut self.keepalive {
+                            keepalive.heard();
+                        }
+                        continue;
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(End::ReadFailed(e)),
                     Poll::Pending => {}
                 }
@@ -633,7 +659,7 @@ impl Driver {
             }
         }
         let keepalive = self.keepalive.as_mut()?;
-        match keepalive.poll(cx, self.reads) {
+        match keepalive.poll(cx) {
             KeepaliveAction::Nothing => {}
             KeepaliveAction::Ping => {
                 if sh.state.get() == State::Open {

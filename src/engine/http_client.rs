@@ -81,7 +81,7 @@ async fn fetch(p: &Request) -> Result<Answer, Failure> {
     let mut trail = Trail::new(&out.target.url);
     for redirects in 0..=p.max_redirects {
         let answer = exchange(&out, p).await.map_err(|e| (e, None))?;
-        let location = answer.header("location").filter(|_| is_redirect(answer.status));
+        let location = answer.header("location").filter(|_| redirect::is_redirect(answer.status));
         match location {
             Some(loc) if redirects < p.max_redirects => {
                 out = redirected(out, answer.status, &mut trail, &loc)
@@ -95,10 +95,6 @@ async fn fetch(p: &Request) -> Result<Answer, Failure> {
         }
     }
     Err((Error::new(Kind::Redirects, "too many redirects"), None))
-}
-
-fn is_redirect(status: u16) -> bool {
-    matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
 /// The request to send after a redirect: to the new target, with

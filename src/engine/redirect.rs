@@ -14,6 +14,13 @@ use url::Url;
 
 use crate::engine::error::{Error, Kind};
 
+/// Whether a status is a redirect a client follows: 301, 302, 303, 307
+/// and 308. 300 (a choice for the user), 304 (not modified) and 305/306
+/// (proxy, unused) carry no place to go, even with a `Location`.
+pub fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
 /// Request headers that carry credentials, dropped on a cross-origin hop.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
