@@ -70,7 +70,7 @@ describe("on_message's entry", function()
   end)
 
   it("reports a non-string error through its __tostring, with a traceback", function()
-    assert.truthy(out:find("uncaught error in on_message: runtime error: a table error\nstack traceback:", 1, true), out)
+    assert.truthy(out:find("uncaught error in on_message: a table error\nstack traceback:", 1, true), out)
   end)
 
   it("reports an error raised by a Rust method as that method's error", function()

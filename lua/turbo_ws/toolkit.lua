@@ -61,12 +61,10 @@ function toolkit.resume(source, co, ...)
   if not ok then report_uncaught(source, co, err) end
 end
 
---- The reason in an error a core function raised for misuse, on one line:
--- mlua writes it as "runtime error: <reason>" followed by a traceback,
--- which a face's own error message should not carry.
+--- The reason in an error a core function raised for misuse ("turbo_ws.f:
+-- bad argument ..."), on one line, for a face's own error message.
 function toolkit.core_reason(err)
-  local line = tostring(err):match("^[^\n]*")
-  return (line:gsub("^runtime error: ", ""))
+  return (tostring(err):match("^[^\n]*"))
 end
 
 --- toolkit.resume with no values: a reader woken for a message. Without

@@ -451,8 +451,11 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Reports an error that no Lua code caught. The loop goes on.
+/// Reports an error that no Lua code caught. The loop goes on. mlua's
+/// "runtime error: " before a Lua error's text is left out: the text is
+/// what the program raised.
 pub fn report(what: &str, message: &str) {
+    let message = message.strip_prefix("runtime error: ").unwrap_or(message);
     eprintln!("turbo_ws: uncaught error in {what}: {message}");
 }
 

@@ -19,6 +19,7 @@ use crate::engine::answer::Answer;
 use crate::engine::client::{Connect, Established, Failure};
 use crate::engine::codec::Role;
 use crate::engine::dial::{Family, Target};
+use crate::engine::handshake;
 
 fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Connect> {
     if opts.string("unix_socket")?.is_some() && target.tls {
@@ -31,13 +32,25 @@ fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Connect>
         target,
         path: opts.string("path")?,
         headers: opts::headers_option(func, opts)?,
-        protocols: opts.strings("protocols")?.unwrap_or_default(),
+        protocols: subprotocols(func, opts)?,
         require_protocol: opts.bool("require_protocol")?.unwrap_or(true),
         dial: opts::dial(func, opts)?,
         timeout: opts::timeout_or_default(opts, "timeout", DEFAULT_HANDSHAKE_TIMEOUT)?,
         max_redirects: opts.integer("max_redirects", 0, 100)?.unwrap_or(0) as u32,
         limits: opts::limits(opts)?,
     })
+}
+
+/// The `protocols` option: each one a token (RFC 6455 §4.1).
+fn subprotocols(func: &str, opts: &Opts) -> mlua::Result<Vec<String>> {
+    let protocols = opts.strings("protocols")?.unwrap_or_default();
+    match protocols.iter().find(|p| !handshake::valid_subprotocol(p)) {
+        Some(bad) => Err(args::misuse(
+            func,
+            format!("bad option 'protocols' ({bad:?} is not a subprotocol name: RFC 6455 wants a token)"),
+        )),
+        None => Ok(protocols),
+    }
 }
 
 /// DNS, connect, TLS and the HTTP handshake together (`timeout`).

@@ -19,7 +19,7 @@ use crate::binding::callback;
 use crate::binding::fast_send;
 use crate::binding::ioloop;
 use crate::binding::message_copy;
-use crate::binding::userdata_env;
+use crate::binding::userdata::{self, Object};
 use crate::engine::codec::Role;
 use crate::engine::connection::{Events, Shared, State};
 use crate::engine::deflate::Agreed;
@@ -354,6 +354,13 @@ fn outcome(result: Result<(), Error>) -> Outcome {
     }
 }
 
+impl Object for Connection {
+    /// The Lua `send` method: it finds a connection's handle at its first send.
+    fn prepare_methods(lua: &Lua, methods: &Table) -> mlua::Result<()> {
+        fast_send::install_send_method(lua, methods)
+    }
+}
+
 impl UserData for Connection {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // send(data [, binary]) -> true | nil, kind, message
@@ -489,9 +496,5 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
 
 /// The Lua handle of `conn`.
 pub fn userdata(lua: &Lua, conn: Connection) -> mlua::Result<AnyUserData> {
-    let ud = userdata_env::create(lua, conn)?;
-    // Puts the Lua `send` method in place (once per state); it finds the
-    // connection's handle at its first send.
-    fast_send::method_handles(lua, &ud)?;
-    Ok(ud)
+    userdata::create(lua, conn)
 }

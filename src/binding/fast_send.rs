@@ -110,41 +110,23 @@ return function(conn, data, binary)
 end
 "#;
 
-/// Where the handles of this state's connection userdata are kept for
-/// the Lua `send` method.
-const HANDLES_KEY: &str = "turbo_ws.send_handles";
-
-/// The weak table (userdata -> handle) the Lua `send` method reads, after
-/// putting that method in place of mlua's in the connections' method
-/// table on first use (mlua's stays there as `_send`). None when there
-/// is no FFI, or the methods are not a table.
-pub fn method_handles(lua: &Lua, ud: &mlua::AnyUserData) -> mlua::Result<Option<Table>> {
-    match lua.named_registry_value::<mlua::Value>(HANDLES_KEY)? {
-        mlua::Value::Table(handles) => return Ok(Some(handles)),
-        mlua::Value::Nil => {}
-        _ => return Ok(None),
-    }
-    // Tried once per state: false marks "no Lua send method here".
-    lua.set_named_registry_value(HANDLES_KEY, false)?;
-    let mlua::Value::Table(methods) = ud.metatable()?.get::<mlua::Value>("__index")? else {
-        return Ok(None);
-    };
+/// Puts the Lua `send` method in place of mlua's in the connections'
+/// method table (mlua's stays there as `_send`), once per Lua state
+/// (`userdata::Object::prepare_methods`). Nothing without the FFI.
+pub fn install_send_method(lua: &Lua, methods: &Table) -> mlua::Result<()> {
     let method: mlua::Function = methods.raw_get("send")?;
     let send_handle: mlua::Function = methods.raw_get("_send_handle")?;
     let handles = lua.create_table()?;
     let weak_keys = lua.create_table()?;
     weak_keys.raw_set("__mode", "k")?;
     handles.set_metatable(Some(weak_keys))?;
-    let send: Option<mlua::Function> = lua.load(SEND_METHOD).set_name("=turbo_ws.send").call((
-        method.clone(),
-        handles.clone(),
-        send_handle,
-    ))?;
-    let Some(send) = send else { return Ok(None) };
-    methods.raw_set("_send", method)?;
-    methods.raw_set("send", send)?;
-    lua.set_named_registry_value(HANDLES_KEY, &handles)?;
-    Ok(Some(handles))
+    let send: Option<mlua::Function> =
+        lua.load(SEND_METHOD).set_name("=turbo_ws.send").call((method.clone(), handles, send_handle))?;
+    if let Some(send) = send {
+        methods.raw_set("_send", method)?;
+        methods.raw_set("send", send)?;
+    }
+    Ok(())
 }
 
 /// Adds `core._send_entry`, the address of [`fast_send`], for the faces.

@@ -19,7 +19,7 @@ use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
-use mlua::{Function, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
+use mlua::{AnyUserData, Function, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 use tokio::sync::Notify;
@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 use crate::binding::args;
 use crate::binding::callback;
 use crate::binding::ioloop::{self, KeepAlive, Loop};
+use crate::binding::userdata::{self, Object};
 
 pub const READ: u32 = 0x001;
 pub const WRITE: u32 = 0x004;
@@ -152,7 +153,7 @@ fn watch_fd(
     lua: &Lua,
     lp: &'static Loop,
     (fd, events, func, keep_alive): (Value, Value, Value, Value),
-) -> mlua::Result<(Option<Watcher>, Option<String>)> {
+) -> mlua::Result<(Option<AnyUserData>, Option<String>)> {
     const F: &str = "turbo_ws.watch_fd";
     let fd = args::count(F, 1, "fd", fd, i32::MAX as u64)? as RawFd;
     let events = events_arg(F, 2, events)?;
@@ -175,8 +176,10 @@ fn watch_fd(
     let w = Rc::new(Watch { events: Cell::new(events), closed: Cell::new(false), changed: Notify::new() });
     let alive = keep_alive.then(|| KeepAlive::new(lp));
     lp.spawn(watch(fd, w.clone(), lua.create_registry_value(func)?, alive));
-    Ok((Some(Watcher(w)), None))
+    Ok((Some(userdata::create(lua, Watcher(w))?), None))
 }
+
+impl Object for Watcher {}
 
 impl UserData for Watcher {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {

@@ -7,10 +7,13 @@ use std::rc::Rc;
 use mlua::{Lua, Table, UserData, UserDataMethods, Value};
 
 use crate::binding::args;
+use crate::binding::userdata::{self, Object};
 use crate::engine::http_session::Session;
 
 /// A session as Lua holds it.
 pub(crate) struct SessionHandle(pub Rc<Session>);
+
+impl Object for SessionHandle {}
 
 impl UserData for SessionHandle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -44,7 +47,7 @@ pub(crate) fn from_option(func: &str, v: Value) -> mlua::Result<Option<Rc<Sessio
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set(
         "http_session",
-        lua.create_function(|lua, ()| lua.create_userdata(SessionHandle(Rc::new(Session::default()))))?,
+        lua.create_function(|lua, ()| userdata::create(lua, SessionHandle(Rc::new(Session::default()))))?,
     )?;
     Ok(())
 }

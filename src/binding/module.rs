@@ -46,6 +46,8 @@ fn load_core(lua: &Lua) -> mlua::Result<()> {
     crate::binding::fast_send::register(lua, &core)?;
     crate::binding::message_copy::register(lua, &core)?;
     core.set("VERSION", env!("CARGO_PKG_VERSION"))?;
+    crate::binding::plain_errors::find_error_metatable(lua)?;
+    crate::binding::plain_errors::wrap_functions(lua, &core)?;
 
     register_embedded(lua)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;

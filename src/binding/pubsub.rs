@@ -14,13 +14,14 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use mlua::{Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
 use tokio::task::JoinHandle;
 
 use crate::binding::args;
 use crate::binding::callback;
 use crate::binding::ioloop::{self, KeepAlive, Loop};
 use crate::binding::opts::Opts;
+use crate::binding::userdata::{self, Object};
 use crate::engine::pubsub::{Events, Fault, Host, Hub, Recipients, RedisConfig};
 
 /// The engine's hub events, delivered to Lua functions.
@@ -140,6 +141,8 @@ fn message_arg(lua: &Lua, func: &str, v: Value) -> mlua::Result<Vec<u8>> {
     }
 }
 
+impl Object for HubHandle {}
+
 impl UserData for HubHandle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // subscribe(channel, fn(message, channel)) -> token
@@ -239,7 +242,7 @@ fn redis_config(opts: &Opts, func: &str) -> mlua::Result<RedisConfig> {
 }
 
 /// `core.pubsub(options) -> hub`
-fn new_hub(lua: &Lua, lp: &'static Loop, opts: Value) -> mlua::Result<HubHandle> {
+fn new_hub(lua: &Lua, lp: &'static Loop, opts: Value) -> mlua::Result<AnyUserData> {
     const F: &str = "turbo_ws.pubsub.new";
     let opts = Opts::new(F, args::opt_table(F, 1, "options", opts)?);
     let redis = match opts.string("backend")?.as_deref() {
@@ -263,7 +266,7 @@ fn new_hub(lua: &Lua, lp: &'static Loop, opts: Value) -> mlua::Result<HubHandle>
     } else {
         Hub::memory(lp.pubsub(), host, events)
     };
-    Ok(HubHandle(hub))
+    userdata::create(lua, HubHandle(hub))
 }
 
 /// Registers `core.pubsub(options)`.

@@ -22,7 +22,7 @@ use crate::binding::connection;
 use crate::binding::ioloop::{self, KeepAlive, Loop};
 use crate::binding::opts::{self, HeaderFields, Opts};
 use crate::binding::record::{self, Field};
-use crate::binding::userdata_env;
+use crate::binding::userdata::{self, Object};
 use crate::engine::codec::Role;
 use crate::engine::server::{self, AnswerError, Config, Handshake, PendingRequest, Requests, Task};
 use crate::engine::tls;
@@ -33,6 +33,8 @@ pub struct Server {
     stop: Rc<Notify>,
     closed: Cell<bool>,
 }
+
+impl Object for Server {}
 
 impl UserData for Server {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -83,7 +85,7 @@ fn listen(lua: &Lua, lp: &'static Loop, (opts, on_request): (Value, Value)) -> m
         lp.registry().remove_listener(registry_id);
         drop(alive);
     });
-    lua.create_userdata(Server { local, stop, closed: Cell::new(false) })
+    userdata::create(lua, Server { local, stop, closed: Cell::new(false) })
 }
 
 fn server_tls(func: &str, t: &Table) -> mlua::Result<tokio_rustls::TlsAcceptor> {
@@ -123,7 +125,7 @@ impl Requests for LuaRequests {
             }
         };
         drop(body); // Lua has its copy in `info`.
-        let handle = match userdata_env::create(&lua, Request(req)) {
+        let handle = match userdata::create(&lua, Request(req)) {
             Ok(handle) => handle,
             // The request went with the failed userdata: the client gets a 500.
             Err(e) => return callback::report("on_request", &e.to_string()),
@@ -231,6 +233,8 @@ fn respond(func: &str, req: &PendingRequest, status: Value, headers: Value, body
     };
     req.respond(status, &headers, body).map_err(|e| answer_error(func, e))
 }
+
+impl Object for Request {}
 
 impl UserData for Request {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {

@@ -1,20 +1,67 @@
-//! Userdata made for every connection and every request, without a table
-//! each of their own.
+//! Every userdata turbo_ws gives Lua (connections, requests, servers,
+//! hubs, watchers, HTTP sessions) is made by [`create`], which does two
+//! things mlua does not:
 //!
-//! Under Lua 5.1 and LuaJIT mlua gives each new userdata an empty table
-//! of its own as environment (its store for user values): 64 bytes of Lua
-//! heap per connection held, and per request made. turbo_ws keeps no user
-//! values on these userdata, so they share one empty table instead (a
-//! Lua program could reach it only through `debug.getfenv`). Other Lua
-//! versions have no such table: there this is `create_userdata`.
+//! - The first time a type is made in a Lua state, its methods are put
+//!   behind `plain_errors` (so their errors reach Lua as strings) and the
+//!   type may add to its method table ([`Object::prepare_methods`]: the
+//!   connection's Lua `send`).
+//! - Under Lua 5.1 and LuaJIT mlua gives each new userdata an empty table
+//!   of its own as environment (its store for user values): 64 bytes of
+//!   Lua heap per connection held, and per request made. turbo_ws keeps no
+//!   user values on its userdata, so they share one empty table instead
+//!   (a Lua program could reach it only through `debug.getfenv`). Other Lua
+//!   versions have no such table.
 
-use mlua::{AnyUserData, Lua, UserData};
+use std::any::TypeId;
 
-/// `lua.create_userdata(value)`, sharing the environment table (5.1, LuaJIT).
-pub fn create<T: UserData + 'static>(lua: &Lua, value: T) -> mlua::Result<AnyUserData> {
+use mlua::{AnyUserData, Lua, Table, UserData, Value};
+
+use crate::binding::plain_errors;
+
+/// A userdata type of turbo_ws's.
+pub trait Object: UserData + 'static {
+    /// Called once per Lua state with the type's method table, after its
+    /// methods were wrapped.
+    fn prepare_methods(_lua: &Lua, _methods: &Table) -> mlua::Result<()> {
+        Ok(())
+    }
+}
+
+/// The types whose method tables this Lua state has prepared.
+#[derive(Default)]
+struct Prepared(Vec<TypeId>);
+
+/// `lua.create_userdata(value)`, its type's methods prepared, sharing the
+/// environment table (5.1, LuaJIT).
+pub fn create<T: Object>(lua: &Lua, value: T) -> mlua::Result<AnyUserData> {
     let ud = lua.create_userdata(value)?;
+    if !is_prepared::<T>(lua) {
+        prepare::<T>(lua, &ud)?;
+    }
     share_env(lua, &ud)?;
     Ok(ud)
+}
+
+fn is_prepared<T: 'static>(lua: &Lua) -> bool {
+    lua.app_data_ref::<Prepared>().is_some_and(|p| p.0.contains(&TypeId::of::<T>()))
+}
+
+/// Wraps the methods of `ud`'s type and lets the type add its own (mlua
+/// keeps one method table per type, the `__index` of every instance's
+/// metatable).
+fn prepare<T: Object>(lua: &Lua, ud: &AnyUserData) -> mlua::Result<()> {
+    if let Value::Table(methods) = ud.metatable()?.get::<Value>("__index")? {
+        plain_errors::wrap_functions(lua, &methods)?;
+        T::prepare_methods(lua, &methods)?;
+    }
+    match lua.app_data_mut::<Prepared>() {
+        Some(mut prepared) => prepared.0.push(TypeId::of::<T>()),
+        None => {
+            lua.set_app_data(Prepared(vec![TypeId::of::<T>()]));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(any(feature = "lua51", feature = "luajit"))]

@@ -92,6 +92,13 @@ pub struct Request {
     pub offer_deflate: bool,
 }
 
+/// Whether `name` may be offered as a subprotocol: RFC 6455 §4.1 wants an
+/// HTTP token (RFC 7230 §3.2.6: letters, digits and ``!#$%&'*+-.^_`|~``),
+/// so nothing else can be written into the request's head with it.
+pub fn valid_subprotocol(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Sends the request and reads the answer: on success the 101 response,
 /// the bytes read past it and the permessage-deflate terms, if agreed.
 pub async fn client(
@@ -212,6 +219,16 @@ fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subprotocols_are_tokens() {
+        for ok in ["chat", "v2.json", "graphql-ws", "a!#$%&'*+-.^_`|~9"] {
+            assert!(valid_subprotocol(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a,b", "a\r\nX-Injected: 1", "a;b", "(x)", "caf\u{e9}", "a\tb"] {
+            assert!(!valid_subprotocol(bad), "{bad:?}");
+        }
+    }
 
     fn parsed(head: &str) -> Response {
         match parse(head.as_bytes()) {
