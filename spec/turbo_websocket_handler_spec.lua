@@ -171,8 +171,8 @@ describe("turbo.websocket", function()
       local got
       local events = client_events(url(port), { on_message = function(_, msg) got = msg end })
       assert.is_false(result.refused[1])
-      assert.equal("close: turbo_ws connection:close: bad argument #2 'reason' (invalid UTF-8)",
-                   tostring(result.refused[2]):gsub("^.-: close:", "close:"))
+      assert.equal("close: bad argument #2 'reason' (invalid UTF-8)",
+                   (tostring(result.refused[2]):gsub("^.-: close:", "close:")))
       assert.is_nil(result.closed)
       assert.equal("still open", got)
       assert.equal(4000, T.find_event(events, "on_close")[2])

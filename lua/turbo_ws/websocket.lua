@@ -208,6 +208,11 @@ end
 -- argument was given, else callback(data); a later ping replaces the
 -- callback. Does nothing once closed.
 function Stream:ping(data, callback, callback_arg)
+  -- Checked here, in every state: else the pong would run it and fail the
+  -- connection (1011) far from the mistake. false counts as none, as in Turbo.
+  if callback and type(callback) ~= "function" then
+    error("ping: bad argument #2 'callback' (function expected, got " .. type(callback) .. ")", 2)
+  end
   if self:closed() then return end
   self._ping_callback = callback
   self._ping_callback_arg = callback_arg
@@ -231,8 +236,13 @@ function Stream:close(code, reason)
   if reason ~= nil and (type(reason) ~= "string" or #reason > 123) then
     error("close: bad argument #2 'reason' (a string of at most 123 bytes expected)", 2)
   end
-  -- The core checks the rest (a reason must be UTF-8) before anything
-  -- changes here: a refused close leaves the stream open and usable.
+  -- Also checked by the core, but only once connected: before, a close()
+  -- cancels the connect and sends nothing, and the same call must raise too.
+  if reason ~= nil and not core.valid_utf8(reason) then
+    error("close: bad argument #2 'reason' (invalid UTF-8)", 2)
+  end
+  -- The core checks the rest before anything changes here: a refused close
+  -- leaves the stream open and usable.
   local ok, err = pcall(close_conn, self._conn, code or 1000, reason)
   if not ok then error("close: " .. toolkit.core_reason(err), 2) end
   self._closed = true
@@ -680,12 +690,124 @@ local KWARG_TYPES = {
   on_message = "function", on_close = "function", on_error = "function", on_ping = "function",
 }
 
+-- What the core's connect refuses (docs/core.md, "Client"), checked here
+-- so that misuse raises at the call, naming the kwarg, instead of coming
+-- back later as a failed connect: a header name is an HTTP token, a value
+-- has no control byte but tab, a subprotocol name is a token; timeouts go
+-- up to 1e9 s, message sizes are whole bytes up to 2^40.
+local TOKEN = "^[A-Za-z0-9!#$%%&'*+%-.^_`|~]+$"
+local CONTROL_BYTE = "[%z\1-\8\10-\31\127]"
+local MAX_SECONDS, MAX_SIZE = 1e9, 2 ^ 40
+-- The TLS kwargs naming files (clientutil.tls_options reads them).
+local TLS_PATHS = { "ca_path", "ca_file", "cert_file", "cert_key", "priv_file", "key_file", "priv_key" }
+
+-- The subprotocol names in a Sec-WebSocket-Protocol value, added to
+-- `into`: its comma-separated entries, trimmed, empty ones left out.
+local function protocol_names(value, into)
+  for _, p in ipairs(util.strsplit(value, ",")) do
+    p = escape.trim(p)
+    if p ~= "" then into[#into + 1] = p end
+  end
+  return into
+end
+
+-- The first name in `names` that is not a subprotocol name, or nil.
+local function bad_protocol(names)
+  for _, p in ipairs(names) do
+    if not sfind(p, TOKEN) then return p end
+  end
+end
+
+-- Why the request header `name: value` cannot be sent, or nil.
+local function header_problem(name, value)
+  if not sfind(name, TOKEN) then return sformat("%q is not a valid header name", name) end
+  if sfind(value, CONTROL_BYTE) then
+    return sformat("header '%s' has a control byte in its value (only tab is allowed)", name)
+  end
+end
+
+-- `level` is error()'s as seen from the caller, as in clientutil.check_kwargs.
+local function kwarg_error(message, level)
+  error("WebSocketClient: kwarg " .. message, level + 1)
+end
+
+local function check_ranges(kwargs, level)
+  for _, name in ipairs({ "connect_timeout", "request_timeout" }) do
+    local seconds = kwargs[name]
+    if seconds ~= nil and seconds > MAX_SECONDS then
+      kwarg_error(sformat("'%s' must be a number of seconds from 0 to 1e9, got %s",
+        name, tostring(seconds)), level + 1)
+    end
+  end
+  local size = kwargs.max_buffer_size
+  if size ~= nil and not (size >= 1 and size <= MAX_SIZE and size % 1 == 0) then
+    kwarg_error("'max_buffer_size' must be a whole number of bytes from 1 to 1099511627776, got "
+      .. tostring(size), level + 1)
+  end
+end
+
+local function check_tls_paths(options, prefix, level)
+  for _, name in ipairs(TLS_PATHS) do
+    local value = options[name]
+    if value ~= nil and type(value) ~= "string" then
+      kwarg_error(sformat("'%s%s' must be a string, got %s", prefix, name, type(value)), level + 1)
+    end
+  end
+end
+
+-- TLS paths are strings, in ssl_options and at the top level, and a client
+-- certificate comes with its key (wherever each was given).
+local function check_tls(kwargs, level)
+  if kwargs.ssl_options then check_tls_paths(kwargs.ssl_options, "ssl_options.", level + 1) end
+  check_tls_paths(kwargs, "", level + 1)
+  local tls = clientutil.tls_options(kwargs.ssl_options, kwargs)
+  if tls and tls.cert_file and not tls.key_file then
+    kwarg_error("'cert_file' must come with 'priv_file' (a client certificate needs its key)", level + 1)
+  elseif tls and tls.key_file and not tls.cert_file then
+    kwarg_error("'priv_file' must come with 'cert_file' (a client certificate needs its key)", level + 1)
+  end
+end
+
+local function check_header_value(name, value, level)
+  if sfind(value, CONTROL_BYTE) then
+    kwarg_error(sformat("'%s' must be a valid header value (no control byte but tab)", name), level + 1)
+  end
+end
+
+-- websocket_protocol as the Sec-WebSocket-Protocol value: a string, or a
+-- list joined with ", ".
+local function protocol_header(proto, level)
+  if type(proto) == "string" then return proto end
+  if type(proto) ~= "table" then error("Invalid type of \"websocket_protocol\" value", level + 1) end
+  for i = 1, #proto do
+    -- What table.concat takes (numbers too, as in Turbo).
+    if type(proto[i]) ~= "string" and type(proto[i]) ~= "number" then
+      kwarg_error(sformat("'websocket_protocol' must be a string or a list of strings, got a %s at [%d]",
+        type(proto[i]), i), level + 1)
+    end
+  end
+  return concat(proto, ", ")
+end
+
+-- The kwargs that become request headers (auth_* are base64, always valid).
+local function check_header_kwargs(kwargs, level)
+  if kwargs.user_agent then check_header_value("user_agent", kwargs.user_agent, level + 1) end
+  if kwargs.cookie then check_header_value("cookie", clientutil.cookie_header(kwargs.cookie), level + 1) end
+  local proto = kwargs.websocket_protocol
+  if proto == nil then return end
+  local value = protocol_header(proto, level + 1)
+  check_header_value("websocket_protocol", value, level + 1)
+  local bad = bad_protocol(protocol_names(value, {}))
+  if bad then
+    kwarg_error(sformat("'websocket_protocol' must name subprotocols (RFC 6455 tokens), got %q", bad), level + 1)
+  end
+end
+
 local function check_kwargs(kwargs)
   clientutil.check_kwargs("WebSocketClient", kwargs, KWARG_TYPES, 4)
-  local proto = kwargs.websocket_protocol
-  if proto ~= nil and type(proto) ~= "string" and type(proto) ~= "table" then
-    error("Invalid type of \"websocket_protocol\" value", 4)
-  end
+  check_ranges(kwargs, 4)
+  check_tls(kwargs, 4)
+  check_header_kwargs(kwargs, 4)
 end
 
 --- WebSocketClient(address, kwargs): starts connecting on the loop and
@@ -720,13 +842,21 @@ function Client:_build_request_headers(target)
   headers:add("Sec-WebSocket-Key", core.websocket_key())
   headers:add("Sec-WebSocket-Version", "13")
   local proto = kwargs.websocket_protocol
-  if proto then
-    headers:add("Sec-WebSocket-Protocol", type(proto) == "table" and concat(proto, ", ") or proto)
-  end
+  if proto then headers:add("Sec-WebSocket-Protocol", protocol_header(proto)) end
   if kwargs.cookie then headers:add("Cookie", clientutil.cookie_header(kwargs.cookie)) end
   local auth = clientutil.basic_auth(kwargs.auth_username, kwargs.auth_password)
   if auth then headers:add("Authorization", auth) end
   return headers
+end
+
+-- Why the core would refuse the headers or subprotocols in `options`, or nil.
+local function request_problem(options)
+  for _, field in ipairs(options.headers) do
+    local problem = header_problem(field[1], field[2])
+    if problem then return problem end
+  end
+  local bad = options.protocols and bad_protocol(options.protocols)
+  if bad then return sformat("%q is not a subprotocol name (RFC 6455 wants a token)", bad) end
 end
 
 -- Runs on the loop: checks the body, lets modify_headers edit the request,
@@ -741,10 +871,16 @@ function Client:_start()
   if not self:_callback("modify_headers", headers) then return end
   if self._closed then return end
   local options = self:_connect_options(headers)
+  -- The constructor checked the kwargs: only modify_headers can have made
+  -- the request unsendable. Its mistake, reported as one (nothing is sent).
+  local problem = request_problem(options)
+  if problem then
+    return self:_failed(errors.CALLBACK_ERROR, 'WebSocketClient error in callback "modify_headers": ' .. problem)
+  end
   local ok, err = pcall(core.connect, self._target.url, options, function(conn, res, msg, response)
     self:_connected(conn, res, msg, response)
   end)
-  if not ok then self:_failed(errors.COULD_NOT_CONNECT, tostring(err)) end
+  if not ok then self:_failed(errors.COULD_NOT_CONNECT, toolkit.core_reason(err)) end
 end
 
 -- Core options from the (possibly edited) request headers and kwargs.
@@ -754,11 +890,7 @@ function Client:_connect_options(headers)
   for _, field in ipairs(headers:to_list()) do
     local name = slower(field[1])
     if name == "sec-websocket-protocol" then
-      protocols = protocols or {}
-      for _, p in ipairs(util.strsplit(field[2], ",")) do
-        p = escape.trim(p)
-        if p ~= "" then protocols[#protocols + 1] = p end
-      end
+      protocols = protocol_names(field[2], protocols or {})
     elseif name == "host" and field[2] == self._target.host_header then
       -- Unchanged: the core writes it (and rewrites it on redirects).
     elseif not CORE_REQUEST_HEADERS[name] then
