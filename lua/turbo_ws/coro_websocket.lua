@@ -37,11 +37,12 @@ local function check_type(fname, what, value, expected, level, optional)
   end
 end
 
--- A positive number of milliseconds (timeout, heartbeat) or nil.
+-- A positive number of milliseconds (timeout, heartbeat) or nil; at most
+-- 1e12 (the core's bound, 1e9 seconds).
 local function check_ms(fname, name, value, level)
   if value == nil then return end
-  if type(value) ~= "number" or value <= 0 or value ~= value then
-    fail_arg(fname, "option '" .. name .. "'", "positive number of milliseconds",
+  if type(value) ~= "number" or value <= 0 or value ~= value or value > 1e12 then
+    fail_arg(fname, "option '" .. name .. "'", "positive number of milliseconds up to 1e12",
       type(value) == "number" and tostring(value) or type(value), level + 1)
   end
 end
@@ -364,6 +365,11 @@ end
 local function core_options(options, socket_path)
   local timeout = options.timeout or DEFAULT_TIMEOUT
   check_type("connect", "option 'subprotocol'", options.subprotocol, "string", 3, true)
+  -- Written into the request head: one RFC 6455 token, nothing else.
+  if options.subprotocol and not options.subprotocol:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
+    fail_arg("connect", "option 'subprotocol'", "a subprotocol name (a token)",
+      ("%q"):format(options.subprotocol), 3)
+  end
   local opts = {
     path = request_path(options.pathname),
     headers = request_headers(options.headers),
