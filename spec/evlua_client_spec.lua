@@ -94,6 +94,14 @@ describe("ws.connect", function()
     end)
   end)
 
+  -- ws.connect's results for a failure of `kind`: nil and
+  -- "ws.connect: <the core's message> (<kind>)".
+  local function assert_failure(kind, conn, msg)
+    assert.is_nil(conn)
+    assert.are.equal("string", type(msg))
+    assert.truthy(msg:find("^ws%.connect: .+ %(" .. kind .. "%)$"), msg)
+  end
+
   -- A raw server answering the handshake with `answer(key)`.
   local function connect_to_raw(answer)
     local listener = raw_listen()
@@ -266,24 +274,48 @@ describe("ws.connect", function()
       ws_util.send_msg(conn, "over tls", { msg_type = "TEXT" })
       assert.are.equal("over tls", ffi.string(ws_util.recv_frame(conn).buf))
       -- verification is on by default: our test CA is not trusted
-      assert_error_with("tls", ws.connect, { url = url, hdrs = {}, external = true, secure = true })
+      assert_failure("tls", ws.connect{ url = url, hdrs = {}, external = true, secure = true })
     end)
     os.execute("rm -rf " .. certs.dir)
   end)
 
-  it("raises on network failures", function()
+  -- evlua's documentation: "In case of any error connection will be
+  -- returned as nil and the second return value will have the message"
+  -- (evlua's code raises; turbo_ws follows the documentation). Only
+  -- misuse raises: wrong input types, a URL that cannot be used.
+  it("returns nil and a message naming the kind on network failures; raises for a bad URL", function()
     run_async(function()
       local listener = raw_listen()
       local port = listener.port
       listener.close() -- nobody listens there any more
-      assert_error_with("refused", ws.connect,
-                        { url = "http://127.0.0.1:" .. port .. "/x", hdrs = {}, external = false })
+      local url = "http://127.0.0.1:" .. port .. "/x"
+      assert_failure("refused", ws.connect{ url = url, hdrs = {}, external = false })
+      -- a name that cannot resolve (RFC 2606 .invalid); a resolver that
+      -- does not answer at all makes it a timeout instead
+      local conn, msg = ws.connect{ url = "http://turbo-ws-evspec.invalid/x", hdrs = {},
+                                    external = false, timeout = 2 }
+      assert.is_nil(conn)
+      local kind = tostring(msg):match("^ws%.connect: .+ %(([%w_]+)%)$")
+      assert.truthy(({ dns = true, handshake_timeout = true, connect_timeout = true })[kind], msg)
       assert_error_with("unsupported URL", ws.connect,
                         { url = "ftp://127.0.0.1/x", hdrs = {}, external = false })
+      assert_error_with("bad URL", ws.connect,
+                        { url = "http://127.0.0.1:99999/x", hdrs = {}, external = false })
     end)
   end)
 
-  it("raises on a handshake that takes longer than timeout", function()
+  it("returns nil, message on a network failure from top-level code too", function()
+    assert.is_nil(coroutine.running()) -- the main thread, as a top-level script
+    local listener = raw_listen()
+    local port = listener.port
+    listener.close()
+    local conn, msg = ws.connect{ url = "http://127.0.0.1:" .. port .. "/x", hdrs = {},
+                                  external = false }
+    assert.is_nil(conn)
+    assert.truthy(tostring(msg):find("^ws%.connect: .*%(refused%)$"), msg)
+  end)
+
+  it("returns nil, message on a handshake that takes longer than timeout", function()
     run_async(function()
       local listener = raw_listen()
       local join = spawn(function()
@@ -291,12 +323,31 @@ describe("ws.connect", function()
         peer:read_request()
         peer:wait_eof(2) -- never answers
       end)
-      assert_error_with("handshake_timeout", ws.connect,
-                        { url = "http://127.0.0.1:" .. listener.port .. "/x", hdrs = {},
-                          external = false, timeout = 0.2 })
+      assert_failure("handshake_timeout", ws.connect{
+        url = "http://127.0.0.1:" .. listener.port .. "/x", hdrs = {}, external = false,
+        timeout = 0.2 })
       join()
     end)
   end)
+
+  -- The server closes without answering, or answers with what is not HTTP.
+  for _, case in ipairs({ { "no_response", nil }, { "bad_response", "SSH-2.0-nope\r\n\r\n" } }) do
+    it("returns nil, message (" .. case[1] .. ") when the server's answer is not HTTP or missing", function()
+      run_async(function()
+        local listener = raw_listen()
+        local join = spawn(function()
+          local peer = listener:accept()
+          peer:read_request()
+          if case[2] then peer:send(case[2]) end
+          peer:close()
+        end)
+        assert_failure(case[1], ws.connect{
+          url = "http://127.0.0.1:" .. listener.port .. "/x", hdrs = {}, external = false,
+          timeout = 3 })
+        join()
+      end)
+    end)
+  end
 
   it("asserts its inputs", function()
     local good = { url = "http://127.0.0.1:1/x", hdrs = {}, external = false }

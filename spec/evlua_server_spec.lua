@@ -121,6 +121,68 @@ describe("evlua.serve: requests and responses", function()
     end)
   end)
 
+  -- The core could not send them: refused at the call, the error goes the
+  -- usual way (500 with evlua's error document), not a plain 500 later.
+  it("refuses a status or header field the core cannot send, at the call", function()
+    run_async(function()
+      local raised = {}
+      local function try(what, fn, ...)
+        local ok, err = pcall(fn, ...)
+        raised[what] = not ok and tostring(err):match("set_[%w_]+: .*") or false
+      end
+      local _, port = start_server(function(request, response)
+        if request:get_uri() == "/status" then response:set_status(99) end
+        if request:get_uri() == "/field" then response:set_hdr_field("X-Bad", "a\r\nInjected: 1") end
+        try("99", response.set_status, response, 99)
+        try("1000", response.set_status, response, 1000)
+        try("200.5", response.set_status, response, 200.5)
+        try("100", response.set_status, response, 100)
+        try("999", response.set_status, response, 999)
+        try("space", response.set_hdr_field, response, "X Bad", "v")
+        try("colon", response.set_hdr_field, response, "X:Bad", "v")
+        try("empty", response.set_hdr_field, response, "", "v")
+        try("lf", response.set_hdr_field, response, "X-Bad", "a\nb")
+        try("nul", response.set_hdr_field, response, "X-Bad", "a\0b")
+        try("type", response.set_content_type, response, "text/plain\r\nX: y")
+        try("token", response.set_hdr_field, response, "X-Odd!#$%&'*+.^_`|~1", "tab\tand \1 bytes")
+        response:set_status(200)
+        response:write("fine")
+      end)
+      local raw = raw_connect(port)
+      raw:send("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+      local res = raw:read_response()
+      assert.are.equal(200, res.status)
+      assert.are.equal("tab\tand \1 bytes", res.fields["x-odd!#$%&'*+.^_`|~1"])
+      assert.are.same({
+        ["99"] = "set_status: status must be a whole number from 100 to 999, got 99",
+        ["1000"] = "set_status: status must be a whole number from 100 to 999, got 1000",
+        ["200.5"] = "set_status: status must be a whole number from 100 to 999, got 200.5",
+        ["100"] = false, ["999"] = false,
+        space = "set_hdr_field: bad header name 'X Bad' (a token expected)",
+        colon = "set_hdr_field: bad header name 'X:Bad' (a token expected)",
+        empty = "set_hdr_field: bad header name '' (a token expected)",
+        lf = "set_hdr_field: bad value for header 'X-Bad' (CR, LF or NUL)",
+        nul = "set_hdr_field: bad value for header 'X-Bad' (CR, LF or NUL)",
+        type = "set_hdr_field: bad value for header 'Content-Type' (CR, LF or NUL)",
+        token = false,
+      }, raised)
+      for _, case in ipairs({ { "/status", "set_status: status must be a whole number" },
+                              { "/field", "set_hdr_field: bad value for header 'X-Bad'" } }) do
+        capture_stderr(function()
+          raw:send("GET " .. case[1] .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+          res = raw:read_response()
+        end)
+        assert.are.equal(500, res.status)
+        assert.are.equal("application/json", res.fields["content-type"])
+        -- the message names the handler's line (error level 2), then the call's reason
+        assert.truthy(res.body:find('^{"error_message":"spec/evlua_server_spec%.lua:%d+: '), res.body)
+        assert.truthy(res.body:find(case[2], 1, true), res.body)
+        assert.are.equal(res.body, res.fields["x-msg"])
+        assert.is_nil(res.fields["injected"])
+      end
+    end)
+  end)
+
   it("runs each request in its own coroutine: one that waits does not hold up others", function()
     run_async(function()
       local order = {}
@@ -248,6 +310,24 @@ describe("ws.accept", function()
       capture_stderr(function() res = try_upgrade(port, "/evspec/missing") end)
       assert.are.equal(500, res.status)
       assert.truthy(res.fields["x-msg"]:find("evspec.missing", 1, true))
+    end)
+  end)
+
+  it("lets init's bad header field raise at the call (serve answers 500 with evlua's document)", function()
+    run_async(function()
+      probe.init = function(_, response)
+        response:set_hdr_field("X-Init", "a\r\nInjected: 1")
+        return true
+      end
+      local _, port = start_server()
+      local res
+      capture_stderr(function() res = try_upgrade(port, "/evspec/probe") end)
+      assert.are.equal(500, res.status)
+      assert.are.equal("application/json", res.fields["content-type"])
+      assert.truthy(res.fields["x-msg"]:find("set_hdr_field: bad value for header 'X-Init' (CR, LF or NUL)",
+                                             1, true), res.fields["x-msg"])
+      assert.is_nil(res.fields["injected"])
+      assert.is_nil(probe.accepted)
     end)
   end)
 

@@ -280,6 +280,46 @@ describe("ws_util", function()
     end)
   end)
 
+  -- A top-level script (main thread, no loop running, as evlua's client
+  -- samples) sending to a peer that reads nothing: the socket takes what
+  -- it can, then each send returns at once, queued, while the queue is
+  -- under max_buffered (1 MiB); past it a send waits _send_timeout for room
+  -- and raises. No send says "sent" after waiting, nor for what the core
+  -- refused.
+  it("send_msg from top-level code returns once the socket took the frame, else raises after _send_timeout", function()
+    assert.is_nil(coroutine.running())
+    local TIMEOUT = 1
+    local listener = raw_listen()
+    local peer
+    local join = spawn(function()
+      peer = listener:accept()
+      local request = peer:read_request()
+      peer:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                .. "Sec-WebSocket-Accept: " .. accept_for(request.fields["sec-websocket-key"]) .. "\r\n\r\n")
+    end)
+    local conn = ws.connect{ url = "http://127.0.0.1:" .. listener.port .. "/h", hdrs = {},
+                             external = false, timeout = TIMEOUT }
+    join()
+    local chunk = string.rep("s", 65536)
+    local sent, err, waited = 0, nil, nil
+    for _ = 1, 1000 do -- the kernel's buffers take a few MiB first
+      local t0 = now()
+      local ok, e = pcall(ws_util.send_msg, conn, chunk)
+      if not ok then err, waited = e, now() - t0; break end
+      sent = sent + 1
+      -- returned: written, as evlua's blocking write (not left queued)
+      assert.are.equal(0, ws_util.buffered_amount(conn))
+    end
+    peer:close() -- unread data: the client's connection is reset
+    listener:close()
+    assert.truthy(sent > 0)
+    assert.truthy(err and tostring(err):find("^ws_util.send_msg: timed out waiting to send"),
+                  ("after %d sends: %s"):format(sent, tostring(err)))
+    assert.truthy(waited >= TIMEOUT * 1000 - 50, waited)
+    sleep(0.1)
+    assert_error_with("closed", ws_util.send_msg, conn, "x")
+  end)
+
   it("send_frame sends data frames; fragments arrive as one message", function()
     run_async(function()
       local got, pings = {}, {}

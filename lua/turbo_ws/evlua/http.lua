@@ -62,11 +62,32 @@ local Response = {}
 Response.__index = Response
 Response.__tostring = function() return "httpsresp" end
 
+-- What the core can send is checked when the response is set, not when it
+-- goes out: there a bad status or field fails after handle_request has
+-- returned, and the client gets the core's plain 500 instead of evlua's
+-- error document for the error of the call that caused it.
+
+--- The status line's code: a whole number from 100 to 999 (RFC 9110 15:
+-- three digits; the core sends any such code).
 function Response:set_status(status)
   if type(status) ~= "number" then
     error("set_status: number expected, got " .. type(status), 2)
   end
+  if status % 1 ~= 0 or status < 100 or status > 999 then
+    error("set_status: status must be a whole number from 100 to 999, got " .. tostring(status), 2)
+  end
   self._status = status
+end
+
+-- A field name is a token (RFC 9110 5.1, 5.6.2); a value may hold any
+-- byte but CR, LF and NUL, which would end or corrupt the field's line.
+local function check_field(name, value)
+  if not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
+    error(("set_hdr_field: bad header name '%s' (a token expected)"):format(name), 3)
+  end
+  if value:find("[\r\n%z]") then
+    error(("set_hdr_field: bad value for header '%s' (CR, LF or NUL)"):format(name), 3)
+  end
 end
 
 --- Sets a header field, replacing an earlier value of the same name.
@@ -75,6 +96,7 @@ function Response:set_hdr_field(name, value)
     error("set_hdr_field: header name (string) expected, got " .. type(name), 2)
   end
   value = tostring(value)
+  check_field(name, value)
   local lower = name:lower()
   for _, pair in ipairs(self._headers) do
     if pair[1]:lower() == lower then

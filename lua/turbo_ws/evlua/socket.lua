@@ -295,18 +295,26 @@ local function wait_until_written(sock, timeout)
   end, timeout)
 end
 
---- evlua's sends have written to the socket when they return; here the
--- loop writes. A script on the main thread with no loop running (a plain
--- top-level script, as evlua's client samples are) would end with its
--- last frames still queued: it waits until the socket took them (or the
--- connection is gone, or `timeout` seconds).
-function Socket:flush_outside_loop(timeout)
+--- evlua's sends are blocking writes: when one returns, its bytes are in
+-- the kernel's buffer, or it raised. Here the loop writes, and on the
+-- main thread with no loop running (a plain top-level script, as evlua's
+-- client samples are) nothing would: the send runs the loop until the
+-- socket took everything queued, and raises `what: timed out waiting to
+-- send` after `timeout` seconds if it has not (a peer that does not read),
+-- as evlua's write raises on its send timeout. A script may end right
+-- after a send that returned: nothing it sent is left behind.
+function Socket:flush_outside_loop(what, timeout)
   -- Server sockets send from handlers, with the loop running: their
   -- per-message path stops at this test.
   if self.role ~= "client" then return end
   local co, main = running()
   if (co and not main) or self.conn:buffered_amount() == 0 or core.running() then return end
   wait_until_written(self, timeout)
+  local left = self.conn:buffered_amount()
+  if left > 0 and self:alive() then
+    error(("%s: timed out waiting to send (%d bytes not taken by the socket in %g s)"):format(
+      what, left, timeout), 0)
+  end
 end
 
 -- A CLOSE frame built by the caller: send its code and reason when the

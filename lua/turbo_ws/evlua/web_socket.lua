@@ -219,10 +219,29 @@ local function check_inputs(inp)
   assert(inp.tls == nil or type(inp.tls) == "table", "ws.connect: tls must be a table")
 end
 
+-- The second result of a failed connect. An answer evlua checks gets its
+-- exact message; any other failure (refused, DNS, TLS, a timeout, no or no
+-- HTTP answer, ...) the core's message and its kind. Returned, not raised:
+-- evlua's documentation says "in case of any error connection will be
+-- returned as nil and the second return value will have the message"
+-- (its code raises; the project follows the documentation).
+local function failure_message(kind, message, answer, detail)
+  if kind == "bad_status" then
+    local fields = headers.table(answer.headers)
+    if answer.status >= 200 and answer.status < 300 then return check_answer(fields) end
+    return fields["X-msg"]
+  elseif kind == "bad_handshake" then
+    return HANDSHAKE_MESSAGES[detail] or message
+  end
+  return ("ws.connect: %s (%s)"):format(message, kind)
+end
+
 --- `ws.connect{url, hdrs, external [, secure] [, timeout] [, msg_handler]
 -- [, credentials] [, conn] [, tls]}` -> conn, 101, response fields; or
--- nil, message when the server refuses. Waits (yields in a coroutine).
--- Network failures (refused, DNS, timeout, TLS) raise, as evlua's do.
+-- nil, message when it fails: the server refused, the answer is not a
+-- WebSocket's, or the network failed (refused, DNS, TLS, timeout). Waits
+-- (yields in a coroutine). Only misuse raises: inputs of the wrong type
+-- (evlua's assertions) or a URL that cannot be used.
 function ws.connect(inp)
   check_inputs(inp)
   if inp.secure == nil then inp.secure = false end
@@ -254,16 +273,7 @@ function ws.connect(inp)
       finish(c, ...)
     end)
   end)
-  if not conn then
-    if kind == "bad_status" then
-      local fields = headers.table(answer.headers)
-      if answer.status >= 200 and answer.status < 300 then return nil, check_answer(fields) end
-      return nil, fields["X-msg"]
-    elseif kind == "bad_handshake" then
-      return nil, HANDSHAKE_MESSAGES[detail] or message
-    end
-    error(("ws.connect: %s (%s)"):format(message, kind), 2)
-  end
+  if not conn then return nil, failure_message(kind, message, answer, detail) end
 
   answer = kind -- on success the second value is the response
   return {

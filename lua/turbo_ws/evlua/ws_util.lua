@@ -123,7 +123,7 @@ function ws_util.send_msg(conn, msg, opts)
   -- send_message raises check_alive's error on a closed connection.
   local timeout = timeout_of(conn, "_send_timeout")
   sock:send_message("ws_util.send_msg", msg, not text, timeout)
-  sock:flush_outside_loop(timeout)
+  sock:flush_outside_loop("ws_util.send_msg", timeout)
   return new_descriptor(sock, text and FRAME_TEXT or FRAME_BINARY, msg)
 end
 
@@ -150,6 +150,8 @@ function ws_util.send_frame(inp)
   end
   local sock = socket.of(inp.ss) or (type(inp.conn) == "table" and socket.of(inp.conn._ss))
   if not sock then error("ws_util.send_frame: 'ss' (a websocket's _ss) expected", 2) end
+  -- The conn's _send_timeout when the frame names its conn, as send_msg.
+  local timeout = type(inp.conn) == "table" and timeout_of(inp.conn, "_send_timeout") or socket.DEFAULT_TIMEOUT
   if not is_whole(inp.size) then error("ws_util.send_frame: 'size' (integer) expected", 2) end
   if not is_whole(inp.flags) then error("ws_util.send_frame: 'flags' (integer) expected", 2) end
   if inp.size > 0 and type(inp.buf) ~= "cdata" then
@@ -166,7 +168,7 @@ function ws_util.send_frame(inp)
   if (op == C.FRAME_OP_TEXT or op == C.FRAME_OP_BINARY) and band(flags, C.FRAME_FLAG_FIN) ~= 0
      and ((inp.size == 0 and inp.buf == nil) or is_byte_buffer(inp.buf))
      and sock:try_send_bytes(inp.buf, inp.size, op == C.FRAME_OP_BINARY) then
-    sock:flush_outside_loop(socket.DEFAULT_TIMEOUT)
+    sock:flush_outside_loop("ws_util.send_frame", timeout)
     inp.buf = inp.buf or socket.cbuf("")
     return describe(inp, sock, flags, inp.size)
   end
@@ -176,11 +178,11 @@ function ws_util.send_frame(inp)
     sock:send_control("ws_util.send_frame", op, payload)
   elseif op <= C.FRAME_OP_BINARY then
     sock:send_data_frame("ws_util.send_frame", op, band(flags, C.FRAME_FLAG_FIN) ~= 0,
-                         payload, socket.DEFAULT_TIMEOUT)
+                         payload, timeout)
   else
     error(("ws_util.send_frame: reserved opcode 0x%X"):format(op), 2)
   end
-  sock:flush_outside_loop(socket.DEFAULT_TIMEOUT)
+  sock:flush_outside_loop("ws_util.send_frame", timeout)
   inp.buf = inp.buf or socket.cbuf(payload)
   return describe(inp, sock, flags, #payload)
 end
@@ -194,7 +196,7 @@ function ws_util.ping(conn, payload)
     error("ws_util.ping: payload (string) expected, got " .. type(payload), 2)
   end
   sock:send_control("ws_util.ping", C.FRAME_OP_PING, payload)
-  sock:flush_outside_loop(socket.DEFAULT_TIMEOUT)
+  sock:flush_outside_loop("ws_util.ping", timeout_of(conn, "_send_timeout"))
   return new_descriptor(sock, bit.bor(C.FRAME_FLAG_FIN, C.FRAME_OP_PING), payload)
 end
 
