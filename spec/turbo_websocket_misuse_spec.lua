@@ -119,6 +119,10 @@ describe("turbo.websocket misuse", function()
       local events = client_events(url(port), {
         on_connect = function(self)
           r.bad = raised(function() self:ping("x", "not a function") end)
+          -- A payload too long for a control frame: the face's own message,
+          -- as before the connection opened (not the core's method name).
+          r.long = raised(function() self:ping(string.rep("p", 126)) end)
+          r.long_pong = raised(function() self:pong(string.rep("p", 126)) end)
           -- false counts as no callback, as in Turbo.
           r.none = self:ping("y", false)
           self:write_message("still open")
@@ -126,6 +130,8 @@ describe("turbo.websocket misuse", function()
         on_message = function(self, msg) r.echo = msg; self:close() end,
       })
       assert.equal(CALLBACK_ERROR, r.bad)
+      assert.equal("ping: bad argument #1 'data' (control frame payload is 126 bytes, at most 125 allowed)", r.long)
+      assert.equal("pong: bad argument #1 'data' (control frame payload is 126 bytes, at most 125 allowed)", r.long_pong)
       assert.is_true(r.none)
       assert.equal("still open", r.echo)
       assert.is_nil(find_event(events, "on_error"))

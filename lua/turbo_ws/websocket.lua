@@ -137,15 +137,19 @@ local Stream = websocket.WebSocketStream
 -- written before the connection opens raises at the call, as it would
 -- once open, instead of failing when the queue is sent.
 local function check_queued(op, data, binary)
-  if op == "send" then
-    if not binary and not core.valid_utf8(data) then
-      error("write_message: a text message must be valid UTF-8 (send it as binary)", 4)
-    end
-  elseif type(data) ~= "string" then
-    error(op .. ": bad argument #1 'data' (string expected, got " .. type(data) .. ")", 4)
+  if op == "send" and not binary and not core.valid_utf8(data) then
+    error("write_message: a text message must be valid UTF-8 (send it as binary)", 4)
+  end
+end
+
+-- A ping's or pong's payload, checked at the call in every state (the
+-- core would refuse it too once open, naming its own method).
+local function check_control(op, data)
+  if type(data) ~= "string" then
+    error(op .. ": bad argument #1 'data' (string expected, got " .. type(data) .. ")", 3)
   elseif #data > 125 then
     error(op .. ": bad argument #1 'data' (control frame payload is " .. #data
-      .. " bytes, at most 125 allowed)", 4)
+      .. " bytes, at most 125 allowed)", 3)
   end
 end
 
@@ -213,16 +217,20 @@ function Stream:ping(data, callback, callback_arg)
   if callback and type(callback) ~= "function" then
     error("ping: bad argument #2 'callback' (function expected, got " .. type(callback) .. ")", 2)
   end
+  data = data or ""
+  check_control("ping", data)
   if self:closed() then return end
   self._ping_callback = callback
   self._ping_callback_arg = callback_arg
-  return self:_send("ping", data or "")
+  return self:_send("ping", data)
 end
 
 --- Sends an unsolicited pong. Does nothing once closed.
 function Stream:pong(data)
+  data = data or ""
+  check_control("pong", data)
   if self:closed() then return end
-  return self:_send("pong", data or "")
+  return self:_send("pong", data)
 end
 
 --- Starts the closing handshake (code 1000 unless given; `code` and
