@@ -32,6 +32,20 @@ describe("conn:set_callbacks with a context", function()
     assert.are.equal(context, seen[1][2])
   end)
 
+  it("passes it to on_closing, called as the peer's close arrives, before on_close", function()
+    local seen, server_conn = {}, {}
+    local client, server = connected({
+      on_closing = function(...) seen[#seen + 1] = { "closing", ... } end,
+      on_close = function(...) seen[#seen + 1] = { "close", ... } end,
+    }, "ctx", server_conn)
+    run_until(function() return server_conn[1] end)
+    server_conn[1]:close(4001, "server bye")
+    run_until(function() return #seen == 2 end)
+    server:close()
+    assert.are.same({ { "closing", "ctx", 4001, "server bye" }, { "close", "ctx", 4001, "server bye" } }, seen)
+    assert.are.equal("closed", client:state())
+  end)
+
   it("passes it to on_error too", function()
     local seen, server_conn = {}, {}
     local client, server = connected({

@@ -206,6 +206,24 @@ describe("turbo_ws.coro_websocket", function()
       end, 8000)
     end)
 
+    it("returns the server's close as it arrives, though the server holds TCP open after it", function()
+      -- The peer closes TCP 2 s after its close frame: only the end of the
+      -- stream (read() -> nil) waits for that.
+      local p = need_peer()
+      local core = require("turbo_ws").core
+      co_run(function()
+        local res, read = connect({ host = "127.0.0.1", port = p.holder })
+        assert.are.equal(101, res and res.code)
+        local t0 = core.gettimemonotonic()
+        local msg = read()
+        local waited = core.gettimemonotonic() - t0
+        assert.are.equal(8, msg and msg.opcode)
+        assert.are.equal("\15\160bye", msg.payload)
+        assert.truthy(waited < 1000, ("the close frame came after %d ms"):format(waited))
+        assert.is_nil(read())
+      end, 8000)
+    end)
+
     it("fails with a message, never raising, on a bad handshake, a 400 or no answer", function()
       local p = need_peer()
       co_run(function()

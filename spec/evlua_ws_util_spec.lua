@@ -248,6 +248,31 @@ describe("ws_util", function()
     end)
   end)
 
+  it("recv_frame returns the server's CLOSE as it arrives, though the server holds TCP open", function()
+    run_async(function()
+      local listener = raw_listen()
+      local peer
+      local join = spawn(function()
+        peer = listener:accept()
+        local key = peer:read_request().fields["sec-websocket-key"]
+        peer:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                  .. "Upgrade: websocket\r\nSec-WebSocket-Accept: " .. accept_for(key) .. "\r\n\r\n"
+                  .. frame(0x88, "\15\160bye"))
+      end)
+      local conn = ws.connect{ url = "http://127.0.0.1:" .. listener.port .. "/", hdrs = {},
+                               external = false }
+      join()
+      -- TCP stays open (the RFC wants the server to close it first): the
+      -- CLOSE must not wait for that, nor for the client's close timeout.
+      conn._recv_timeout = 1
+      local c = ws_util.recv_frame(conn)
+      assert.are.equal(8, c.op_code) -- CLOSE
+      assert.are.equal("\15\160bye", ffi.string(c.buf, c.payload_len))
+      peer:close()
+      listener:close()
+    end)
+  end)
+
   it("recv_frame raises when the server drops the connection", function()
     run_async(function()
       local listener = raw_listen()

@@ -480,7 +480,6 @@ local function open_link(conn, heartbeat, socket_path)
   local done = false              -- no more messages will come
   local close_sent = false        -- we closed (or the close was echoed)
   local failure                   -- "kind: message" if the connection failed
-  local failure_kind              -- the core's kind of that failure
   local stop_heartbeat = function() end
   local on_closed = {}            -- socket:shutdown/close callbacks
   local senders = {}              -- coroutines waiting in write() for room
@@ -511,16 +510,17 @@ local function open_link(conn, heartbeat, socket_path)
     on_ping = function(data) if not close_sent then push(message(9, data)) end end,
     on_pong = function(data) if not close_sent then push(message(10, data)) end end,
     on_error = function(kind, msg)
-      if not failure then failure, failure_kind = tostring(kind) .. ": " .. tostring(msg), kind end
+      if not failure then failure = tostring(kind) .. ": " .. tostring(msg) end
     end,
-    on_close = function(code, reason)
-      -- The peer's close is shown once the core has echoed it and the TCP
-      -- connection is gone; a failure or a drop ends the stream with nil.
-      -- ("closed": the peer dropped TCP before our echo went out; its
-      -- close frame came all the same, and the original returns it.)
-      if not close_sent and (not failure or failure_kind == "closed") and code ~= 1006 then
-        push(message(8, toolkit.close_payload(code, reason)))
-      end
+    -- The peer's close frame, returned as it arrives (the core has queued
+    -- our echo), as the original reads it off the socket: a server that
+    -- holds TCP open afterwards delays only the end of the stream.
+    on_closing = function(code, reason)
+      if not close_sent then push(message(8, toolkit.close_payload(code, reason))) end
+      closing()
+    end,
+    on_close = function()
+      -- A failure or a drop ends the stream with nil.
       closing()
       done = true
       wake_all(readers)

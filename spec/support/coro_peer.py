@@ -149,6 +149,40 @@ def resetter(listener):
         conn.close()
 
 
+def holder(listener):
+    """Closes with 4000 "bye" right after the 101, then holds TCP open for
+    2 s (reading the echo) before closing it: RFC 6455 wants the server to
+    close TCP first, and this one is slow to."""
+    while True:
+        conn, _ = listener.accept()
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            key = ""
+            for line in head.decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "sec-websocket-key":
+                    key = value.strip()
+            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
+            reason = struct.pack("!H", 4000) + b"bye"
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                         + bytes([0x88, len(reason)]) + reason)
+            conn.settimeout(2.0)
+            try:
+                while conn.recv(4096):
+                    pass
+            except OSError:
+                pass
+        except OSError:
+            pass
+        conn.close()
+
+
 def stop_on_stdin_eof(loop, stop):
     sys.stdin.read()
     loop.call_soon_threadsafe(stop.set_result, None)
@@ -165,9 +199,12 @@ async def main():
         raw_server = await asyncio.start_server(raw_handler, "127.0.0.1", 0)
         listener = socket.create_server(("127.0.0.1", 0))
         threading.Thread(target=resetter, args=(listener,), daemon=True).start()
-        ports = "ws=%d raw=%d resetter=%d" % (ws_server.sockets[0].getsockname()[1],
-                                              raw_server.sockets[0].getsockname()[1],
-                                              listener.getsockname()[1])
+        holding = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=holder, args=(holding,), daemon=True).start()
+        ports = "ws=%d raw=%d resetter=%d holder=%d" % (ws_server.sockets[0].getsockname()[1],
+                                                        raw_server.sockets[0].getsockname()[1],
+                                                        listener.getsockname()[1],
+                                                        holding.getsockname()[1])
         mtls_server = None
         if len(sys.argv) >= 5:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

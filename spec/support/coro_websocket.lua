@@ -189,6 +189,7 @@ local function need_peer()
         ws = tonumber(ports:match("ws=(%d+)")),
         raw = tonumber(ports:match("raw=(%d+)")),
         resetter = tonumber(ports:match("resetter=(%d+)")),
+        holder = tonumber(ports:match("holder=(%d+)")),
         mtls = tonumber(ports:match("mtls=(%d+)")),
       }
     end

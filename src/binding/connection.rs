@@ -42,6 +42,7 @@ struct Callbacks {
     on_close: Option<RegistryKey>,
     on_error: Option<RegistryKey>,
     on_drain: Option<RegistryKey>,
+    on_closing: Option<RegistryKey>,
 }
 
 /// What a connection's events go to.
@@ -84,30 +85,38 @@ thread_local! {
 }
 
 /// The fields `set_callbacks` reads, in the order of `Callbacks::keys`.
-const CALLBACK_NAMES: [&CStr; 7] =
-    [c"on_message", c"_on_message_length", c"on_ping", c"on_pong", c"on_close", c"on_error", c"on_drain"];
+const CALLBACK_NAMES: [&CStr; 8] = [
+    c"on_message",
+    c"_on_message_length",
+    c"on_ping",
+    c"on_pong",
+    c"on_close",
+    c"on_error",
+    c"on_drain",
+    c"on_closing",
+];
 
 /// `t[name]` for each of `CALLBACK_NAMES` (its `__index` runs, as for
 /// any option), in one protected call: mlua's `Table::get` would make
 /// two (the key string, the lookup), each allocating C closures under
 /// LuaJIT, for every connection wired.
-fn callback_fields(lua: &Lua, t: &Table) -> mlua::Result<[Value; 7]> {
+fn callback_fields(lua: &Lua, t: &Table) -> mlua::Result<[Value; 8]> {
     // SAFETY: protected by exec_raw; `t` is its argument at index 1, each
-    // lua_getfield pushes one value (the 8 slots are within LUA_MINSTACK),
-    // and the table is removed, leaving the seven values.
-    let (a, b, c, d, e, f, g) = unsafe {
-        lua.exec_raw::<(Value, Value, Value, Value, Value, Value, Value)>(t, |state| {
+    // lua_getfield pushes one value (the 9 slots are within LUA_MINSTACK),
+    // and the table is removed, leaving the eight values.
+    let (a, b, c, d, e, f, g, h) = unsafe {
+        lua.exec_raw::<(Value, Value, Value, Value, Value, Value, Value, Value)>(t, |state| {
             for name in CALLBACK_NAMES {
                 ffi::lua_getfield(state, 1, name.as_ptr());
             }
             ffi::lua_remove(state, 1);
         })
     }?;
-    Ok([a, b, c, d, e, f, g])
+    Ok([a, b, c, d, e, f, g, h])
 }
 
 impl Callbacks {
-    fn keys(&self) -> [&Option<RegistryKey>; 7] {
+    fn keys(&self) -> [&Option<RegistryKey>; 8] {
         [
             &self.on_message,
             &self.on_message_length,
@@ -116,6 +125,7 @@ impl Callbacks {
             &self.on_close,
             &self.on_error,
             &self.on_drain,
+            &self.on_closing,
         ]
     }
 }
@@ -268,6 +278,10 @@ impl Events for LuaEvents {
 
     fn drained(&self) {
         self.emit(|c| &c.on_drain, "on_drain", |_| Ok(()));
+    }
+
+    fn closing(&self, code: u16, reason: &str) {
+        self.emit(|c| &c.on_closing, "on_closing", |_| Ok((code, reason.to_owned())));
     }
 
     fn finished(&self, error: Option<Error>, code: u16, reason: String) {
@@ -450,7 +464,8 @@ impl UserData for Connection {
             })
         });
         // set_callbacks({on_message=, on_ping=, on_pong=, on_close=, on_error=,
-        // on_drain=} [, context]): with a context, each is called with it first.
+        // on_drain=, on_closing=} [, context]): with a context, each is called
+        // with it first.
         methods.add_method("set_callbacks", |lua, this, (t, context): (Value, Value)| {
             const F: &str = "turbo_ws connection:set_callbacks";
             let t = args::opt_table(F, 1, "callbacks", t)?
@@ -471,7 +486,7 @@ impl UserData for Connection {
 }
 
 fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
-    let [on_message, on_message_length, on_ping, on_pong, on_close, on_error, on_drain] =
+    let [on_message, on_message_length, on_ping, on_pong, on_close, on_error, on_drain, on_closing] =
         callback_fields(lua, t)?;
     let key = |name: &str, value: Value| -> mlua::Result<Option<RegistryKey>> {
         match value {
@@ -491,6 +506,7 @@ fn read_callbacks(lua: &Lua, func: &str, t: &Table) -> mlua::Result<Callbacks> {
         on_close: key("on_close", on_close)?,
         on_error: key("on_error", on_error)?,
         on_drain: key("on_drain", on_drain)?,
+        on_closing: key("on_closing", on_closing)?,
     })
 }
 

@@ -263,7 +263,10 @@ mod tests {
         let (head, sent) = peer.await.expect("peer");
         assert!(head.starts_with("GET /chat?x=1 HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("\r\nX-Test: 1\r\n"), "{head}");
-        assert_eq!(*events.0.borrow(), ["message hello false", "ping hi", "finished 1012 bye error=none"]);
+        assert_eq!(
+            *events.0.borrow(),
+            ["message hello false", "ping hi", "closing 1012 bye", "finished 1012 bye error=none"]
+        );
         // Our pong, then the close echoed with 1012: both masked (client frames).
         assert_eq!(sent[0], 0x8A);
         assert_eq!(sent[1], 0x80 | 2);

@@ -88,6 +88,10 @@ pub trait Events {
     /// A ping, already answered.
     fn ping(&self, data: &[u8]);
     fn pong(&self, data: &[u8]);
+    /// The peer's close frame arrived (checked, our answer queued): the
+    /// closing handshake is under way. `finished` follows when the
+    /// connection ends, which a peer that holds TCP open delays.
+    fn closing(&self, _code: u16, _reason: &str) {}
     /// A send was refused for `max_buffered`, and the queue has room again.
     fn drained(&self);
     /// The connection ended: called once, last. `error` says why when it
@@ -363,9 +367,10 @@ impl Shared {
             }
             Event::Pong(p) => self.report(|e| e.pong(p)),
             Event::Close { code, reason } => {
-                // `finished` reports it once TCP is closed.
                 self.state.set(State::Closing);
                 self.queue_close((code != 1005).then_some(code), &reason);
+                self.report(|e| e.closing(code, &reason));
+                // `finished` reports it again once TCP is closed.
                 *self.peer_close.borrow_mut() = Some((code, reason));
             }
         }
@@ -878,6 +883,9 @@ pub(crate) mod recorder {
         }
         fn pong(&self, _: &[u8]) {}
         fn drained(&self) {}
+        fn closing(&self, code: u16, reason: &str) {
+            self.0.borrow_mut().push(format!("closing {code} {reason}"));
+        }
         fn finished(&self, error: Option<Error>, code: u16, reason: String) {
             let error = error.map_or("none".into(), |e| e.kind.name().to_owned());
             self.0.borrow_mut().push(format!("finished {code} {reason} error={error}"));

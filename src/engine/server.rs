@@ -731,7 +731,7 @@ mod tests {
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert_eq!(*answerer.events.0.borrow(), ["finished 1000  error=none"]);
+            assert_eq!(*answerer.events.0.borrow(), ["closing 1000 ", "finished 1000  error=none"]);
         })
         .await;
     }

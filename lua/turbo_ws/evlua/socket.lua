@@ -173,11 +173,21 @@ local function final_item(self, code, reason)
   return { op = C.FRAME_OP_CLOSE, buf = cbuf(payload), len = #payload }
 end
 
+-- The peer's close frame (already echoed by the core), for recv_frame as
+-- it arrives: a server that holds TCP open afterwards must not delay it.
+function Socket:on_closing(code, reason)
+  if not self.handler and not self.closing and not self.peer_closed then
+    self.peer_closed = true
+    self:push(final_item(self, code, reason))
+  end
+end
+
 function Socket:on_close(code, reason)
   self.open = false
   M.pool_forget(self)
-  -- A close we started is not a frame for recv_frame to return.
-  if not self.handler and not self.closing then
+  -- A close we started is not a frame for recv_frame to return; the
+  -- peer's was returned by on_closing.
+  if not self.handler and not self.closing and not self.peer_closed then
     self:push(final_item(self, code, reason))
   end
   self:wake_all("recv_waiters")
@@ -391,6 +401,7 @@ local CALLBACKS = {
   on_ping = function(sock, data) sock:deliver_control(C.FRAME_OP_PING, data) end,
   on_pong = function(sock, data) sock:deliver_control(C.FRAME_OP_PONG, data) end,
   on_error = function(sock, kind, message) sock.failure = kind .. ": " .. message end,
+  on_closing = function(sock, code, reason) sock:on_closing(code, reason) end,
   on_close = function(sock, code, reason) sock:on_close(code, reason) end,
   on_drain = function(sock) sock:wake_all("drain_waiters") end,
 }
