@@ -465,18 +465,23 @@ local HANDSHAKE_HEADERS = {
   ["content-type"] = true, ["transfer-encoding"] = true, ["date"] = true,
 }
 
--- The protocols a client offers: the comma-separated, trimmed, non-empty
--- entries of every Sec-WebSocket-Protocol header.
+-- The subprotocol names in a Sec-WebSocket-Protocol value, added to
+-- `into`: its comma-separated entries, trimmed, empty ones left out.
+local function protocol_names(value, into)
+  for _, p in ipairs(util.strsplit(value, ",")) do
+    p = escape.trim(p)
+    if p ~= "" then into[#into + 1] = p end
+  end
+  return into
+end
+
+-- The protocols a client offers: the names in every Sec-WebSocket-Protocol
+-- header.
 local function offered_protocols(request)
   local value = request:_header("Sec-WebSocket-Protocol")
   if value == nil then return {} end
   if type(value) == "table" then value = concat(value, ",") end
-  local list = {}
-  for _, item in ipairs(util.strsplit(value, ",")) do
-    item = escape.trim(item)
-    if item ~= "" then list[#list + 1] = item end
-  end
-  return list
+  return protocol_names(value, {})
 end
 
 -- Does header `name` hold `token` (case-insensitively)? A loose check:
@@ -708,16 +713,6 @@ local CONTROL_BYTE = "[%z\1-\8\10-\31\127]"
 local MAX_SECONDS, MAX_SIZE = 1e9, 2 ^ 40
 -- The TLS kwargs naming files (clientutil.tls_options reads them).
 local TLS_PATHS = { "ca_path", "ca_file", "cert_file", "cert_key", "priv_file", "key_file", "priv_key" }
-
--- The subprotocol names in a Sec-WebSocket-Protocol value, added to
--- `into`: its comma-separated entries, trimmed, empty ones left out.
-local function protocol_names(value, into)
-  for _, p in ipairs(util.strsplit(value, ",")) do
-    p = escape.trim(p)
-    if p ~= "" then into[#into + 1] = p end
-  end
-  return into
-end
 
 -- The first name in `names` that is not a subprotocol name, or nil.
 local function bad_protocol(names)

@@ -123,22 +123,27 @@ async def raw_handler(reader, writer):
     writer.close()
 
 
+def read_upgrade(conn):
+    """Reads a blocking socket's upgrade request; its Sec-WebSocket-Accept."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    key = ""
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "sec-websocket-key":
+            key = value.strip()
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
+
+
 def resetter(listener):
     while True:
         conn, _ = listener.accept()
         try:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
-            key = ""
-            for line in head.decode("latin-1").split("\r\n"):
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "sec-websocket-key":
-                    key = value.strip()
-            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
+            accept = read_upgrade(conn)
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                          b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
             time.sleep(0.3)
@@ -156,18 +161,7 @@ def holder(listener):
     while True:
         conn, _ = listener.accept()
         try:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
-            key = ""
-            for line in head.decode("latin-1").split("\r\n"):
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "sec-websocket-key":
-                    key = value.strip()
-            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
+            accept = read_upgrade(conn)
             reason = struct.pack("!H", 4000) + b"bye"
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                          b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
