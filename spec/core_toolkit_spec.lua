@@ -42,6 +42,19 @@ describe("core.split_url", function()
   end)
 end)
 
+describe("core.valid_token", function()
+  it("is true for an HTTP token, false for anything else, and raises for a non-string", function()
+    for _, ok in ipairs({ "chat", "v2.json", "X-Trace", "a!#$%&'*+-.^_`|~9" }) do
+      assert.is_true(core.valid_token(ok), ok)
+    end
+    for _, bad in ipairs({ "", "a b", "a,b", "a\r\nX: 1", "caf\195\169", "(x)" }) do
+      assert.is_false(core.valid_token(bad), bad)
+    end
+    assert.has_error(function() core.valid_token(5) end,
+      "turbo_ws.valid_token: bad argument #1 's' (string expected, got number)")
+  end)
+end)
+
 describe("core.websocket_key", function()
   it("is 16 random bytes in base64, new each time", function()
     local seen = {}

@@ -366,7 +366,7 @@ local function core_options(options, socket_path)
   local timeout = options.timeout or DEFAULT_TIMEOUT
   check_type("connect", "option 'subprotocol'", options.subprotocol, "string", 3, true)
   -- Written into the request head: one RFC 6455 token, nothing else.
-  if options.subprotocol and not options.subprotocol:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
+  if options.subprotocol and not core.valid_token(options.subprotocol) then
     fail_arg("connect", "option 'subprotocol'", "a subprotocol name (a token)",
       ("%q"):format(options.subprotocol), 3)
   end

@@ -708,7 +708,6 @@ local KWARG_TYPES = {
 -- back later as a failed connect: a header name is an HTTP token, a value
 -- has no control byte but tab, a subprotocol name is a token; timeouts go
 -- up to 1e9 s, message sizes are whole bytes up to 2^40.
-local TOKEN = "^[A-Za-z0-9!#$%%&'*+%-.^_`|~]+$"
 local CONTROL_BYTE = "[%z\1-\8\10-\31\127]"
 local MAX_SECONDS, MAX_SIZE = 1e9, 2 ^ 40
 -- The TLS kwargs naming files (clientutil.tls_options reads them).
@@ -717,13 +716,13 @@ local TLS_PATHS = { "ca_path", "ca_file", "cert_file", "cert_key", "priv_file", 
 -- The first name in `names` that is not a subprotocol name, or nil.
 local function bad_protocol(names)
   for _, p in ipairs(names) do
-    if not sfind(p, TOKEN) then return p end
+    if not core.valid_token(p) then return p end
   end
 end
 
 -- Why the request header `name: value` cannot be sent, or nil.
 local function header_problem(name, value)
-  if not sfind(name, TOKEN) then return sformat("%q is not a valid header name", name) end
+  if not core.valid_token(name) then return sformat("%q is not a valid header name", name) end
   if sfind(value, CONTROL_BYTE) then
     return sformat("header '%s' has a control byte in its value (only tab is allowed)", name)
   end

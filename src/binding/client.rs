@@ -44,7 +44,7 @@ fn read_params(func: &str, target: Target, opts: &Opts) -> mlua::Result<Connect>
 /// The `protocols` option: each one a token (RFC 6455 §4.1).
 fn subprotocols(func: &str, opts: &Opts) -> mlua::Result<Vec<String>> {
     let protocols = opts.strings("protocols")?.unwrap_or_default();
-    match protocols.iter().find(|p| !handshake::valid_subprotocol(p)) {
+    match protocols.iter().find(|p| !handshake::is_token(p.as_bytes())) {
         Some(bad) => Err(args::misuse(
             func,
             format!("bad option 'protocols' ({bad:?} is not a subprotocol name: RFC 6455 wants a token)"),

@@ -41,6 +41,11 @@ fn valid_utf8(_: &Lua, v: Value) -> mlua::Result<bool> {
     Ok(std::str::from_utf8(&s.as_bytes()).is_ok())
 }
 
+fn valid_token(_: &Lua, v: Value) -> mlua::Result<bool> {
+    let s = args::string("turbo_ws.valid_token", 1, "s", v)?;
+    Ok(crate::engine::handshake::is_token(&s.as_bytes()))
+}
+
 fn split_url(lua: &Lua, v: Value) -> mlua::Result<MultiValue> {
     let raw = args::string("turbo_ws.split_url", 1, "url", v)?;
     let raw = raw.as_bytes();
@@ -79,6 +84,7 @@ fn random_bytes(lua: &Lua, n: Value) -> mlua::Result<mlua::LuaString> {
 pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set("valid_close_code", lua.create_function(|_, v: Value| Ok(valid_close_code(&v)))?)?;
     core.set("valid_utf8", lua.create_function(valid_utf8)?)?;
+    core.set("valid_token", lua.create_function(valid_token)?)?;
     core.set("split_url", lua.create_function(split_url)?)?;
     core.set("websocket_key", lua.create_function(|_, ()| Ok(crate::engine::frame::generate_key()))?)?;
     core.set("random_bytes", lua.create_function(random_bytes)?)?;

@@ -92,11 +92,11 @@ pub struct Request {
     pub offer_deflate: bool,
 }
 
-/// Whether `name` may be offered as a subprotocol: RFC 6455 §4.1 wants an
-/// HTTP token (RFC 7230 §3.2.6: letters, digits and ``!#$%&'*+-.^_`|~``),
-/// so nothing else can be written into the request's head with it.
-pub fn valid_subprotocol(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+/// Whether `name` is an HTTP token (RFC 7230 §3.2.6: letters, digits and
+/// ``!#$%&'*+-.^_`|~``): what a header name and, RFC 6455 §4.1 says, a
+/// subprotocol must be, so nothing else can be written into a head with it.
+pub fn is_token(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
 }
 
 /// Sends the request and reads the answer: on success the 101 response,
@@ -223,10 +223,10 @@ mod tests {
     #[test]
     fn subprotocols_are_tokens() {
         for ok in ["chat", "v2.json", "graphql-ws", "a!#$%&'*+-.^_`|~9"] {
-            assert!(valid_subprotocol(ok), "{ok}");
+            assert!(is_token(ok.as_bytes()), "{ok}");
         }
         for bad in ["", "a b", "a,b", "a\r\nX-Injected: 1", "a;b", "(x)", "caf\u{e9}", "a\tb"] {
-            assert!(!valid_subprotocol(bad), "{bad:?}");
+            assert!(!is_token(bad.as_bytes()), "{bad:?}");
         }
     }
 

@@ -82,7 +82,7 @@ end
 -- A field name is a token (RFC 9110 5.1, 5.6.2); a value may hold any
 -- byte but CR, LF and NUL, which would end or corrupt the field's line.
 local function check_field(name, value)
-  if not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
+  if not core.valid_token(name) then
     error(("set_hdr_field: bad header name '%s' (a token expected)"):format(name), 3)
   end
   if value:find("[\r\n%z]") then
