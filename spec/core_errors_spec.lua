@@ -37,14 +37,20 @@ describe("core misuse errors", function()
 
   it("are strings from methods, and from a method called on something else", function()
     local server = core.listen({ host = "127.0.0.1", port = 0 }, function() end)
-    local err = raised(server.close, "not a server")
-    assert.are.equal("string", type(err))
-    assert.truthy(err:find("bad argument `self` to `Server.close`", 1, true), err)
-    server:close()
+    assert_plain(raised(server.close, "not a server"),
+      "turbo_ws server:close: bad argument #1 'self' (server expected, got string; call it with ':')")
+    assert_plain(raised(server.port),
+      "turbo_ws server:port: bad argument #1 'self' (server expected, got no value; call it with ':')")
 
     local hub = core.pubsub({})
     assert_plain(raised(hub.subscribe, hub, 5),
       "turbo_ws.pubsub hub:subscribe: bad argument #1 'channel' (string expected, got number)")
+    -- Another of turbo_ws's objects: not the '.' mistake, so no hint.
+    assert_plain(raised(server.close, hub),
+      "turbo_ws server:close: bad argument #1 'self' (server expected, got userdata)")
+    assert_plain(raised(hub.publish, "news", "x"),
+      "turbo_ws.pubsub hub:publish: bad argument #1 'self' (hub expected, got string; call it with ':')")
+    server:close()
     hub:close()
   end)
 
@@ -58,6 +64,10 @@ describe("core misuse errors", function()
     assert.truthy(err:match("^turbo_ws connection:close: bad argument #1 'code'"), err)
     err = raised(conn.send, conn, {})
     assert.are.equal("string", type(err))
+    assert_plain(raised(conn.send, "hello"),
+      "turbo_ws connection:send: bad argument #1 'self' (connection expected, got string; call it with ':')")
+    assert_plain(raised(conn.close, nil, 1000),
+      "turbo_ws connection:close: bad argument #1 'self' (connection expected, got nil; call it with ':')")
     conn:close()
     server:close()
   end)

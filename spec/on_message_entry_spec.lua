@@ -24,7 +24,7 @@ local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req)
     elseif msg == "table" then
       error(setmetatable({}, { __tostring = function() return "a table error" end }))
     elseif msg == "method" then
-      conn.close(42) -- mlua's wrapped error: self is not a connection
+      conn.close(42) -- a Rust method's error: self is not a connection
     elseif msg == "yield" then
       local got = coroutine.yield("yielded value")
       conn:send("after yield: " .. got)
@@ -74,7 +74,8 @@ describe("on_message's entry", function()
   end)
 
   it("reports an error raised by a Rust method as that method's error", function()
-    assert.truthy(out:find("uncaught error in on_message: bad argument `self` to `Connection.close`", 1, true), out)
+    assert.truthy(out:find("uncaught error in on_message: turbo_ws connection:close: bad argument #1 'self' "
+      .. "(connection expected, got number; call it with ':')", 1, true), out)
   end)
 
   it("hands a callback that yields values to on_yield, which may resume it", function()

@@ -369,6 +369,8 @@ fn outcome(result: Result<(), Error>) -> Outcome {
 }
 
 impl Object for Connection {
+    const NAME: &'static CStr = c"turbo_ws connection";
+
     /// The Lua `send` method: it finds a connection's handle at its first send.
     fn prepare_methods(lua: &Lua, methods: &Table) -> mlua::Result<()> {
         fast_send::install_send_method(lua, methods)

@@ -16,6 +16,7 @@
 //! regular file) gives `nil, message`.
 
 use std::cell::Cell;
+use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
@@ -179,7 +180,9 @@ fn watch_fd(
     Ok((Some(userdata::create(lua, Watcher(w))?), None))
 }
 
-impl Object for Watcher {}
+impl Object for Watcher {
+    const NAME: &'static CStr = c"turbo_ws watcher";
+}
 
 impl UserData for Watcher {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {

@@ -2,6 +2,7 @@
 //! idle connections kept per origin) as Lua userdata, and the `session`
 //! option of `http_request` read back from it.
 
+use std::ffi::CStr;
 use std::rc::Rc;
 
 use mlua::{Lua, Table, UserData, UserDataMethods, Value};
@@ -13,7 +14,9 @@ use crate::engine::http_session::Session;
 /// A session as Lua holds it.
 pub(crate) struct SessionHandle(pub Rc<Session>);
 
-impl Object for SessionHandle {}
+impl Object for SessionHandle {
+    const NAME: &'static CStr = c"turbo_ws session";
+}
 
 impl UserData for SessionHandle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {

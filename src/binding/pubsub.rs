@@ -9,6 +9,7 @@
 //! call; the message and channel become Lua strings once per message.
 
 use std::any::Any;
+use std::ffi::CStr;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -141,7 +142,9 @@ fn message_arg(lua: &Lua, func: &str, v: Value) -> mlua::Result<Vec<u8>> {
     }
 }
 
-impl Object for HubHandle {}
+impl Object for HubHandle {
+    const NAME: &'static CStr = c"turbo_ws.pubsub hub";
+}
 
 impl UserData for HubHandle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {

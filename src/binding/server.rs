@@ -9,6 +9,7 @@
 //! request Lua drops without answering gets a 500 when it is collected.
 
 use std::cell::Cell;
+use std::ffi::CStr;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -34,7 +35,9 @@ pub struct Server {
     closed: Cell<bool>,
 }
 
-impl Object for Server {}
+impl Object for Server {
+    const NAME: &'static CStr = c"turbo_ws server";
+}
 
 impl UserData for Server {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -234,7 +237,9 @@ fn respond(func: &str, req: &PendingRequest, status: Value, headers: Value, body
     req.respond(status, &headers, body).map_err(|e| answer_error(func, e))
 }
 
-impl Object for Request {}
+impl Object for Request {
+    const NAME: &'static CStr = c"turbo_ws request";
+}
 
 impl UserData for Request {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {

@@ -14,6 +14,7 @@
 //!   versions have no such table.
 
 use std::any::TypeId;
+use std::ffi::CStr;
 
 use mlua::{AnyUserData, Lua, Table, UserData, Value};
 
@@ -21,6 +22,10 @@ use crate::binding::plain_errors;
 
 /// A userdata type of turbo_ws's.
 pub trait Object: UserData + 'static {
+    /// Who its methods are in misuse errors: "turbo_ws connection" names
+    /// `turbo_ws connection:send` (docs/core.md's word for it last).
+    const NAME: &'static CStr;
+
     /// Called once per Lua state with the type's method table, after its
     /// methods were wrapped.
     fn prepare_methods(_lua: &Lua, _methods: &Table) -> mlua::Result<()> {
@@ -52,7 +57,7 @@ fn is_prepared<T: 'static>(lua: &Lua) -> bool {
 /// metatable).
 fn prepare<T: Object>(lua: &Lua, ud: &AnyUserData) -> mlua::Result<()> {
     if let Value::Table(methods) = ud.metatable()?.get::<Value>("__index")? {
-        plain_errors::wrap_functions(lua, &methods)?;
+        plain_errors::wrap_methods(lua, &methods, T::NAME)?;
         T::prepare_methods(lua, &methods)?;
     }
     match lua.app_data_mut::<Prepared>() {
