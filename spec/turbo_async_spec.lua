@@ -309,6 +309,53 @@ describe("turbo.async", function()
         assert.truthy(tostring(err):find("WebSocketClient: kwarg '" .. name .. "' must be", 1, true), err)
       end
     end)
+
+    -- The message of the error fn() raised, checked to point at this file
+    -- (the caller), not at the face or the core.
+    local function raised(fn)
+      local ok, err = pcall(fn)
+      assert.is_false(ok, "expected an error")
+      err = tostring(err)
+      assert.matches("^[^:]*turbo_async_spec%.lua:%d+: ", err)
+      return (err:gsub("^[^:]*:%d+: ", ""))
+    end
+
+    it("raises for a timeout the core cannot take, naming fetch and the kwarg", function()
+      local client = async.HTTPClient()
+      for _, name in ipairs({ "request_timeout", "connect_timeout" }) do
+        for _, bad in ipairs({ 1e300, 1e9 + 1, math.huge, -1, 0 / 0 }) do
+          assert.are.equal(
+            ("HTTPClient:fetch: kwarg '%s' must be a number of seconds from 0 to 1e9, got %s"):format(name, tostring(bad)),
+            raised(function() local t = client:fetch("http://127.0.0.1:1/", { [name] = bad }); return t end))
+        end
+      end
+      -- Any number of seconds Turbo took, fractions too, up to the core's
+      -- 1e9, is a request (refused here: nothing listens on port 1).
+      for _, good in ipairs({ 0, 0.25, 30, 1e9 }) do
+        local res = fetch("http://127.0.0.1:1/", { request_timeout = good, connect_timeout = good })
+        assert.are.equal(codes.COULD_NOT_CONNECT, res.error.code)
+      end
+    end)
+
+    it("raises for ssl_options the core would refuse, at the constructor", function()
+      local function refused(ssl_options)
+        return raised(function() local c = async.HTTPClient(ssl_options); return c end)
+      end
+      for _, bad in ipairs({ "no", 0, {} }) do
+        assert.are.equal("HTTPClient: ssl_options.verify_ca must be a boolean, got " .. type(bad),
+          refused({ verify_ca = bad }))
+      end
+      assert.are.equal("HTTPClient: ssl_options.ca_path must be a string, got number", refused({ ca_path = 5 }))
+      assert.are.equal("HTTPClient: ssl_options.cert_file must come with 'priv_file' (a client certificate needs its key)",
+        refused({ cert_file = "/c.pem" }))
+      assert.are.equal("HTTPClient: ssl_options.priv_file must come with 'cert_file' (a client certificate needs its key)",
+        refused({ priv_file = "/k.pem" }))
+      for _, good in ipairs({ true, false }) do
+        assert.are.equal(good, async.HTTPClient({ verify_ca = good }).ssl_options.verify_ca)
+      end
+      assert.is_true(async.HTTPClient({}).ssl_options.verify_ca)
+      assert.is_true(async.HTTPClient().ssl_options.verify_ca)
+    end)
   end)
 
   describe("HTTPClient:fetch against peers that break HTTP (raw TCP)", function()

@@ -68,6 +68,28 @@ describe("turbo.websocket misuse", function()
       assert.same({}, reported)
     end)
 
+    it("raises for a verify_ca that is not a boolean, in ssl_options or at top level", function()
+      local reported = {}
+      local function on_error(_, code, msg) reported[#reported + 1] = { code, msg } end
+      for _, case in ipairs({
+        { { ssl_options = { verify_ca = "no" } }, "WebSocketClient: kwarg 'ssl_options.verify_ca' must be a boolean, got string" },
+        { { ssl_options = { verify_ca = 0 } }, "WebSocketClient: kwarg 'ssl_options.verify_ca' must be a boolean, got number" },
+        { { verify_ca = "false" }, "WebSocketClient: kwarg 'verify_ca' must be a boolean, got string" },
+        -- ssl_options wins, but a top-level value of the wrong type is still misuse.
+        { { ssl_options = { verify_ca = true }, verify_ca = "no" },
+          "WebSocketClient: kwarg 'verify_ca' must be a boolean, got string" },
+      }) do
+        case[1].on_error = on_error
+        assert.equal(case[2], raised(function() ws.WebSocketClient("wss://127.0.0.1:1/ws", case[1]) end))
+      end
+      for _, kwargs in ipairs({ { ssl_options = { verify_ca = false } }, { verify_ca = true }, { ssl_options = {} } }) do
+        kwargs.on_error = on_error
+        ws.WebSocketClient("wss://127.0.0.1:1/ws", kwargs):close()
+      end
+      S.drain(50)
+      assert.same({}, reported)
+    end)
+
     it("takes the limits and bytes the core takes", function()
       local reported = {}
       local function on_error(_, code, msg) reported[#reported + 1] = { code, msg } end

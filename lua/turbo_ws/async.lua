@@ -153,6 +153,11 @@ local KWARG_TYPES = {
   auth_username = "string", auth_password = "string", keep_alive = "boolean",
 }
 
+-- "HTTPClient: ssl_options.ca_path", for clientutil.check_tls.
+local function ssl_option_name(name)
+  return "HTTPClient: ssl_options." .. name
+end
+
 --- HTTPClient([ssl_options [, io_loop [, max_buffer_size]]]): ssl_options
 -- {priv_file, cert_file, ca_path, verify_ca = true}; max_buffer_size
 -- bounds a response body.
@@ -160,6 +165,7 @@ function HTTPClient:initialize(ssl_options, io_loop, max_buffer_size)
   if ssl_options ~= nil and type(ssl_options) ~= "table" then
     error("HTTPClient: ssl_options must be a table, got " .. type(ssl_options), 3)
   end
+  clientutil.check_tls(ssl_options, nil, ssl_option_name, 3)
   if max_buffer_size ~= nil and type(max_buffer_size) ~= "number" then
     error("HTTPClient: max_buffer_size must be a number, got " .. type(max_buffer_size), 3)
   end

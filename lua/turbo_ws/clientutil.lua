@@ -16,6 +16,9 @@ local concat, sort = table.concat, table.sort
 
 local clientutil = {}
 
+-- The longest timeout the core takes (its options' bound, in seconds).
+local MAX_SECONDS = 1e9
+
 --- Turbo's error codes (its websocket.lua and async.lua number them alike).
 -- When each one happens is listed in docs/turbo-differences.md.
 clientutil.errors = {
@@ -83,8 +86,9 @@ function clientutil.check_kwargs(fname, kwargs, types, level)
   if cookie ~= nil and type(cookie) ~= "string" and type(cookie) ~= "table" then
     error(fname .. ": kwarg 'cookie' must be a string or a table", level + 1)
   end
-  -- The ranges the core takes: misuse raises here, at the call, not later
-  -- as a failed connection.
+  -- The ranges the core takes (redirects up to 100, timeouts up to 1e9 s):
+  -- misuse raises here, at the call and naming the kwarg, not later as the
+  -- core's error about its own option or as a failed connection.
   local redirects = kwargs.max_redirects
   if redirects ~= nil and not (redirects >= 0 and redirects <= 100 and redirects % 1 == 0) then
     error(("%s: kwarg 'max_redirects' must be a whole number from 0 to 100, got %s")
@@ -92,8 +96,8 @@ function clientutil.check_kwargs(fname, kwargs, types, level)
   end
   for _, name in ipairs({ "connect_timeout", "request_timeout" }) do
     local seconds = kwargs[name]
-    if seconds ~= nil and not (seconds >= 0 and seconds < math.huge) then
-      error(("%s: kwarg '%s' must be a number of seconds (0 or more), got %s")
+    if seconds ~= nil and not (seconds >= 0 and seconds <= MAX_SECONDS) then
+      error(("%s: kwarg '%s' must be a number of seconds from 0 to 1e9, got %s")
         :format(fname, name, tostring(seconds)), level + 1)
     end
   end
@@ -190,6 +194,41 @@ local function is_directory(path)
   local _, _, code = f:read(1)
   f:close()
   return code == 21  -- EISDIR
+end
+
+-- The TLS options naming files (tls_options below reads them).
+local TLS_PATHS = { "ca_path", "ca_file", "cert_file", "cert_key", "priv_file", "key_file", "priv_key" }
+
+--- Raises for TLS options the core would refuse later, so that misuse
+-- raises at the call, naming the option: in `ssl` (Turbo's ssl_options)
+-- and in `fallback` (the WebSocketClient's top-level kwargs, or nil) paths
+-- are strings and `verify_ca` a boolean, as Turbo documents it (its
+-- tls_options verifies unless it is false, so a "no" or a 0 would silently
+-- mean "verify"); and a client certificate comes with its key, wherever
+-- each was given. `label(name, in_ssl)` names an option in the message
+-- ("HTTPClient: ssl_options.ca_path"); `level` is error()'s, as seen from
+-- the caller.
+function clientutil.check_tls(ssl, fallback, label, level)
+  local function check(options, in_ssl)
+    for _, name in ipairs(TLS_PATHS) do
+      local value = options[name]
+      if value ~= nil and type(value) ~= "string" then
+        error(("%s must be a string, got %s"):format(label(name, in_ssl), type(value)), level + 2)
+      end
+    end
+    local verify = options.verify_ca
+    if verify ~= nil and type(verify) ~= "boolean" then
+      error(("%s must be a boolean, got %s"):format(label("verify_ca", in_ssl), type(verify)), level + 2)
+    end
+  end
+  if ssl then check(ssl, true) end
+  if fallback then check(fallback, false) end
+  local tls = clientutil.tls_options(ssl, fallback)
+  if tls and tls.cert_file and not tls.key_file then
+    error(label("cert_file") .. " must come with 'priv_file' (a client certificate needs its key)", level + 1)
+  elseif tls and tls.key_file and not tls.cert_file then
+    error(label("priv_file") .. " must come with 'cert_file' (a client certificate needs its key)", level + 1)
+  end
 end
 
 --- Core `tls` options from `ssl` (Turbo's ssl_options), else the same keys

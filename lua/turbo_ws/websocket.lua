@@ -706,12 +706,10 @@ local KWARG_TYPES = {
 -- What the core's connect refuses (docs/core.md, "Client"), checked here
 -- so that misuse raises at the call, naming the kwarg, instead of coming
 -- back later as a failed connect: a header name is an HTTP token, a value
--- has no control byte but tab, a subprotocol name is a token; timeouts go
--- up to 1e9 s, message sizes are whole bytes up to 2^40.
+-- has no control byte but tab, a subprotocol name is a token; message
+-- sizes are whole bytes up to 2^40.
 local CONTROL_BYTE = "[%z\1-\8\10-\31\127]"
-local MAX_SECONDS, MAX_SIZE = 1e9, 2 ^ 40
--- The TLS kwargs naming files (clientutil.tls_options reads them).
-local TLS_PATHS = { "ca_path", "ca_file", "cert_file", "cert_key", "priv_file", "key_file", "priv_key" }
+local MAX_SIZE = 2 ^ 40
 
 -- The first name in `names` that is not a subprotocol name, or nil.
 local function bad_protocol(names)
@@ -733,14 +731,8 @@ local function kwarg_error(message, level)
   error("WebSocketClient: kwarg " .. message, level + 1)
 end
 
+-- (Timeouts and max_redirects: clientutil.check_kwargs, for both clients.)
 local function check_ranges(kwargs, level)
-  for _, name in ipairs({ "connect_timeout", "request_timeout" }) do
-    local seconds = kwargs[name]
-    if seconds ~= nil and seconds > MAX_SECONDS then
-      kwarg_error(sformat("'%s' must be a number of seconds from 0 to 1e9, got %s",
-        name, tostring(seconds)), level + 1)
-    end
-  end
   local size = kwargs.max_buffer_size
   if size ~= nil and not (size >= 1 and size <= MAX_SIZE and size % 1 == 0) then
     kwarg_error("'max_buffer_size' must be a whole number of bytes from 1 to 1099511627776, got "
@@ -748,26 +740,9 @@ local function check_ranges(kwargs, level)
   end
 end
 
-local function check_tls_paths(options, prefix, level)
-  for _, name in ipairs(TLS_PATHS) do
-    local value = options[name]
-    if value ~= nil and type(value) ~= "string" then
-      kwarg_error(sformat("'%s%s' must be a string, got %s", prefix, name, type(value)), level + 1)
-    end
-  end
-end
-
--- TLS paths are strings, in ssl_options and at the top level, and a client
--- certificate comes with its key (wherever each was given).
-local function check_tls(kwargs, level)
-  if kwargs.ssl_options then check_tls_paths(kwargs.ssl_options, "ssl_options.", level + 1) end
-  check_tls_paths(kwargs, "", level + 1)
-  local tls = clientutil.tls_options(kwargs.ssl_options, kwargs)
-  if tls and tls.cert_file and not tls.key_file then
-    kwarg_error("'cert_file' must come with 'priv_file' (a client certificate needs its key)", level + 1)
-  elseif tls and tls.key_file and not tls.cert_file then
-    kwarg_error("'priv_file' must come with 'cert_file' (a client certificate needs its key)", level + 1)
-  end
+-- "WebSocketClient: kwarg 'ssl_options.ca_path'", for clientutil.check_tls.
+local function tls_kwarg(name, in_ssl)
+  return sformat("WebSocketClient: kwarg '%s%s'", in_ssl and "ssl_options." or "", name)
 end
 
 local function check_header_value(name, value, level)
@@ -808,7 +783,7 @@ end
 local function check_kwargs(kwargs)
   clientutil.check_kwargs("WebSocketClient", kwargs, KWARG_TYPES, 4)
   check_ranges(kwargs, 4)
-  check_tls(kwargs, 4)
+  clientutil.check_tls(kwargs.ssl_options, kwargs, tls_kwarg, 4)
   check_header_kwargs(kwargs, 4)
 end
 
