@@ -250,8 +250,12 @@ describe("ws.accept", function()
         local init_called = false
         probe.init = function() init_called = true return true end
         local _, port = start_server()
-        assert_rejected(try_upgrade(port, case[2], case[3]), case[4])
+        local res = try_upgrade(port, case[2], case[3])
+        assert_rejected(res, case[4])
         assert.is_false(init_called)
+        -- RFC 6455 §4.2.2: a version refusal names the version we speak.
+        local about_version = case[4]:find("ersion", 1, true) ~= nil
+        assert.are.equal(about_version and "13" or nil, res.fields["sec-websocket-version"])
       end)
     end)
   end

@@ -36,7 +36,22 @@ impl Response {
     }
 
     fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).any(|(_, v)| has_token(v, token))
+        self.all(name).any(|v| has_token(v, token))
+    }
+
+    /// Every value of header `name`, in order.
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+
+    /// The value of a header that may appear once: `Err` when it is there
+    /// more than once.
+    fn single<'a>(&'a self, name: &'a str) -> Result<Option<&'a [u8]>, ()> {
+        let mut values = self.all(name);
+        match (values.next(), values.next()) {
+            (value, None) => Ok(value),
+            _ => Err(()),
+        }
     }
 }
 
@@ -177,28 +192,36 @@ async fn read_body(stream: &mut Stream, response: &Response, mut body: BytesMut)
 /// §4.1: Upgrade, Connection, Sec-WebSocket-Accept, the extension and the
 /// subprotocol.
 fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed>, (Check, String)> {
-    if !res.header_has_token("upgrade", "websocket") {
-        return Err((Check::Upgrade, "the answer has no 'Upgrade: websocket' header".into()));
+    // "websocket" and nothing else (§4.1: a value that is not a match fails).
+    if !matches!(res.single("upgrade"), Ok(Some(v)) if v.trim_ascii().eq_ignore_ascii_case(b"websocket")) {
+        return Err((Check::Upgrade, "the answer's Upgrade header is not 'websocket'".into()));
     }
     if !res.header_has_token("connection", "upgrade") {
         return Err((Check::Connection, "the answer has no 'Connection: Upgrade' header".into()));
     }
+    // Accept and Protocol appear at most once in a response (§11.3.3, §11.3.4).
     let expected = frame::derive_accept_key(req.key.as_bytes());
-    if res.header("sec-websocket-accept") != Some(expected.as_bytes()) {
-        return Err((Check::Accept, "the answer's Sec-WebSocket-Accept does not match the key".into()));
+    match res.single("sec-websocket-accept") {
+        Ok(Some(accept)) if accept == expected.as_bytes() => {}
+        Err(()) => return Err((Check::Accept, "the answer has more than one Sec-WebSocket-Accept".into())),
+        _ => return Err((Check::Accept, "the answer's Sec-WebSocket-Accept does not match the key".into())),
     }
-    let deflate = match res.header("sec-websocket-extensions") {
-        None => None,
-        Some(_) if !req.offer_deflate => {
-            return Err((Check::Extension, "the server chose an extension that was not offered".into()))
-        }
-        Some(answer) => {
-            Some(deflate::read_answer(&String::from_utf8_lossy(answer)).map_err(|m| (Check::Extension, m))?)
-        }
+    // Extensions may be split over several fields (§9.1).
+    let extensions: Vec<&[u8]> = res.all("sec-websocket-extensions").collect();
+    let deflate = if extensions.is_empty() {
+        None
+    } else if !req.offer_deflate {
+        return Err((Check::Extension, "the server chose an extension that was not offered".into()));
+    } else {
+        let answer = String::from_utf8_lossy(&extensions.join(&b", "[..])).into_owned();
+        Some(deflate::read_answer(&answer).map_err(|m| (Check::Extension, m))?)
     };
     // The server may pick only an offered subprotocol; picking none is
     // refused too unless the program allows it (`require_protocol`).
-    match res.header("sec-websocket-protocol") {
+    let chosen = res
+        .single("sec-websocket-protocol")
+        .map_err(|()| (Check::Protocol, "the answer has more than one Sec-WebSocket-Protocol".to_owned()))?;
+    match chosen {
         Some(chosen) => {
             let chosen = String::from_utf8_lossy(chosen);
             if !req.protocols.iter().any(|p| *p == chosen) {
@@ -253,5 +276,64 @@ mod tests {
         assert_eq!(res.header("upgrade"), Some(&b"WebSocket"[..]));
         assert!(res.header_has_token("connection", "upgrade"));
         assert_eq!(res.header("sec-websocket-accept"), None);
+    }
+
+    /// `check_upgrade` of a 101 with `fields` (after Connection) to a
+    /// request offering "chat" and permessage-deflate: the failed check.
+    fn check_101(fields: &str) -> Result<(), Check> {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let req = Request {
+            head: Vec::new(),
+            key: key.to_owned(),
+            protocols: vec!["chat".to_owned()],
+            require_protocol: false,
+            offer_deflate: true,
+        };
+        let accept = frame::derive_accept_key(key.as_bytes());
+        let fields = fields.replace("ACCEPT", &accept);
+        let res = parsed(&format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n{fields}\r\n"));
+        check_upgrade(&res, &req).map(|_| ()).map_err(|(check, _)| check)
+    }
+
+    #[test]
+    fn a_101_passes_with_each_field_once() {
+        assert!(check_101("Upgrade: WebSocket\r\nSec-WebSocket-Accept: ACCEPT\r\n").is_ok());
+        assert!(check_101(
+            "Upgrade: websocket\r\nSec-WebSocket-Accept: ACCEPT\r\nSec-WebSocket-Protocol: chat\r\n"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_101_fails_with_upgrade_other_than_websocket_alone() {
+        for upgrade in
+            ["Upgrade: websocket, foo\r\n", "Upgrade: websocket\r\nUpgrade: foo\r\n", "Upgrade: foo\r\n", ""]
+        {
+            let fields = format!("{upgrade}Sec-WebSocket-Accept: ACCEPT\r\n");
+            assert!(matches!(check_101(&fields), Err(Check::Upgrade)), "{upgrade:?}");
+        }
+    }
+
+    #[test]
+    fn a_101_fails_with_a_second_accept_or_protocol() {
+        let twice = "Upgrade: websocket\r\nSec-WebSocket-Accept: ACCEPT\r\nSec-WebSocket-Accept: ACCEPT\r\n";
+        assert!(matches!(check_101(twice), Err(Check::Accept)));
+        let wrong_second =
+            "Upgrade: websocket\r\nSec-WebSocket-Accept: ACCEPT\r\nSec-WebSocket-Accept: x\r\n";
+        assert!(matches!(check_101(wrong_second), Err(Check::Accept)));
+        let protocols =
+            "Upgrade: websocket\r\nSec-WebSocket-Accept: ACCEPT\r\nSec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n";
+        assert!(matches!(check_101(protocols), Err(Check::Protocol)));
+    }
+
+    #[test]
+    fn a_101_reads_extensions_from_every_field() {
+        let base = "Upgrade: websocket\r\nSec-WebSocket-Accept: ACCEPT\r\n";
+        let split = format!(
+            "{base}Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Extensions: x-foo\r\n"
+        );
+        assert!(matches!(check_101(&split), Err(Check::Extension)));
+        let one = format!("{base}Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        assert!(check_101(&one).is_ok());
     }
 }

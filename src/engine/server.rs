@@ -32,6 +32,7 @@ use crate::engine::frame;
 use crate::engine::handshake;
 use crate::engine::limits::Limits;
 use crate::engine::stream::Stream;
+use crate::engine::url_parts;
 
 type Body = Full<Bytes>;
 
@@ -255,8 +256,12 @@ pub(crate) fn check_handshake(
     if version < http::Version::HTTP_11 {
         return Err(Rejection(StatusCode::BAD_REQUEST, "a WebSocket handshake needs HTTP/1.1"));
     }
-    if !headers.contains_key(http::header::HOST) {
-        return Err(Rejection(StatusCode::BAD_REQUEST, "missing Host header"));
+    // RFC 7230 §5.4: one Host, an authority without userinfo.
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) if url_parts::is_host_field(host.as_bytes()) => {}
+        (None, _) => return Err(Rejection(StatusCode::BAD_REQUEST, "missing Host header")),
+        _ => return Err(Rejection(StatusCode::BAD_REQUEST, "repeated or invalid Host header")),
     }
     if !wants_websocket(headers) {
         return Err(Rejection(StatusCode::BAD_REQUEST, "missing 'Upgrade: websocket'"));
@@ -264,10 +269,19 @@ pub(crate) fn check_handshake(
     if !has_token(headers, http::header::CONNECTION, "upgrade") {
         return Err(Rejection(StatusCode::BAD_REQUEST, "missing 'Connection: Upgrade'"));
     }
-    let version_ok =
-        headers.get(http::header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes().trim_ascii() == b"13");
-    if !version_ok {
-        return Err(Rejection(StatusCode::UPGRADE_REQUIRED, "unsupported Sec-WebSocket-Version (only 13)"));
+    // §11.3.5: once in a request.
+    let mut versions = headers.get_all(http::header::SEC_WEBSOCKET_VERSION).iter();
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v.as_bytes().trim_ascii() == b"13" => {}
+        (Some(_), Some(_)) => {
+            return Err(Rejection(StatusCode::BAD_REQUEST, "repeated Sec-WebSocket-Version"))
+        }
+        _ => {
+            return Err(Rejection(
+                StatusCode::UPGRADE_REQUIRED,
+                "unsupported Sec-WebSocket-Version (only 13)",
+            ))
+        }
     }
     let mut keys = headers.get_all(http::header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
@@ -748,6 +762,50 @@ mod tests {
             assert_eq!(*answerer.seen.borrow(), ["GET /chat", "rejected 426"]);
         })
         .await;
+    }
+
+    /// check_handshake's answer to a valid upgrade with `fields` (name,
+    /// value; a value "-" drops the field) in place of its own.
+    fn handshake_with(fields: &[(&'static str, &'static str)]) -> Result<String, Rejection> {
+        let mut headers = HeaderMap::new();
+        let base = [
+            ("host", "test"),
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        for (name, value) in base {
+            if !fields.iter().any(|(n, _)| *n == name) {
+                headers.append(name, HeaderValue::from_static(value));
+            }
+        }
+        for &(name, value) in fields.iter().filter(|(_, v)| *v != "-") {
+            headers.append(http::header::HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        check_handshake(&Method::GET, http::Version::HTTP_11, &headers)
+    }
+
+    #[test]
+    fn a_handshake_needs_one_valid_host() {
+        assert!(handshake_with(&[("host", "example.com:8080")]).is_ok());
+        assert!(handshake_with(&[("host", "[::1]:80")]).is_ok());
+        let status = |fields: &[(&'static str, &'static str)]| {
+            handshake_with(fields).map_err(|r| (r.status(), r.message()))
+        };
+        assert_eq!(status(&[("host", "-")]), Err((400, "missing Host header")));
+        for bad in ["a b", "[::1", "h:99999", "h:abc", "a/b", "u@h"] {
+            assert_eq!(status(&[("host", bad)]), Err((400, "repeated or invalid Host header")), "{bad}");
+        }
+        assert_eq!(status(&[("host", "a"), ("host", "a")]), Err((400, "repeated or invalid Host header")));
+    }
+
+    #[test]
+    fn a_handshake_names_its_version_once() {
+        let status = |fields: &[(&'static str, &'static str)]| handshake_with(fields).map_err(|r| r.status());
+        assert_eq!(status(&[("sec-websocket-version", "13"), ("sec-websocket-version", "13")]), Err(400));
+        assert_eq!(status(&[("sec-websocket-version", "13, 8")]), Err(426));
+        assert_eq!(status(&[("sec-websocket-version", "-")]), Err(426));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -102,6 +102,17 @@ fn split_authority<'a>(raw: &[u8], authority: &'a [u8], parts: &mut UrlParts<'a>
     Ok(())
 }
 
+/// Whether `value` is a valid Host header field (RFC 7230 §5.4:
+/// `uri-host [":" port]`): a name of RFC 3986's reg-name characters, an
+/// IPv4 address or a bracketed IPv6 address, possibly empty; no userinfo,
+/// no path; a port of digits up to 65535.
+pub fn is_host_field(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let allowed = |c: u8| c.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&c);
+    let mut parts = UrlParts::default();
+    value.iter().all(|&c| allowed(c)) && split_authority(value, value, &mut parts).is_ok()
+}
+
 /// The value of a run of ASCII digits, saturating (any leading zeros).
 fn port_value(digits: &[u8]) -> u32 {
     digits.iter().fold(0u32, |n, &d| n.saturating_mul(10).saturating_add(u32::from(d - b'0')))
@@ -127,6 +138,18 @@ fn bad(raw: &[u8], detail: &'static str, why: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_fields_are_an_authority_without_userinfo_or_path() {
+        for good in
+            ["example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:9000", "h:", "", " a.b "]
+        {
+            assert!(is_host_field(good.as_bytes()), "{good:?}");
+        }
+        for bad in ["a b", "[::1", "[zz]", "h:99999", "h:abc", "a/b", "u@h", "h:1:2", "a\tb", "é"] {
+            assert!(!is_host_field(bad.as_bytes()), "{bad:?}");
+        }
+    }
 
     fn parts(raw: &str) -> UrlParts<'_> {
         split(raw.as_bytes()).unwrap_or_else(|e| panic!("{raw}: {e}"))

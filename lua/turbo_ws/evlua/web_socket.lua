@@ -21,9 +21,11 @@ local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
 -- evlua's failed-handshake answer: 400 with {"error_message": msg} as the
 -- X-msg field and as the body.
-local function reject(response, msg)
+local function reject(response, msg, version_header)
   local json = headers.error_json(msg)
   response:set_status(400)
+  -- RFC 6455 §4.2.2 (evlua answered without it): the versions we speak.
+  if version_header then response:set_hdr_field("Sec-WebSocket-Version", ws.WEBSOCKET_VERSION) end
   response:set_chunked_trfencoding(true)
   response:set_content_type("application/json")
   response:set_hdr_field("X-msg", json)
@@ -63,10 +65,10 @@ function ws.accept(request, response, uc)
   local fields = request:get_hdr_fields()
   local version = fields["Sec-WebSocket-Version"]
   if version == nil then
-    return reject(response, "Missing Sec-WebSocket-Version in handshake request")
+    return reject(response, "Missing Sec-WebSocket-Version in handshake request", true)
   end
   if trim(version) ~= ws.WEBSOCKET_VERSION then
-    return reject(response, "Unsupported WebSocket version requested")
+    return reject(response, "Unsupported WebSocket version requested", true)
   end
   local key = fields["Sec-WebSocket-Key"]
   if key == nil or trim(key) == "" then
