@@ -141,7 +141,7 @@ pub fn wrap_methods(lua: &Lua, table: &Table, object: &CStr) -> mlua::Result<()>
 /// `object`, its functions are methods of that object.
 ///
 /// # Safety
-/// `index` is a table on `state`'s stack; three more slots are free.
+/// `index` is a table on `state`'s stack; five more slots are free.
 pub unsafe fn wrap_functions_at(state: *mut ffi::lua_State, index: c_int, object: Option<&CStr>) {
     let table = ffi::lua_absindex(state, index);
     ffi::lua_pushnil(state);
