@@ -53,6 +53,15 @@ describe("luv", function()
     end
   end)
 
+  it("counts a libuv timer from when it starts, after a wait on turbo_ws alone", function()
+    local lines, out = run("timer_after_a_wait.lua")
+    local took
+    for _, l in ipairs(lines) do took = took or tonumber(l:match("^uv timer of 300 ms took (%d+) ms$")) end
+    assert.is_number(took, out)
+    assert.is_true(took >= 290, "fired after " .. tostring(took) .. " ms:\n" .. out)
+    assert.is_true(has(lines, "exit 0"), out)
+  end)
+
   for _, owner in ipairs({ "luv", "turbo_ws" }) do
     it("costs no CPU while idle with " .. owner .. " owning the loop", function()
       local lines, out = run("idle.lua", owner)

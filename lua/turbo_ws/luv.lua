@@ -2,8 +2,9 @@
 --
 -- One process has one loop. When a program uses luv as well, turbo_ws's
 -- loop runs libuv's work: it watches libuv's backend fd (readable whenever
--- libuv has an event), runs `uv.run("nowait")` when it is, and before
--- every wait asks libuv when its next timer is due. `uv.run()` itself is
+-- libuv has an event), runs `uv.run("nowait")` when it is, before every
+-- wait asks libuv when its next timer is due, and after every wait updates
+-- libuv's loop time. `uv.run()` itself is
 -- made to run turbo_ws's loop, so a luvit-style program — whose loop is
 -- `uv.run()` after the main chunk — runs both, unchanged, and ends when
 -- neither has work left. Nothing here keeps a loop alive by itself.
@@ -70,7 +71,11 @@ function M.attach(uv)
     attached = nil
     error("turbo_ws.luv.attach: cannot watch libuv's backend fd: " .. tostring(err), 2)
   end
-  core.set_foreign_loop({ before_block = before_block, alive = uv.loop_alive })
+  -- After each wait, libuv's loop time is brought up to date, as libuv
+  -- does at the start of each turn: a timer the program starts next counts
+  -- from now, not from when libuv last ran (maybe long before, while only
+  -- turbo_ws had work).
+  core.set_foreign_loop({ before_block = before_block, after_block = uv.update_time, alive = uv.loop_alive })
 
   -- uv.run() (default mode) is the program's whole loop: run turbo_ws's,
   -- which now runs libuv's too. "once" and "nowait" stay libuv's own.

@@ -132,6 +132,10 @@ struct Foreign {
     /// loop can run what is ready and say (by adding a timeout) when it next
     /// needs to run; returns whether it still has work.
     before_block: Option<RegistryKey>,
+    /// Called each time the loop wakes from a wait, before anything else
+    /// runs: libuv's loop time is brought up to date then, as libuv does at
+    /// the start of each of its turns (its timers count from that time).
+    after_block: Option<RegistryKey>,
     /// Whether the other loop still has work: keeps `run()` going.
     alive: Option<RegistryKey>,
 }
@@ -274,6 +278,11 @@ impl Loop {
                     lp.before_block();
                 }
             })
+            .on_thread_unpark(|| {
+                if let Some(lp) = current() {
+                    lp.after_block();
+                }
+            })
             .build()
             .map_err(|e| format!("turbo_ws: cannot create the event loop: {e}"))?;
         Ok(self.rt.get_or_init(|| rt))
@@ -367,6 +376,13 @@ impl Loop {
             if self.foreign_was_alive.replace(alive) != alive {
                 self.wake.notify_one();
             }
+        }
+    }
+
+    /// The runtime woke from a wait (tokio's unpark hook).
+    fn after_block(&self) {
+        if self.foreign.borrow().is_some() {
+            self.call_foreign(|f| &f.after_block, "foreign loop after_block()");
         }
     }
 
@@ -659,7 +675,7 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
         })?,
     )?;
 
-    // set_foreign_loop{before_block = fn, alive = fn} | nil: see `Foreign`.
+    // set_foreign_loop{before_block = fn, after_block = fn, alive = fn} | nil: see `Foreign`.
     core.set(
         "set_foreign_loop",
         lua.create_function(move |lua, hooks: Value| {
@@ -678,7 +694,11 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
                     )),
                 }
             };
-            let foreign = Foreign { before_block: key("before_block")?, alive: key("alive")? };
+            let foreign = Foreign {
+                before_block: key("before_block")?,
+                after_block: key("after_block")?,
+                alive: key("alive")?,
+            };
             lp.set_foreign(Some(foreign));
             Ok(())
         })?,
