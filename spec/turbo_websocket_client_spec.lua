@@ -174,14 +174,14 @@ describe("turbo.websocket", function()
           self:pong("unsolicited")
           self:ping("p1", function(arg, data)
             calls[#calls + 1] = { arg, data }
-            self:ping("p2", function(data2)
-              calls[#calls + 1] = { data2 }
+            self:ping("p2", function(...)
+              calls[#calls + 1] = { select("#", ...), ... }  -- (data) alone, no nil after it
               self:close()
             end)
           end, "arg")
         end,
       })
-      assert.same({ { "arg", "p1" }, { "p2" } }, calls)
+      assert.same({ { "arg", "p1" }, { 1, "p2" } }, calls)
       assert.same({ "unsolicited" }, pongs_at_server)
     end)
 

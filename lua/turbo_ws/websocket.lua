@@ -288,14 +288,15 @@ function Stream:closed()
   return nil
 end
 
--- A pong arrived: run the pending ping callback, once.
-function Stream:_pong_callback(data)
+-- A pong arrived: the pending ping callback (taken: it runs once), as a
+-- function calling it as Turbo does, `callback(arg, data)` when the
+-- argument is truthy, else `callback(data)` alone (false is left out).
+function Stream:_take_ping_callback(data)
   local callback, arg = self._ping_callback, self._ping_callback_arg
   if not callback then return nil end
   self._ping_callback, self._ping_callback_arg = nil, nil
-  -- As Turbo: the argument goes first when it is truthy (false is left out).
-  if arg then return callback, arg, data end
-  return callback, data
+  if arg then return function() return callback(arg, data) end end
+  return function() return callback(data) end
 end
 
 --------------------------------------------------------------------------
@@ -664,8 +665,8 @@ function Handler:_attach(conn, url_args)
 end
 
 function Handler:_run_ping_callback(data)
-  local callback, a, b = self:_pong_callback(data)
-  if callback then callback(a, b) end
+  local run = self:_take_ping_callback(data)
+  if run then run() end
 end
 
 --------------------------------------------------------------------------
@@ -937,9 +938,9 @@ function Client:_wire(conn)
     end,
     on_ping = function(data) self:_callback("on_ping", data) end,
     on_pong = function(data)
-      local callback, a, b = self:_pong_callback(data)
-      if callback then
-        local ok, err = try(callback, a, b)
+      local run = self:_take_ping_callback(data)
+      if run then
+        local ok, err = try(run)
         if not ok then self:_callback_failed("ping callback", err) end
       end
     end,
