@@ -335,6 +335,26 @@ describe("ws.accept", function()
     end)
   end)
 
+  it("agrees on the subprotocol init set when offered; raises before answering when not", function()
+    run_async(function()
+      probe.init = function(_, response)
+        response:set_hdr_field("Sec-WebSocket-Protocol", "chat")
+        return true
+      end
+      local _, port = start_server()
+      local res = try_upgrade(port, "/evspec/probe", { ["Sec-WebSocket-Protocol"] = "superchat, chat" })
+      assert.are.equal(101, res.status)
+      assert.are.equal("chat", res.fields["sec-websocket-protocol"])
+      probe.accepted = nil
+      capture_stderr(function() res = try_upgrade(port, "/evspec/probe") end)
+      assert.are.equal(500, res.status)
+      assert.are.equal("application/json", res.fields["content-type"])
+      assert.truthy(res.fields["x-msg"]:find("init chose subprotocol 'chat', which the client did not offer",
+                                             1, true), res.fields["x-msg"])
+      assert.is_nil(probe.accepted)
+    end)
+  end)
+
   it("returns false when the core finds the handshake invalid (RFC 6455 key)", function()
     run_async(function()
       local _, port = start_server()

@@ -136,6 +136,18 @@ local function chosen_protocol(response)
   return nil
 end
 
+-- The subprotocols the client offered: every Sec-WebSocket-Protocol
+-- field's comma-separated names, as a set.
+local function offered_protocols(request)
+  local offered = {}
+  for _, field in ipairs(request._info.headers or {}) do
+    if field[1]:lower() == "sec-websocket-protocol" then
+      for name in field[2]:gmatch("[^,%s]+") do offered[name] = true end
+    end
+  end
+  return offered
+end
+
 local function wire_headers(response, drop)
   local list = {}
   for _, pair in ipairs(response._headers) do
@@ -184,8 +196,15 @@ end
 -- handshake (RFC 6455 4.2.1); if it refuses, it has answered the error
 -- itself and this returns false, status, message.
 function M.upgrade(request, response, handler, module)
+  local protocol = chosen_protocol(response)
+  -- Checked here, not left to the core: its refusal answers a plain 500
+  -- at once, and an error raised before answering gets serve's JSON 500.
+  if protocol ~= nil and not offered_protocols(request)[protocol] then
+    error(("ws.accept: init chose subprotocol '%s', which the client did not offer (RFC 6455 4.2.2)")
+      :format(protocol), 3)
+  end
   local conn, status, message = request._req:upgrade{
-    protocol = chosen_protocol(response),
+    protocol = protocol,
     headers = wire_headers(response, UPGRADE_OWN),
   }
   if not conn then
