@@ -313,6 +313,13 @@ describe("turbo.web", function()
       assert.truthy(lines[1]:find("^plain=v%%201; Path=/; Expires="))
       assert.truthy(lines[2]:find("^scoped=v; Path=/; Domain=example.test; Expires="))
       assert.truthy(lines[3]:find("^old=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT$"))
+      -- An HTTP date (not util.time_format_cookie's dashed date), an hour on.
+      local expires = lines[1]:match("Expires=(.*)$")
+      assert.truthy(expires:find("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$"), expires)
+      local t = os.time() + 3600
+      local near = {}
+      for d = 0, 2 do near[turbo.util.time_format_http_header((t - d) * 1000)] = true end
+      assert.truthy(near[expires], expires)
     end)
 
     it("signs cookies with the cookie_secret and verifies them", function()
@@ -464,6 +471,33 @@ describe("turbo.web", function()
       local port = serve({ { "^/static/(.*)$", web.StaticFileHandler, dir .. "/site/" } })
       local r = fetch(port, S.raw.get("/static/app.js", nil, "HEAD"))
       assert.same({ 200, "", "10" }, { r.status, r.body, r.headers["content-length"] })
+    end)
+  end)
+
+  describe("ErrorHandler", function()
+    it("answers the request at once with a code and a message or the reason phrase", function()
+      local after, logged = {}, {}
+      local log_error = turbo.log.error
+      turbo.log.error = function(msg) logged[#logged + 1] = msg end
+      S.finally(function() turbo.log.error = log_error end)
+      local port = serve({
+        { "^/teapot$", handler(function(self)
+          web.ErrorHandler(self.application, self.request, 418, "short and stout")
+          after[#after + 1] = self:finished()
+        end) },
+        { "^/gone$", handler(function(self)
+          local h = web.ErrorHandler(self.application, self.request, 410)
+          after[#after + 1] = h:finished() and h:get_status()
+        end) },
+      }, { application_name = "EH" })
+      local r = fetch_all(port, { S.raw.get("/teapot"), S.raw.get("/gone") })
+      assert.same({ 418, "short and stout", "EH" }, { r[1].status, r[1].body, r[1].headers["server"] })
+      assert.same({ 410, "Gone" }, { r[2].status, r[2].body })
+      -- The handler that made it is not finished, and does not answer again
+      -- (nor fails trying).
+      assert.same({ false, 410 }, after)
+      assert.same({}, logged)
+      assert.is_true(subclassOf(web.RequestHandler, web.ErrorHandler))
     end)
   end)
 

@@ -1,6 +1,7 @@
 --- turbo_ws.web -- Turbo.lua's turbo.web, the parts WebSocket programs use:
 -- Application (routes are Lua patterns), RequestHandler, HTTPError,
--- StaticFileHandler and RedirectHandler, on top of turbo_ws.core.
+-- ErrorHandler, StaticFileHandler and RedirectHandler, on top of
+-- turbo_ws.core.
 --
 -- How a request flows: core.listen calls Application:_on_request(req, info)
 -- inside a coroutine; the first route whose pattern matches the path gives
@@ -357,7 +358,8 @@ function RequestHandler:_add_cookie_headers(list)
     local expires = c.expire_hours == 0 and 0 or os.time() + c.expire_hours * 3600
     local parts = { (escape.escape(c.name)) .. "=" .. (escape.escape(c.value)), "Path=/" }
     if c.domain then parts[#parts + 1] = "Domain=" .. c.domain end
-    parts[#parts + 1] = "Expires=" .. util.time_format_cookie(expires)
+    -- An HTTP date (RFC 6265); Turbo wrote its dashed cookie date here.
+    parts[#parts + 1] = "Expires=" .. util.time_format_http_header(expires * 1000)
     list[#list + 1] = { "Set-Cookie", concat(parts, "; ") }
   end
   return list
@@ -413,7 +415,10 @@ function RequestHandler:_execute()
   local method = name == "options" and self.class.__instanceDict.options or self[name]
   if method == nil then error(web.HTTPError(405)) end
   call_method(self, method, self._url_args)
-  if self._auto_finish ~= false and not self._finished then self:finish() end
+  -- (Not when another handler, an ErrorHandler say, answered the request.)
+  if self._auto_finish ~= false and not self._finished and not self.request:_answered() then
+    self:finish()
+  end
 end
 
 --- Called by the Application for each request. A request the handler
@@ -532,6 +537,22 @@ end
 
 -- The core sends no body for HEAD and keeps the Content-Length.
 web.StaticFileHandler.head = web.StaticFileHandler.get
+
+--------------------------------------------------------------------------
+-- ErrorHandler
+
+--- ErrorHandler(application, request, code [, message]) answers `request`
+-- at once with status `code` and `message` (default: the reason phrase)
+-- as the body, as Turbo's. The Application answers its own errors
+-- without it (text/plain); a program may use it for its own.
+web.ErrorHandler = class("ErrorHandler", RequestHandler)
+
+function web.ErrorHandler:initialize(application, request, code, message)
+  RequestHandler.initialize(self, application, request)
+  self:write(message or httputil.status_codes[code])
+  self:set_status(code)
+  self:finish()
+end
 
 --------------------------------------------------------------------------
 -- RedirectHandler
