@@ -2,6 +2,7 @@
 -- A thin layer over turbo_ws.core; Turbo's method names and return values.
 local core = require "turbo_ws.core"
 local log = require "turbo_ws.log"
+local toolkit = require "turbo_ws.toolkit"  -- (xpcall with arguments on Lua 5.1 too)
 
 local ioloop = {}
 
@@ -21,7 +22,12 @@ IOLoop.__index = IOLoop
 
 local the_instance = setmetatable({}, IOLoop)
 
-function ioloop.instance() return the_instance end
+--- The loop. With a function, also schedules `func(loop)` on the loop's
+-- next turn (add_callback), as Turbo.
+function ioloop.instance(func)
+  if func then the_instance:add_callback(func, the_instance) end
+  return the_instance
+end
 
 -- Turbo programs sometimes build their own loop object; there is only one.
 ioloop.IOLoop = setmetatable({}, {
@@ -52,6 +58,24 @@ end
 
 function IOLoop:clear_interval(ref) return core.clear_interval(ref) end
 
+--- Runs the loop until `close()`, as start() does, and returns true;
+-- with `timeout` (seconds), raises if it has not been closed by then
+-- (Turbo's tests' helper). Raises when the loop is already running.
+function IOLoop:wait(timeout)
+  if core.running() then error("Can not wait, already started", 2) end
+  local timed_out, ref = false, nil
+  if timeout then
+    ref = core.add_timeout(core.gettimemonotonic() + timeout * 1000, function()
+      timed_out = true
+      core.close()
+    end)
+  end
+  core.start()
+  if timed_out then error("Sync wait operation timed out.", 2) end
+  if ref then core.remove_timeout(ref) end
+  return true
+end
+
 -- Watching file descriptors (Turbo's epoll values; level-triggered).
 ioloop.READ = core.READ
 ioloop.WRITE = core.WRITE
@@ -78,8 +102,8 @@ function IOLoop:add_handler(fd, events, handler, arg)
   end
   local watcher, err = core.watch_fd(fd, events, function(ready)
     local ok
-    if arg then ok = xpcall(handler, handler_failed, arg, fd, ready)
-    else ok = xpcall(handler, handler_failed, fd, ready) end
+    if arg then ok = toolkit.xpcall(handler, handler_failed, arg, fd, ready)
+    else ok = toolkit.xpcall(handler, handler_failed, fd, ready) end
     if not ok then self:remove_handler(fd) end
   end)
   if not watcher then
@@ -109,6 +133,52 @@ function IOLoop:remove_handler(fd)
   handlers[fd] = nil
   watcher:close()
   return true
+end
+
+-- Signals, over core.on_signal (which knows the signals below).
+local signal = require "turbo_ws.signal"
+
+local SIGNAL_NAMES = {}  -- number -> core.on_signal name
+for _, name in ipairs({ "SIGHUP", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2" }) do
+  SIGNAL_NAMES[signal[name]] = name
+end
+
+local signal_handlers = {}  -- signo -> { handler, arg } (or false: it raised)
+
+--- Calls handler(arg, signo, siginfo) (or handler(signo, siginfo) without
+-- an arg, as Turbo) on the loop each time the process gets signal `signo`
+-- (a `turbo.signal` number: SIGHUP, SIGINT, SIGTERM, SIGUSR1 or SIGUSR2);
+-- siginfo is { signo = signo }. Replaces the signal's handler; returns
+-- true, or false (logged) for a signal the core cannot handle. A handler
+-- that raises is logged and not called again (the signal is then ignored).
+function IOLoop:add_signal_handler(signo, handler, arg)
+  if type(signo) ~= "number" then error("IOLoop:add_signal_handler: bad argument #1 'signo' (number expected, got " .. type(signo) .. ")", 2) end
+  if type(handler) ~= "function" then error("IOLoop:add_signal_handler: bad argument #2 'handler' (function expected, got " .. type(handler) .. ")", 2) end
+  if signo == signal.SIGPIPE then error("Cannot add handler for SIGPIPE. Reserved by IOLoop.", 2) end
+  local name = SIGNAL_NAMES[signo]
+  if not name then
+    log.warning("[ioloop.lua] add_signal_handler(): signal " .. signo .. " cannot be handled (only SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2)")
+    return false
+  end
+  signal_handlers[signo] = { handler, arg }
+  core.on_signal(name, function()
+    local entry = signal_handlers[signo]
+    if not entry then return end
+    local siginfo = { signo = signo }
+    local ok
+    if entry[2] then ok = toolkit.xpcall(entry[1], handler_failed, entry[2], signo, siginfo)
+    else ok = toolkit.xpcall(entry[1], handler_failed, signo, siginfo) end
+    if not ok and signal_handlers[signo] == entry then signal_handlers[signo] = false end
+  end)
+  return true
+end
+
+--- Removes the handler of signal `signo`: the signal takes its default
+-- action again (ending the process, or a worker's graceful stop).
+function IOLoop:remove_signal_handler(signo)
+  if signal_handlers[signo] == nil then return end
+  signal_handlers[signo] = nil
+  core.on_signal(SIGNAL_NAMES[signo], nil)
 end
 
 return ioloop
