@@ -445,7 +445,8 @@ local function inspect_turbo()
   for _, k in ipairs(sorted_keys(turbo_ws)) do
     add(TURBO, "turbo_ws." .. k, "turbo_ws." .. k)
   end
-  for _, name in ipairs({ "websocket", "web", "ioloop", "util", "escape", "httputil", "log", "class", "hash", "async" }) do
+  for _, name in ipairs({ "websocket", "web", "ioloop", "util", "escape", "httputil", "log", "class", "hash", "async",
+                          "signal", "platform", "structs" }) do
     walk_module(TURBO, name, require("turbo_ws." .. name), "turbo_ws." .. name)
   end
   -- IOLoop's methods live in the instance's metatable.
@@ -537,6 +538,7 @@ local COVERED = {
   ["turbo_ws.util"] = true, ["turbo_ws.escape"] = true, ["turbo_ws.httputil"] = true,
   ["turbo_ws.log"] = true, ["turbo_ws.class"] = true, ["turbo_ws.hash"] = true,
   ["turbo_ws.coro_websocket"] = true, ["turbo_ws.evlua"] = true, ["turbo_ws.async"] = true,
+  ["turbo_ws.signal"] = true, ["turbo_ws.platform"] = true, ["turbo_ws.structs"] = true,
   ["turbo_ws.evlua.web_socket"] = true, ["turbo_ws.evlua.ws_util"] = true,
   ["turbo_ws.evlua.ws_const"] = true, ["turbo_ws.pubsub"] = true,
   -- internal: the `turbo_ws` table itself (checked as turbo_ws.*), the

@@ -16,6 +16,8 @@ local aliases = {
   ["turbo.util"] = "turbo_ws.util",
   ["turbo.hash"] = "turbo_ws.hash",
   ["turbo.async"] = "turbo_ws.async",
+  ["turbo.signal"] = "turbo_ws.signal",
+  ["turbo.platform"] = "turbo_ws.platform",
   ["coro-websocket"] = "turbo_ws.coro_websocket",
   ["service_utils.WS.web_socket"] = "turbo_ws.evlua.web_socket",
   ["service_utils.WS.ws_util"] = "turbo_ws.evlua.ws_util",
@@ -25,6 +27,8 @@ local aliases = {
 for original, ours in pairs(aliases) do
   package.preload[original] = function() return require(ours) end
 end
+-- Turbo's classes that are modules of their own there.
+package.preload["turbo.structs.deque"] = function() return require("turbo_ws.structs").deque end
 
 -- The `turbo_ws` table, read through: loaded (with Turbo's globals) only
 -- when a field is first used.

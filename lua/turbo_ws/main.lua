@@ -12,6 +12,7 @@ local M = {
   VERSION = core.VERSION,
   -- The Turbo release whose API the Turbo face follows.
   MAJOR_VERSION = 2, MINOR_VERSION = 1, MICRO_VERSION = 5,
+  VERSION_HEX = 0x020105,
 }
 
 -- A face exists when it is embedded (package.preload), already loaded, or,
@@ -36,7 +37,8 @@ end
 local PUBLIC = {
   websocket = true, web = true, ioloop = true, util = true, escape = true,
   httputil = true, log = true, hash = true, coro_websocket = true,
-  evlua = true, pubsub = true, async = true,
+  evlua = true, pubsub = true, async = true, signal = true, platform = true,
+  structs = true,
 }
 
 setmetatable(M, {
