@@ -33,6 +33,7 @@ fn register_embedded(lua: &Lua) -> mlua::Result<()> {
 /// package.loaded, registers them again), and attaches libuv when the
 /// program uses luv. Loads no face: that is the caller's choice.
 fn load_core(lua: &Lua) -> mlua::Result<()> {
+    crate::engine::signals::ignore_sigpipe();
     let core = lua.create_table()?;
     crate::binding::ioloop::register(lua, &core)?;
     crate::binding::server::register(lua, &core)?;

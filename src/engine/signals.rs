@@ -45,6 +45,25 @@ pub(crate) fn default_action(signo: libc::c_int) {
     }
 }
 
+/// Makes a write to a connection the peer has closed fail with EPIPE
+/// instead of ending the process with SIGPIPE, unless the host program
+/// set its own disposition for it. Plain `send`s carry MSG_NOSIGNAL, but
+/// vectored writes (`writev`: large frames, and every TLS record rustls
+/// writes) have no such flag: one TLS client that dropped its connection
+/// killed the server. Turbo's IOLoop, luvit and Rust programs ignore
+/// SIGPIPE the same way. (Ignored stays ignored across `exec`: a child the
+/// program starts inherits it, as under those hosts.)
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: reading and setting one signal's disposition; `old` is a
+    // plain C struct that sigaction fills.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_DFL {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
+}
+
 /// A stream of one signal's arrivals, for a task on the loop. The tokio
 /// runtime must be entered (it registers with the runtime's driver).
 pub(crate) fn arrivals(signo: libc::c_int) -> Result<tokio::signal::unix::Signal, String> {
