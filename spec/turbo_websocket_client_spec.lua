@@ -131,6 +131,54 @@ describe("turbo.websocket", function()
       assert.same({ "from on_connect", "early 1", '{"early":2}' }, received)
     end)
 
+    it("sends messages written before the connection opens ahead of a close() in on_connect", function()
+      local received = {}
+      local H = class("H", ws.WebSocketHandler)
+      function H:on_message(msg) received[#received + 1] = msg end
+      local port = serve({ { "^/ws$", H } })
+      assert.is_true(S.loop(function(done)
+        local client = ws.WebSocketClient(url(port), {
+          on_connect = function(self) self:close() end,
+          on_close = function() done() end,
+        })
+        client:write_message("early 1")
+        client:write_message("early 2")
+      end))
+      assert.same({ "early 1", "early 2" }, received)
+    end)
+
+    it("refuses writes before the connection opens past max_buffered (BUSY), as after, and drops none it took", function()
+      local web = turbo.web
+      local saved = web._MAX_BUFFERED
+      web._MAX_BUFFERED = 300
+      local received = {}
+      local H = class("H", ws.WebSocketHandler)
+      function H:on_message(msg)
+        received[#received + 1] = msg
+        self:close()
+      end
+      local port = serve({ { "^/ws$", H } })
+      local results, errors = {}, {}
+      local ok, err = pcall(S.loop, function(done)
+        local client = ws.WebSocketClient(url(port), {
+          on_error = function(_, code, message) errors[#errors + 1] = { code, message } end,
+          on_close = function() done() end,
+        })
+        for i = 1, 3 do
+          local sent, kind = client:write_message(("%d"):format(i):rep(200))
+          results[i] = { sent, kind }
+        end
+        assert.equal(200, client:buffered_amount())
+      end)
+      web._MAX_BUFFERED = saved
+      assert(ok, err)
+      assert.same({ { true }, { nil, "too_big" }, { nil, "too_big" } }, results)
+      assert.equal(2, #errors)
+      assert.equal(ws.errors.BUSY, errors[1][1])
+      assert.truthy(errors[1][2]:find("before the connection opened", 1, true), errors[1][2])
+      assert.same({ ("1"):rep(200) }, received)
+    end)
+
     it("passes the binary flag to on_message", function()
       local H = class("H", ws.WebSocketHandler)
       function H:open()

@@ -163,6 +163,7 @@ describe("turbo.websocket", function()
       local H = class("H", ws.WebSocketHandler)
       function H:open()
         result.refused = { pcall(self.close, self, 1000, "\255") }
+        result.string_code = { pcall(self.close, self, "1000") }
         result.closed = self:closed()
         self:write_message("still open")
         self:close(4000, "now")
@@ -173,6 +174,8 @@ describe("turbo.websocket", function()
       assert.is_false(result.refused[1])
       assert.equal("close: bad argument #2 'reason' (invalid UTF-8)",
                    (tostring(result.refused[2]):gsub("^.-: close:", "close:")))
+      assert.equal("close: bad argument #1 'code' (number expected, got string)",
+                   (tostring(result.string_code[2]):gsub("^.-: close:", "close:")))
       assert.is_nil(result.closed)
       assert.equal("still open", got)
       assert.equal(4000, T.find_event(events, "on_close")[2])

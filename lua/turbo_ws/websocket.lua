@@ -153,25 +153,41 @@ local function check_control(op, data)
   end
 end
 
--- Runs conn:<op>(...) now, or queues it until the connection opens.
+-- Runs conn:<op>(...) now, or queues it until the connection opens. The
+-- queue takes what the connection's send buffer would (the face's
+-- max_buffered; a message into an empty queue always), and refuses the
+-- rest the same way: nil, "too_big", message.
 function Stream:_send(op, ...)
   local conn = self._conn
   if conn then return conn[op](conn, ...) end
   check_queued(op, ...)
   local queue = self._queue
-  if not queue then queue = {}; self._queue = queue end
+  if not queue then queue = { bytes = 0 }; self._queue = queue end
+  local data = ...
+  local size = type(data) == "string" and #data or 0
+  if #queue > 0 and queue.bytes + size > web._MAX_BUFFERED then
+    return nil, "too_big", sformat("send buffer full (%d bytes queued before the connection opened, "
+      .. "limit max_buffered = %d)", queue.bytes, web._MAX_BUFFERED)
+  end
+  queue.bytes = queue.bytes + size
   queue[#queue + 1] = { op, select("#", ...), ... }
   return true
 end
 
--- Sends what was written before the connection opened.
+-- Sends what was written before the connection opened. What the
+-- connection refuses (a smaller max_buffered than the face's) is
+-- reported as a refused write_message, not dropped silently.
 function Stream:_flush_queue()
   local queue, conn = self._queue, self._conn
   if not queue then return end  -- (see NOTE on nil fields in web.lua)
   self._queue = nil
   if not conn then return end
-  for _, item in ipairs(queue) do
-    conn[item[1]](conn, unpack(item, 3, 2 + item[2]))
+  for i, item in ipairs(queue) do
+    local ok, kind, message = conn[item[1]](conn, unpack(item, 3, 2 + item[2]))
+    if ok == nil and kind == "too_big" then
+      return self:_send_refused(sformat("%d of the messages written before the connection opened "
+        .. "were not sent: %s", #queue - i + 1, tostring(message)))
+    end
   end
 end
 
@@ -238,6 +254,9 @@ end
 function Stream:close(code, reason)
   if self._closed then return end
   -- Checked first: a code that may not be sent raises and leaves the stream open.
+  if code ~= nil and type(code) ~= "number" then
+    error("close: bad argument #1 'code' (number expected, got " .. type(code) .. ")", 2)
+  end
   if code ~= nil and not core.valid_close_code(code) then
     error("close: bad argument #1 'code' (" .. tostring(code) .. " is not a close code an endpoint may send)", 2)
   end
@@ -251,6 +270,10 @@ function Stream:close(code, reason)
   end
   -- The core checks the rest before anything changes here: a refused close
   -- leaves the stream open and usable.
+  -- Messages written before the connection opened go first (a close in
+  -- on_connect comes before the queue is sent), as the core sends queued
+  -- messages before its close frame.
+  if self._conn then self:_flush_queue() end
   local ok, err = pcall(close_conn, self._conn, code or 1000, reason)
   if not ok then error("close: " .. toolkit.core_reason(err), 2) end
   self._closed = true
@@ -263,11 +286,8 @@ end
 function Stream:buffered_amount()
   local conn = self._conn
   if conn then return conn:buffered_amount() end
-  local total = 0
-  for _, item in ipairs(self._queue or {}) do
-    if type(item[3]) == "string" then total = total + #item[3] end
-  end
-  return total
+  local queue = self._queue
+  return queue and queue.bytes or 0
 end
 
 -- Did the program drop the TCP connection (self.stream:close())? Then, as
