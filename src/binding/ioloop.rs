@@ -16,6 +16,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlua::{Lua, RegistryKey, Value};
@@ -115,6 +117,10 @@ pub struct Loop {
     signals: Signals<Rc<RegistryKey>>,
     /// Another event loop brought into this one (`set_foreign_loop`).
     foreign: RefCell<Option<Foreign>>,
+    /// Whether `foreign` is set, for tokio's park hooks: they run at every
+    /// wait and wake-up, and without a foreign loop they then cost one load
+    /// instead of finding the loop through a thread-local.
+    has_foreign: Arc<AtomicBool>,
     /// A foreign hook is running: a nested park or idle check skips it.
     in_foreign_hook: Cell<bool>,
     /// What `before_block` last said of the foreign loop's liveness.
@@ -190,6 +196,7 @@ pub fn get(lua: &Lua) -> mlua::Result<&'static Loop> {
         pubsub: Rc::default(),
         signals: Signals::default(),
         foreign: RefCell::new(None),
+        has_foreign: Arc::new(AtomicBool::new(false)),
         in_foreign_hook: Cell::new(false),
         foreign_was_alive: Cell::new(false),
         offered_message: Cell::new(None),
@@ -271,16 +278,21 @@ impl Loop {
         if let Some(rt) = self.rt.get() {
             return Ok(rt);
         }
+        let (parking, unparking) = (self.has_foreign.clone(), self.has_foreign.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .on_thread_park(|| {
-                if let Some(lp) = current() {
-                    lp.before_block();
+            .on_thread_park(move || {
+                if parking.load(Ordering::Relaxed) {
+                    if let Some(lp) = current() {
+                        lp.before_block();
+                    }
                 }
             })
-            .on_thread_unpark(|| {
-                if let Some(lp) = current() {
-                    lp.after_block();
+            .on_thread_unpark(move || {
+                if unparking.load(Ordering::Relaxed) {
+                    if let Some(lp) = current() {
+                        lp.after_block();
+                    }
                 }
             })
             .build()
@@ -388,6 +400,7 @@ impl Loop {
 
     /// Attaches (or, with None, detaches) another loop's hooks.
     fn set_foreign(&self, foreign: Option<Foreign>) {
+        self.has_foreign.store(foreign.is_some(), Ordering::Relaxed);
         let old = std::mem::replace(&mut *self.foreign.borrow_mut(), foreign);
         drop(old);
         self.wake.notify_one();
