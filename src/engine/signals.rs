@@ -58,7 +58,9 @@ pub(crate) fn ignore_sigpipe() {
     // plain C struct that sigaction fills.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_DFL {
+        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_DFL
+        {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         }
     }
