@@ -10,6 +10,7 @@ local run_async, spawn, assert_error_with = E.run_async, E.spawn, E.assert_error
 local frame, cframe, raw_listen, accept_for = E.frame, E.cframe, E.raw_listen, E.accept_for
 local probe, reset_probe, start_server = E.probe, E.reset_probe, E.start_server
 local raw_upgraded, connect = E.raw_upgraded, E.connect
+local core = E.core
 
 describe("ws_util", function()
   before_each(reset_probe)
@@ -234,6 +235,91 @@ describe("ws_util", function()
     end)
   end)
 
+  -- Messages send_msg accepted (queued) that never went out are reported:
+  -- the handler's close raises with the core's count, instead of
+  -- returning as if they had been sent.
+  it("close raises, naming what was not sent, when the closing handshake times out with messages queued", function()
+    run_async(function()
+      local result = {}
+      probe.handle_message = function(msg)
+        local conn = { _ss = msg._ss }
+        for i = 1, 32 do ws_util.send_msg(conn, ("%08d:"):format(i) .. ("s"):rep(262144 - 9)) end
+        local t0 = now()
+        result.ok, result.err = pcall(ws_util.close, conn)
+        result.waited = now() - t0
+        result.later = select(2, pcall(ws_util.send_msg, conn, "x"))
+      end
+      -- 8 MiB queued (max_buffered 16 MiB: no send waits), more than the
+      -- kernel's buffers hold for a peer that reads nothing.
+      local _, port = start_server(nil, { close_timeout = 0.3, max_buffered = 16 * 1048576 })
+      local raw = raw_upgraded(port, nil, 4096)
+      raw:send(cframe(0x81, "go"))
+      local deadline = now() + 4000
+      while result.ok == nil and now() < deadline do sleep(0.01) end
+      assert.is_false(result.ok, "ws_util.close returned though messages were not sent")
+      assert.truthy(tostring(result.err):find(
+        "^ws_util%.close: closed: %d+ queued bytes were not sent: the connection closed first$"), result.err)
+      assert.truthy(result.waited >= 250, result.waited) -- after the close timeout
+      assert.truthy(tostring(result.later):find(
+        "^ws_util%.send_msg: the websocket is closed %(closed: %d+ queued bytes were not sent"), result.later)
+    end)
+  end)
+
+  it("close raises on the client when the peer resets the connection before taking what was queued", function()
+    run_async(function()
+      local listener = raw_listen(4096)
+      local peer
+      local join = spawn(function()
+        peer = listener:accept()
+        local key = peer:read_request().fields["sec-websocket-key"]
+        peer:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                  .. "Upgrade: websocket\r\nSec-WebSocket-Accept: " .. accept_for(key) .. "\r\n\r\n")
+      end)
+      local conn = ws.connect{ url = "http://127.0.0.1:" .. listener.port .. "/", hdrs = {},
+                               external = false }
+      join()
+      conn._send_timeout = 1
+      for i = 1, 8 do -- what the queue (1 MiB) takes after the kernel's buffers
+        if not pcall(ws_util.send_msg, conn, ("%08d:"):format(i) .. ("s"):rep(262144 - 9)) then break end
+      end
+      assert.truthy(ws_util.buffered_amount(conn) > 0)
+      -- The peer goes away without reading: a reset, during the close.
+      core.add_timeout(now() + 200, function() peer:close() end)
+      local ok, err = pcall(ws_util.close, conn)
+      assert.is_false(ok, "ws_util.close returned though the queue was not sent")
+      assert.truthy(tostring(err):find("^ws_util%.close: %a+: "), err)
+      listener:close()
+    end)
+  end)
+
+  it("send_msg names why the core closed the connection: close_slow_readers' 1008", function()
+    run_async(function()
+      local errs = {}
+      probe.handle_message = function(msg)
+        local conn = { _ss = msg._ss }
+        for _ = 1, 64 do
+          local ok, err = pcall(ws_util.send_msg, conn, ("s"):rep(262144))
+          if not ok then
+            errs[#errs + 1] = err
+            if #errs == 2 then break end
+          end
+        end
+        errs.done = true
+      end
+      local _, port = start_server(nil, { close_slow_readers = true, close_timeout = 0.3 })
+      local raw = raw_upgraded(port, nil, 4096)
+      raw:send(cframe(0x81, "go"))
+      local deadline = now() + 3000
+      while not errs.done and now() < deadline do sleep(0.01) end
+      assert.are.equal(2, #errs)
+      -- The send refused, and the next one.
+      for i = 1, 2 do
+        assert.truthy(tostring(errs[i]):find("^ws_util%.send_msg: the websocket is closed %(too_big: "
+                                             .. "closed with 1008: the peer did not read"), errs[i])
+      end
+    end)
+  end)
+
   it("recv_frame returns the server's CLOSE, then raises", function()
     run_async(function()
       probe.handle_message = function(msg) ws_util.close({ _ss = msg._ss }) end
@@ -343,6 +429,65 @@ describe("ws_util", function()
     assert.truthy(waited >= TIMEOUT * 1000 - 50, waited)
     sleep(0.1)
     assert_error_with("closed", ws_util.send_msg, conn, "x")
+  end)
+
+  -- A send from top-level code that times out part-way: the frame's head
+  -- is in the kernel's buffer (it cannot be recalled), the rest in the
+  -- queue. The connection is aborted, so the peer gets a frame cut short,
+  -- never the message: a program that sends it again after the error
+  -- does not send it twice.
+  it("send_msg from top-level code that times out aborts the connection: the message never arrives", function()
+    assert.is_nil(coroutine.running())
+    local SIZE = 8 * 1048576
+    local listener = raw_listen(4096) -- the peer's window stays small
+    local peer
+    local join = spawn(function()
+      peer = listener:accept()
+      local request = peer:read_request()
+      peer:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                .. "Sec-WebSocket-Accept: " .. accept_for(request.fields["sec-websocket-key"]) .. "\r\n\r\n")
+    end)
+    local conn = ws.connect{ url = "http://127.0.0.1:" .. listener.port .. "/h", hdrs = {},
+                             external = false, timeout = 3 }
+    join()
+    conn._send_timeout = 0.5
+    local ok, err = pcall(ws_util.send_msg, conn, ("m"):rep(SIZE))
+    assert.is_false(ok)
+    -- The peer reads now (the loop runs while it waits): what arrives ends
+    -- before the frame does (2 + 8 bytes of head, a 4-byte mask).
+    local got, eof = peer:count_until_eof(3)
+    assert.is_true(eof, "the connection was not closed")
+    assert.truthy(got < SIZE + 14, ("the peer got %d bytes: the whole frame"):format(got))
+    assert.truthy(tostring(err):find("^ws_util%.send_msg: timed out waiting to send %(%d+ bytes not taken "
+                                     .. "by the socket in 0%.5 s%); the connection was aborted"), err)
+    assert_error_with("ws_util.send_msg: the websocket is closed (timeout: the connection was aborted "
+                      .. "after a send timed out (", ws_util.send_msg, conn, "again")
+    assert_error_with("ws_util.close: the websocket is closed (timeout: ", ws_util.close, conn)
+    listener:close()
+  end)
+
+  -- Top-level code: a connection that ends while a send waits for the
+  -- socket (the peer resets it) is an error of that send, not a return.
+  it("send_msg from top-level code raises, naming the fault, when the connection fails before the socket took the message", function()
+    assert.is_nil(coroutine.running())
+    local listener = raw_listen(4096)
+    local peer
+    local join = spawn(function()
+      peer = listener:accept()
+      local request = peer:read_request()
+      peer:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                .. "Sec-WebSocket-Accept: " .. accept_for(request.fields["sec-websocket-key"]) .. "\r\n\r\n")
+    end)
+    local conn = ws.connect{ url = "http://127.0.0.1:" .. listener.port .. "/h", hdrs = {},
+                             external = false, timeout = 3 }
+    join()
+    conn._send_timeout = 3
+    -- The peer goes away unread while the send waits: a reset.
+    core.add_timeout(now() + 200, function() peer:close() end)
+    local ok, err = pcall(ws_util.send_msg, conn, ("m"):rep(8 * 1048576))
+    assert.is_false(ok, "send_msg returned for a message the socket did not take")
+    assert.truthy(tostring(err):find("^ws_util%.send_msg: the websocket is closed %(%a+: "), err)
+    listener:close()
   end)
 
   it("send_frame sends data frames; fragments arrive as one message", function()

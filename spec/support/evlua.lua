@@ -117,8 +117,10 @@ cdef "int getsockname(int fd, void *addr, unsigned int *len);"
 cdef "long send(int fd, const void *buf, size_t n, int flags);"
 cdef "long recv(int fd, void *buf, size_t n, int flags);"
 cdef "int close(int fd);"
+cdef "int setsockopt(int fd, int level, int name, const void *value, unsigned int len);"
 local C = ffi.C
 local AF_INET, SOCK_STREAM, SOCK_NONBLOCK = 2, 1, 2048
+local SOL_SOCKET, SO_RCVBUF = 1, 8
 local MSG_DONTWAIT, MSG_NOSIGNAL = 0x40, 0x4000
 
 local function htons(n) return bit.bor(bit.rshift(n, 8), bit.lshift(bit.band(n, 0xFF), 8)) end
@@ -140,10 +142,21 @@ local function raw_wrap(fd)
   return r
 end
 
---- A raw client connected to 127.0.0.1:port.
-local function raw_connect(port)
+-- A small receive buffer (`rcvbuf` bytes, set before connect/listen so
+-- that the window is small from the start): a peer that does not read
+-- then holds the sender back after a few KiB in the kernel, not MiBs.
+local function set_rcvbuf(fd, rcvbuf)
+  if not rcvbuf then return end
+  local value = ffi.new("int[1]", rcvbuf)
+  assert(C.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, value, 4) == 0, "setsockopt failed")
+end
+
+--- A raw client connected to 127.0.0.1:port (receive buffer `rcvbuf`
+-- bytes when given).
+local function raw_connect(port, rcvbuf)
   local fd = C.socket(AF_INET, SOCK_STREAM, 0)
   assert(fd >= 0, "socket failed")
+  set_rcvbuf(fd, rcvbuf)
   assert(C.connect(fd, loopback(port), 16) == 0, "connect failed")
   return raw_wrap(fd)
 end
@@ -182,6 +195,28 @@ function Raw:wait_for(take, seconds)
     if self.eof or now() >= deadline then return nil end
     sleep(0.005)
   end
+end
+
+--- Reads until EOF or `seconds` (3), counting what arrives without
+-- keeping it (megabytes: `buf` would copy them over and over); returns
+-- the byte count (`buf`'s included, then emptied) and whether EOF came.
+function Raw:count_until_eof(seconds)
+  local tmp = ffi.new("char[65536]")
+  local count, deadline = #self.buf, now() + (seconds or 3) * 1000
+  self.buf = ""
+  while self.fd >= 0 and not self.eof do
+    local n = tonumber(C.recv(self.fd, tmp, 65536, MSG_DONTWAIT))
+    if n > 0 then
+      count = count + n
+    elseif n == 0 then
+      self.eof = true
+    elseif now() >= deadline then
+      break
+    else
+      sleep(0.005)
+    end
+  end
+  return count, self.eof == true
 end
 
 --- Waits for the peer to close the TCP connection; true if it did.
@@ -295,10 +330,12 @@ end
 -- A client frame (masked, as RFC 6455 requires).
 local function cframe(byte0, payload) return frame(byte0, payload, "\55\250\33\61") end
 
---- A raw listener on 127.0.0.1:0; `:accept()` waits for one connection.
-local function raw_listen()
+--- A raw listener on 127.0.0.1:0; `:accept()` waits for one connection
+-- (which has a receive buffer of `rcvbuf` bytes when given).
+local function raw_listen(rcvbuf)
   local fd = C.socket(AF_INET, bit.bor(SOCK_STREAM, SOCK_NONBLOCK), 0)
   assert(fd >= 0, "socket failed")
+  set_rcvbuf(fd, rcvbuf)
   assert(C.bind(fd, loopback(0), 16) == 0, "bind failed")
   assert(C.listen(fd, 8) == 0, "listen failed")
   local addr, len = ffi.new("struct evspec_sockaddr_in"), ffi.new("unsigned int[1]", 16)
@@ -410,9 +447,10 @@ local function start_server(handle_request, opts)
   return server, server:port()
 end
 
---- A raw client that has completed an upgrade to `path`.
-local function raw_upgraded(port, path)
-  local raw = raw_connect(port)
+--- A raw client that has completed an upgrade to `path` (`rcvbuf`: as
+-- raw_connect's).
+local function raw_upgraded(port, path, rcvbuf)
+  local raw = raw_connect(port, rcvbuf)
   raw:send(upgrade_request(path or "/evspec/probe", nil, port))
   local res = raw:read_response()
   assert(res and res.status == 101, "upgrade failed: " .. tostring(res and res.first))

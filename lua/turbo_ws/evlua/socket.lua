@@ -201,7 +201,7 @@ function Socket:recv(what, timeout)
   local deadline = now() + timeout * 1000
   while self.inbox:is_empty() do
     if self.done_reading or self.closing or not self.open then
-      error(what .. ": the websocket is closed", 0)
+      self:raise_closed(what)
     end
     local left = deadline - now()
     if left <= 0 then
@@ -232,8 +232,24 @@ function Socket:alive()
   return self.open and (state == "open" or state == "connecting")
 end
 
+--- Remembers why the connection failed, `kind: message` (the core's
+-- error kind), as the first reason given: what the core reports as the
+-- connection ends (on_error) does not replace the cause the face saw
+-- first (a send that closed it, a send timeout that aborted it).
+function Socket:note_failure(kind, message)
+  if not self.failure then self.failure = kind .. ": " .. message end
+end
+
+--- Raises `what: the websocket is closed`, followed by the reason the
+-- connection failed when there is one: `(<kind>: <message>)`.
+function Socket:raise_closed(what)
+  local why = self.failure
+  if why then error(("%s: the websocket is closed (%s)"):format(what, why), 0) end
+  error(what .. ": the websocket is closed", 0)
+end
+
 function Socket:check_alive(what)
-  if not self:alive() then error(what .. ": the websocket is closed", 0) end
+  if not self:alive() then self:raise_closed(what) end
 end
 
 --- Sends one whole message. The core only queues; past `max_buffered`
@@ -277,9 +293,10 @@ function Socket:_send_or_wait(what, payload, binary, timeout)
     end
     if ok then return end
     if kind ~= "too_big" or not self:alive() then
-      if not deadline and not self:alive() then
-        error(what .. ": the websocket is closed", 0)
-      end
+      -- A refusal for max_buffered that closed the connection
+      -- (close_slow_readers, 1008): the reason of every later refusal too.
+      if kind == "too_big" then self:note_failure(kind, message) end
+      if self.failure or (not deadline and not self:alive()) then self:raise_closed(what) end
       error(("%s: the websocket is closed (%s)"):format(what, message or kind), 0)
     end
     deadline = deadline or now() + timeout * 1000
@@ -295,10 +312,13 @@ end
 -- compile a function that makes a closure, and the server's per-message
 -- path goes through flush_outside_loop (+7,000 instructions per message
 -- with the closures there, callgrind, evlua 100x1 32 B).
+-- It waits until the queue is written or the connection is over: a
+-- closing connection still writes what was queued before its close frame.
 local function wait_until_written(sock, timeout)
   wait.wait(function(finish)
     local function check()
-      if sock.conn:buffered_amount() == 0 or not sock:alive() then return finish() end
+      local conn = sock.conn
+      if conn:state() == "closed" or conn:buffered_amount() == 0 then return finish() end
       core.add_timeout(now() + 1, check)
     end
     check()
@@ -309,10 +329,19 @@ end
 -- the kernel's buffer, or it raised. Here the loop writes, and on the
 -- main thread with no loop running (a plain top-level script, as evlua's
 -- client samples are) nothing would: the send runs the loop until the
--- socket took everything queued, and raises `what: timed out waiting to
--- send` after `timeout` seconds if it has not (a peer that does not read),
--- as evlua's write raises on its send timeout. A script may end right
--- after a send that returned: nothing it sent is left behind.
+-- socket took everything queued. A script may end right after a send that
+-- returned: nothing it sent is left behind.
+-- - The socket did not take it within `timeout` seconds (a peer that does
+--   not read): raises `what: timed out waiting to send`, as evlua's write
+--   raises on its send timeout, and aborts the connection (no closing
+--   handshake: the core's close would still send the queue first). Part of
+--   the frame may be in the kernel's buffer and cannot be recalled; with
+--   the rest dropped, the peer gets a frame cut short, never the message,
+--   so a program that sends it again does not send it twice. (evlua's
+--   connection is as unusable after a write that timed out part-way.)
+-- - The connection ended first: raises `what: the websocket is closed
+--   (<why>)` when the core reported a failure (bytes not sent, a reset);
+--   a clean end reports nothing, and means everything was written.
 function Socket:flush_outside_loop(what, timeout)
   -- Server sockets send from handlers, with the loop running: their
   -- per-message path stops at this test.
@@ -320,10 +349,17 @@ function Socket:flush_outside_loop(what, timeout)
   local co, main = running()
   if (co and not main) or self.conn:buffered_amount() == 0 or core.running() then return end
   wait_until_written(self, timeout)
+  if self.conn:state() == "closed" then
+    if self.failure then self:raise_closed(what) end
+    return
+  end
   local left = self.conn:buffered_amount()
-  if left > 0 and self:alive() then
-    error(("%s: timed out waiting to send (%d bytes not taken by the socket in %g s)"):format(
-      what, left, timeout), 0)
+  if left > 0 then
+    local reason = ("%d bytes not taken by the socket in %g s"):format(left, timeout)
+    self:note_failure("timeout", "the connection was aborted after a send timed out (" .. reason .. ")")
+    self.conn:abort()
+    error(("%s: timed out waiting to send (%s); the connection was aborted: "
+           .. "the message will not be delivered"):format(what, reason), 0)
   end
 end
 
@@ -379,7 +415,13 @@ function Socket:send_data_frame(what, op, fin, payload, timeout)
 end
 
 --- Starts the closing handshake with `code` and waits until the
--- connection is closed (the peer answered, or the core gave up).
+-- connection is closed (the peer answered, or the core gave up). The
+-- queue goes out before the CLOSE; when the connection ended with a
+-- failure the core reported (messages accepted for sending that were not
+-- all written before the close timeout, a reset, a protocol error) it
+-- raises `what: <kind>: <message>`, the connection closed all the same.
+-- (Once the peer's CLOSE arrived the core reports no reset or timeout,
+-- only bytes left unsent: a peer answering ours had read everything.)
 function Socket:close(what, code, reason)
   self:check_alive(what)
   self.closing = true
@@ -389,6 +431,7 @@ function Socket:close(what, code, reason)
     wait.wait(function(finish) self.close_waiter = finish end,
               (deadline - now()) / 1000)
   end
+  if self.failure then error(what .. ": " .. self.failure, 0) end
 end
 
 ------------------------------------------------------------------------
@@ -400,7 +443,7 @@ end
 local CALLBACKS = {
   on_ping = function(sock, data) sock:deliver_control(C.FRAME_OP_PING, data) end,
   on_pong = function(sock, data) sock:deliver_control(C.FRAME_OP_PONG, data) end,
-  on_error = function(sock, kind, message) sock.failure = kind .. ": " .. message end,
+  on_error = function(sock, kind, message) sock:note_failure(kind, message) end,
   on_closing = function(sock, code, reason) sock:on_closing(code, reason) end,
   on_close = function(sock, code, reason) sock:on_close(code, reason) end,
   on_drain = function(sock) sock:wake_all("drain_waiters") end,
