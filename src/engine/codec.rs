@@ -243,7 +243,19 @@ impl Reader {
             return Err(too_big(format!("a frame of {} bytes (max_frame_size = {})", h.len, self.max_frame)));
         }
         let so_far = self.partial.as_ref().map_or(0, |p| p.data.len());
-        if so_far as u64 + h.len > self.max_message as u64 {
+        // max_message_size counts a compressed message once inflated (the
+        // inflater stops it there); its wire bytes may be a little more
+        // when they did not compress, so those are bounded with room.
+        let compressed = match &self.partial {
+            Some(p) => p.compressed,
+            None => h.rsv & RSV1 != 0,
+        };
+        let wire_limit = if compressed {
+            (self.max_message as u64).saturating_add(self.max_message as u64 / 8 + 1024)
+        } else {
+            self.max_message as u64
+        };
+        if so_far as u64 + h.len > wire_limit {
             // Its size so far: more fragments may follow.
             let size = if h.fin { "" } else { "at least " };
             return Err(too_big(format!(
@@ -430,6 +442,30 @@ mod tests {
 
     fn server() -> Reader {
         Reader::new(Role::Server, 1 << 16, 1 << 20, None)
+    }
+
+    #[test]
+    fn a_compressed_message_counts_inflated_against_max_message_size() {
+        let agreed = crate::engine::deflate::Agreed {
+            send_no_context_takeover: true,
+            receive_no_context_takeover: true,
+            send_max_window_bits: 15,
+        };
+        // 990 bytes in stored deflate blocks (what a compressor sends for
+        // bytes it cannot shrink): 996 on the wire, over a limit of 992.
+        let data: Vec<u8> = (0..990u32).map(|k| (k.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let mut z = flate2::Compress::new(flate2::Compression::none(), false);
+        let mut packed = Vec::with_capacity(2048);
+        z.compress_vec(&data, &mut packed, flate2::FlushCompress::Sync).unwrap();
+        packed.truncate(packed.len() - 4); // the 00 00 ff ff tail
+        assert!(packed.len() > 992);
+        let mut r =
+            Reader::new(Role::Server, 1 << 16, 992, Some(crate::engine::deflate::Inflater::new(agreed)));
+        let mut input = client_frame(0xC2, &packed);
+        match r.next(&mut input).unwrap() {
+            Step::Event(Event::Message { data: got, binary: true }, _) => assert_eq!(got, &data[..]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

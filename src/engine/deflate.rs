@@ -161,7 +161,8 @@ impl Deflater {
     }
 
     /// The message's compressed payload, or None to send it as it is
-    /// (too short to gain, or a window zlib cannot keep within).
+    /// (too short to gain, no smaller compressed, or a window zlib cannot
+    /// keep within).
     pub fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         if data.len() < MIN_COMPRESS || self.agreed.send_max_window_bits < 9 {
             return None;
@@ -191,8 +192,15 @@ impl Deflater {
         if out.ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
         }
-        if self.agreed.send_no_context_takeover {
+        if self.agreed.send_no_context_takeover || out.len() >= data.len() {
+            // Also after a message that did not shrink (random bytes grow
+            // ~6% at this level): it goes as it is, and the peer never sees
+            // what this compressor took in, so it starts afresh, referring
+            // to nothing.
             self.zlib = None;
+        }
+        if out.len() >= data.len() {
+            return None;
         }
         Some(out)
     }
@@ -281,7 +289,7 @@ mod tests {
             };
             let (mut d, mut i) = (Deflater::new(a), Inflater::new(a));
             for n in [64usize, 1000, 100_000] {
-                let msg: Vec<u8> = (0..n).map(|k| (k % 251) as u8 ^ (k / 7) as u8).collect();
+                let msg: Vec<u8> = (0..n).map(|k| b"abcdefgh"[(k / 3 + k / 100) % 8]).collect();
                 let packed = d.compress(&msg).expect("compressed");
                 assert!(!packed.ends_with(&TAIL));
                 let mut out = Vec::new();
@@ -289,6 +297,30 @@ mod tests {
                 assert_eq!(out, msg);
             }
         }
+    }
+
+    #[test]
+    fn a_message_that_would_grow_goes_uncompressed_and_the_next_still_inflates() {
+        let a = agreed(); // context takeover: the peer keeps its window
+        let (mut d, mut i) = (Deflater::new(a), Inflater::new(a));
+        let text: Vec<u8> = b"hello hello hello hello ".repeat(20);
+        let mut out = Vec::new();
+        i.inflate(&d.compress(&text).expect("compressed"), &mut out, 1 << 20).unwrap();
+        // Bytes no compressor shrinks (an xorshift sequence).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..4000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(d.compress(&noise).is_none());
+        // The peer never saw the noise: what follows refers to nothing of it.
+        out.clear();
+        i.inflate(&d.compress(&text).expect("compressed"), &mut out, 1 << 20).unwrap();
+        assert_eq!(out, text);
     }
 
     #[test]
