@@ -124,7 +124,10 @@ local function classify(t)
     if max_index >= huge then
         encode_error("can't encode an array with an infinite index")
     end
-    return "array", floor(max_index)
+    -- (Whole part by arithmetic: a full busted run under Debian's LuaJIT
+    -- 2.1 beta3 twice got a non-number 'for' limit from floor() here,
+    -- not reproduced alone.)
+    return "array", max_index - max_index % 1
 end
 
 local encode_into  -- forward: encode_into(value, buf, n, parents) -> n
