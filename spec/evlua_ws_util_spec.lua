@@ -431,15 +431,10 @@ describe("ws_util", function()
     assert_error_with("closed", ws_util.send_msg, conn, "x")
   end)
 
-  -- A send from top-level code that times out part-way: the frame's head
-  -- is in the kernel's buffer (it cannot be recalled), the rest in the
-  -- queue. The connection is aborted, so the peer gets a frame cut short,
-  -- never the message: a program that sends it again after the error
-  -- does not send it twice.
-  it("send_msg from top-level code that times out aborts the connection: the message never arrives", function()
-    assert.is_nil(coroutine.running())
-    local SIZE = 8 * 1048576
-    local listener = raw_listen(4096) -- the peer's window stays small
+  -- A client connection to a raw peer on `listener` that answers the
+  -- upgrade and then reads only when the test says: the connection and
+  -- the peer's end.
+  local function connect_to_raw_peer(listener)
     local peer
     local join = spawn(function()
       peer = listener:accept()
@@ -450,6 +445,19 @@ describe("ws_util", function()
     local conn = ws.connect{ url = "http://127.0.0.1:" .. listener.port .. "/h", hdrs = {},
                              external = false, timeout = 3 }
     join()
+    return conn, peer
+  end
+
+  -- A send from top-level code that times out part-way: the frame's head
+  -- is in the kernel's buffer (it cannot be recalled), the rest in the
+  -- queue. The connection is aborted, so the peer gets a frame cut short,
+  -- never the message: a program that sends it again after the error
+  -- does not send it twice.
+  it("send_msg from top-level code that times out aborts the connection: the message never arrives", function()
+    assert.is_nil(coroutine.running())
+    local SIZE = 8 * 1048576
+    local listener = raw_listen(4096) -- the peer's window stays small
+    local conn, peer = connect_to_raw_peer(listener)
     conn._send_timeout = 0.5
     local ok, err = pcall(ws_util.send_msg, conn, ("m"):rep(SIZE))
     assert.is_false(ok)
@@ -471,16 +479,7 @@ describe("ws_util", function()
   it("send_msg from top-level code raises, naming the fault, when the connection fails before the socket took the message", function()
     assert.is_nil(coroutine.running())
     local listener = raw_listen(4096)
-    local peer
-    local join = spawn(function()
-      peer = listener:accept()
-      local request = peer:read_request()
-      peer:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                .. "Sec-WebSocket-Accept: " .. accept_for(request.fields["sec-websocket-key"]) .. "\r\n\r\n")
-    end)
-    local conn = ws.connect{ url = "http://127.0.0.1:" .. listener.port .. "/h", hdrs = {},
-                             external = false, timeout = 3 }
-    join()
+    local conn, peer = connect_to_raw_peer(listener)
     conn._send_timeout = 3
     -- The peer goes away unread while the send waits: a reset.
     core.add_timeout(now() + 200, function() peer:close() end)
