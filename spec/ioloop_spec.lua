@@ -189,6 +189,24 @@ describe("turbo_ws.ioloop", function()
     assert.are.same({ "first", "second" }, seen)
   end)
 
+  it("close() from a callback leaves the rest of its turn for the next start()", function()
+    local seen = {}
+    local due = now() - 1
+    io_loop:add_callback(function() seen[#seen + 1] = "a"; io_loop:close() end)
+    io_loop:add_callback(function() seen[#seen + 1] = "b" end)
+    io_loop:start()
+    assert.are.same({ "a" }, seen)
+    io_loop:add_callback(function() seen[#seen + 1] = "c"; io_loop:close() end)
+    io_loop:start()
+    assert.are.same({ "a", "b", "c" }, seen)
+    io_loop:add_timeout(due, function() seen[#seen + 1] = "t1"; io_loop:close() end)
+    io_loop:add_timeout(due, function() seen[#seen + 1] = "t2"; io_loop:close() end)
+    io_loop:start()
+    assert.are.same({ "a", "b", "c", "t1" }, seen)
+    io_loop:start()
+    assert.are.same({ "a", "b", "c", "t1", "t2" }, seen)
+  end)
+
   it("refuses a nested start() with a clear error", function()
     local err
     io_loop:add_callback(function()

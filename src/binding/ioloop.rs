@@ -323,6 +323,7 @@ impl Loop {
         self.running.set(Some(mode));
         self.stopping.set(false);
         let rt = self.runtime()?;
+        self.resume_callbacks();
         self.local.block_on(rt, async {
             while !self.should_return(mode) {
                 self.wake.notified().await;
@@ -423,15 +424,38 @@ impl Loop {
     }
 
     /// Runs the callbacks queued so far; ones they add wait for the next turn.
+    /// After `close()` the rest of the batch goes back to the front of the
+    /// queue for the next `start()`/`run()`.
     fn run_callbacks(&'static self) {
-        let batch = std::mem::take(&mut *self.callbacks.borrow_mut());
-        // Cleared before running, so a callback that adds one schedules a new turn.
+        let mut batch = std::mem::take(&mut *self.callbacks.borrow_mut());
+        // Cleared before running, so a callback that adds one schedules a new
+        // turn (and a close() leaves the rest for the next start()).
         self.callbacks_scheduled.set(false);
         let Some(lua) = self.lua() else { return };
-        for call in batch {
+        while let Some(call) = batch.pop_front() {
+            if self.stopping.get() {
+                batch.push_front(call);
+                self.requeue_front(batch);
+                break;
+            }
             call.invoke(self, &lua, "ioloop callback");
         }
         self.wake.notify_one();
+    }
+
+    /// Puts callbacks that a `close()` kept from running before those queued
+    /// since; the next `start()`/`run()` schedules them.
+    fn requeue_front(&self, mut rest: VecDeque<LuaCall>) {
+        let mut queue = self.callbacks.borrow_mut();
+        rest.append(&mut queue);
+        *queue = rest;
+    }
+
+    /// Schedules a turn for callbacks left queued by a `close()`.
+    fn resume_callbacks(&'static self) {
+        if !self.callbacks.borrow().is_empty() && !self.callbacks_scheduled.replace(true) {
+            self.spawn(async move { self.run_callbacks() });
+        }
     }
 
     /// Adds a timer firing at `deadline`; returns its id.
@@ -515,7 +539,8 @@ impl Loop {
     fn fire_due_timers(&'static self) {
         let now = Instant::now();
         let Some(lua) = self.lua() else { return };
-        loop {
+        // After close() the timers still due wait for the next start().
+        while !self.stopping.get() {
             let due = {
                 let mut heap = self.deadlines.borrow_mut();
                 match heap.peek().copied() {
