@@ -102,3 +102,28 @@ describe("core HTTP answer", function()
     assert.truthy(names[1]:lower() == "x-first=1" and names[2]:lower() == "x-second=2", table.concat(names, ","))
   end)
 end)
+
+describe("core req:respond's status", function()
+  -- A 1xx is an interim answer (RFC 9110 §15.2): respond() raises, and the
+  -- raise answers 500 (docs/core.md: "an error while answering answers").
+  for _, status in ipairs({ 100, 101, 199, 1000, 99.5 }) do
+    it("raises for " .. status .. ", and the client gets 500", function()
+      local raised
+      local _, response, err = exchange("/", {}, function(req)
+        local ok, e = pcall(req.respond, req, status)
+        raised = not ok and e
+      end)
+      assert.are.equal("turbo_ws request:respond: bad argument #1 'status' "
+        .. "(whole number from 200 to 999 expected, got number)", raised)
+      assert.is_nil(err)
+      assert.are.equal(500, response.status)
+    end)
+  end
+
+  it("takes 200 and 999", function()
+    for _, status in ipairs({ 200, 999 }) do
+      local _, response = exchange("/", {}, function(req) req:respond(status) end)
+      assert.are.equal(status, response.status)
+    end
+  end)
+end)

@@ -42,10 +42,15 @@ pub fn number(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<f64> {
 
 /// A whole number in `0..=max`.
 pub fn count(func: &str, n: usize, name: &str, v: Value, max: u64) -> mlua::Result<u64> {
+    whole_in(func, n, name, v, 0, max)
+}
+
+/// A whole number from `min` to `max`.
+pub fn whole_in(func: &str, n: usize, name: &str, v: Value, min: u64, max: u64) -> mlua::Result<u64> {
     let got = v.clone();
     let x = number(func, n, name, v)?;
-    if x < 0.0 || x.fract() != 0.0 || x > max as f64 {
-        return Err(bad(func, n, name, &format!("whole number from 0 to {max}"), &got));
+    if x < min as f64 || x.fract() != 0.0 || x > max as f64 {
+        return Err(bad(func, n, name, &format!("whole number from {min} to {max}"), &got));
     }
     Ok(x as u64)
 }

@@ -227,7 +227,8 @@ fn header_list(func: &str, v: Value) -> mlua::Result<HeaderFields> {
 
 /// `respond(status, headers, body)`, answered.
 fn respond(func: &str, req: &PendingRequest, status: Value, headers: Value, body: Value) -> mlua::Result<()> {
-    let status = args::count(func, 1, "status", status, 999)? as u16;
+    // 1xx are interim answers (RFC 9110 §15.2): a request still needs a final one.
+    let status = args::whole_in(func, 1, "status", status, 200, 999)? as u16;
     let headers = header_list(func, headers)?;
     let body = match body {
         Value::Nil => Bytes::new(),
