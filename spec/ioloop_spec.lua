@@ -264,13 +264,13 @@ describe("turbo_ws.ioloop", function()
 
   describe("argument checks", function()
     it("names the function and the argument", function()
-      assert_error_with("turbo_ws.ioloop.add_timeout: bad argument #1 'timestamp' (finite number expected, got string)",
+      assert_error_with("turbo_ws.add_timeout: bad argument #1 'timestamp' (finite number expected, got string)",
         function() io_loop:add_timeout("soon", print) end)
-      assert_error_with("turbo_ws.ioloop.add_callback: bad argument #1 'callback' (function expected, got number)",
+      assert_error_with("turbo_ws.add_callback: bad argument #1 'callback' (function expected, got number)",
         function() io_loop:add_callback(42) end)
-      assert_error_with("turbo_ws.ioloop.set_interval: bad argument #1 'msec' (must not be negative)",
+      assert_error_with("turbo_ws.set_interval: bad argument #1 'msec' (non-negative number expected, got number)",
         function() io_loop:set_interval(-1, print) end)
-      assert_error_with("turbo_ws.ioloop.set_interval: bad argument #2 'callback' (function expected, got nil)",
+      assert_error_with("turbo_ws.set_interval: bad argument #2 'callback' (function expected, got nil)",
         function() io_loop:set_interval(10, nil) end)
     end)
 

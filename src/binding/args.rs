@@ -40,6 +40,16 @@ pub fn number(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<f64> {
     }
 }
 
+/// A finite number that is not negative.
+pub fn non_negative(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<f64> {
+    let got = v.clone();
+    let x = number(func, n, name, v)?;
+    if x < 0.0 {
+        return Err(bad(func, n, name, "non-negative number", &got));
+    }
+    Ok(x)
+}
+
 /// A whole number in `0..=max`.
 pub fn count(func: &str, n: usize, name: &str, v: Value, max: u64) -> mlua::Result<u64> {
     whole_in(func, n, name, v, 0, max)
@@ -87,13 +97,6 @@ pub fn opt_table(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Opt
         Value::Nil => Ok(None),
         Value::Table(t) => Ok(Some(t)),
         other => Err(bad(func, n, name, "table", &other)),
-    }
-}
-
-pub fn opt_number(func: &str, n: usize, name: &str, v: Value) -> mlua::Result<Option<f64>> {
-    match v {
-        Value::Nil => Ok(None),
-        v => number(func, n, name, v).map(Some),
     }
 }
 

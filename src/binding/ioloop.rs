@@ -630,7 +630,7 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
 
     core.set(
         "start",
-        lua.create_function(move |_, ()| lp.start().map_err(|e| args::misuse("turbo_ws.ioloop.start", e)))?,
+        lua.create_function(move |_, ()| lp.start().map_err(|e| args::misuse("turbo_ws.start", e)))?,
     )?;
     core.set(
         "run",
@@ -648,7 +648,7 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
     core.set(
         "add_callback",
         lua.create_function(move |lua, (func, arg): (Value, Value)| {
-            let func = args::function("turbo_ws.ioloop.add_callback", 1, "callback", func)?;
+            let func = args::function("turbo_ws.add_callback", 1, "callback", func)?;
             lp.add_callback(LuaCall::new(lua, func, arg)?);
             Ok(())
         })?,
@@ -657,7 +657,7 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
     core.set(
         "add_timeout",
         lua.create_function(move |lua, (ts, func, arg, keep): (Value, Value, Value, Value)| {
-            const F: &str = "turbo_ws.ioloop.add_timeout";
+            const F: &str = "turbo_ws.add_timeout";
             let ts = args::number(F, 1, "timestamp", ts)?;
             let func = args::function(F, 2, "callback", func)?;
             let keeps_alive = args::opt_bool(F, 4, "keep_alive", keep)?.unwrap_or(true);
@@ -668,11 +668,8 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
     core.set(
         "set_interval",
         lua.create_function(move |lua, (ms, func, arg, keep): (Value, Value, Value, Value)| {
-            const F: &str = "turbo_ws.ioloop.set_interval";
-            let ms = args::number(F, 1, "msec", ms)?;
-            if ms < 0.0 {
-                return Err(args::misuse(F, "bad argument #1 'msec' (must not be negative)"));
-            }
+            const F: &str = "turbo_ws.set_interval";
+            let ms = args::non_negative(F, 1, "msec", ms)?;
             let func = args::function(F, 2, "callback", func)?;
             let keeps_alive = args::opt_bool(F, 4, "keep_alive", keep)?.unwrap_or(true);
             // Clamped like add_timeout's: ~31 years is "never" here, and a
@@ -699,10 +696,9 @@ pub fn register(lua: &Lua, core: &mlua::Table) -> mlua::Result<()> {
         "shutdown",
         lua.create_function(move |lua, (timeout, on_done): (Value, Value)| {
             const F: &str = "turbo_ws.shutdown";
-            let timeout = match args::opt_number(F, 1, "timeout", timeout)? {
-                Some(t) if t >= 0.0 => Duration::from_secs_f64(t.min(1.0e6)),
-                Some(_) => return Err(args::misuse(F, "bad argument #1 'timeout' (must not be negative)")),
-                None => Duration::from_secs(5),
+            let timeout = match timeout {
+                Value::Nil => Duration::from_secs(5),
+                t => Duration::from_secs_f64(args::non_negative(F, 1, "timeout", t)?.min(1.0e6)),
             };
             let on_done = match args::opt_function(F, 2, "on_done", on_done)? {
                 Some(f) => Some(LuaCall::new(lua, f, Value::Nil)?),
