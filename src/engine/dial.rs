@@ -67,6 +67,9 @@ impl Target {
                 format!("unsupported scheme '{}' ({plain} or {secure} expected)", url.scheme()),
             ));
         };
+        if written_without_host(raw) {
+            return Err(Error::new(Kind::BadUrl, format!("no host in URL '{raw}'")));
+        }
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -110,6 +113,13 @@ impl Target {
         }
         Ok((Target::parse(url.as_str(), self.family)?, same_origin))
     }
+}
+
+/// A URL whose authority, as written, is missing or has an empty host
+/// (`ws:x`, `ws:///x`): RFC 6455 §3 and RFC 7230 §2.7.1 require one. The
+/// WHATWG parser behind `url` reads both as host "x".
+fn written_without_host(raw: &str) -> bool {
+    matches!(url_parts::split(raw.as_bytes()), Ok(parts) if parts.host.is_none_or(<[u8]>::is_empty))
 }
 
 /// The path and query of a URL as written, without normalisation ("/"
@@ -264,6 +274,16 @@ mod tests {
         assert_eq!(path("ws://[::1]:9/p"), "/p");
         // What cannot go on the request line as written is encoded.
         assert_eq!(path("ws://h/a b?c d"), "/a%20b?c%20d");
+    }
+
+    #[test]
+    fn a_url_needs_a_host_as_written() {
+        for raw in ["ws:///x", "ws:x", "ws://", "ws://:80/", "wss://u@/p"] {
+            let err = Target::parse(raw, Family::WebSocket).map(|t| t.host).unwrap_err();
+            assert_eq!(err.kind, Kind::BadUrl, "{raw}");
+        }
+        assert_eq!(Target::parse("http:/x", Family::Http).map(|t| t.host).unwrap_err().kind, Kind::BadUrl);
+        assert_eq!(Target::parse("ws://x/", Family::WebSocket).unwrap().host, "x");
     }
 
     #[test]
