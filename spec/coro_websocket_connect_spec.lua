@@ -123,6 +123,27 @@ describe("turbo_ws.coro_websocket", function()
       end)
     end)
 
+    it("speaks permessage-deflate when a Sec-WebSocket-Extensions header of its own offers it", function()
+      local server, port, seen = test_server()
+      co_run(function()
+        local res, read, write = connect({
+          host = "127.0.0.1", port = port, pathname = "/",
+          headers = { { "Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=10" } },
+        })
+        assert(res, read)
+        assert.are.equal("permessage-deflate; server_max_window_bits=10",
+          header(seen.info.headers, "sec-websocket-extensions"))
+        assert.truthy(header(res, "sec-websocket-extensions"):find("permessage-deflate", 1, true))
+        local big = string.rep("compress me ", 1000)
+        write({ opcode = 1, payload = big })
+        local echo = read()
+        assert.are.equal(big, echo and echo.payload)
+        write()
+        read()
+        server:close()
+      end)
+    end)
+
     it("accepts parseUrl's table with extra keys, and host defaulting to 127.0.0.1", function()
       local server, port = test_server()
       co_run(function()

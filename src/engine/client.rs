@@ -178,9 +178,13 @@ fn build_request(
     if !p.protocols.is_empty() {
         line("Sec-WebSocket-Protocol", p.protocols.join(", ").as_bytes());
     }
-    // A program's own extensions header replaces our offer.
-    let offer_deflate = p.limits.permessage_deflate && user("sec-websocket-extensions").is_none();
-    if offer_deflate {
+    // A program's own extensions header replaces our offer; when it offers
+    // permessage-deflate, the server's agreement to it is spoken (unless
+    // the program turned deflate off, which then fails the handshake).
+    let own_offer = user("sec-websocket-extensions");
+    let offer_deflate = p.limits.permessage_deflate
+        && own_offer.is_none_or(|v| deflate::offers_deflate(&String::from_utf8_lossy(v)));
+    if offer_deflate && own_offer.is_none() {
         line("Sec-WebSocket-Extensions", deflate::offer().as_bytes());
     }
     for (name, value) in headers {

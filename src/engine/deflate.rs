@@ -130,6 +130,12 @@ pub fn offer() -> String {
     format!("{NAME}; client_max_window_bits")
 }
 
+/// Whether a client's Sec-WebSocket-Extensions value offers
+/// permessage-deflate with valid parameters.
+pub fn offers_deflate(header: &str) -> bool {
+    parse_list(header).iter().any(|(name, params)| name == NAME && read_params(params, true).is_some())
+}
+
 /// A client's reading of the server's answer: what was agreed, or why the
 /// answer cannot be accepted.
 pub fn read_answer(header: &str) -> Result<Agreed, String> {
