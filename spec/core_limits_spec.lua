@@ -171,6 +171,28 @@ describe("shutdown", function()
     assert.are.equal("refused", late.kind)
   end)
 
+  it("calls on_done after the on_close of a connection it had to abort", function()
+    local order, upgraded = {}, false
+    local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req)
+      req:upgrade():set_callbacks{ on_close = function() order[#order + 1] = "on_close" end }
+      upgraded = true
+    end)
+    -- A client that completes the handshake, then never reads (so never
+    -- answers the 1001), until its stdin is closed.
+    local peer = io.popen(("python3 -c '%s' %d"):format(table.concat({
+      "import socket, sys",
+      "s = socket.create_connection((\"127.0.0.1\", int(sys.argv[1])))",
+      "s.sendall(b\"GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+        .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n\")",
+      "sys.stdin.read()",
+    }, "\n"), server:port()), "w")
+    run_until(function() return upgraded end, 5000, "the upgrade")
+    turbo_ws.shutdown(0.2, function() order[#order + 1] = "on_done" end)
+    run_until(function() return #order == 2 end)
+    peer:close()
+    assert.are.same({ "on_close", "on_done" }, order)
+  end)
+
   it("checks its arguments", function()
     assert.has_error(function() turbo_ws.shutdown(-1) end)
     assert.has_error(function() turbo_ws.shutdown(1, 42) end)

@@ -608,6 +608,9 @@ fn instant_at(ms: f64) -> Instant {
     }
 }
 
+/// How long `shutdown` waits for the connections it aborted to report closed.
+const ABORTED_GRACE: Duration = Duration::from_secs(1);
+
 /// Stops every listener, closes every connection with 1001, waits for them
 /// up to `timeout`, aborts the rest, then calls `on_done`.
 pub fn shutdown(lp: &'static Loop, timeout: Duration, on_done: Option<LuaCall>) {
@@ -616,6 +619,9 @@ pub fn shutdown(lp: &'static Loop, timeout: Duration, on_done: Option<LuaCall>) 
         let registry = lp.registry();
         if tokio::time::timeout(timeout, registry.drained()).await.is_err() {
             registry.abort_all();
+            // The aborted connections' on_close come before on_done; their
+            // tasks finish on their next poll (bounded all the same).
+            let _ = tokio::time::timeout(ABORTED_GRACE, registry.drained()).await;
         }
         if let (Some(call), Some(lua)) = (on_done, lp.lua()) {
             call.invoke(lp, &lua, "shutdown callback");
