@@ -178,6 +178,9 @@ async fn handle(
         res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(res);
     }
+    if let Err(why) = check_host(req.version(), req.headers()) {
+        return Ok(plain(StatusCode::BAD_REQUEST, why));
+    }
     let on_upgrade = wants_websocket(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (head, body) = req.into_parts();
     let body = if on_upgrade.is_some() {
@@ -244,6 +247,19 @@ impl Rejection {
     }
 }
 
+/// RFC 7230 §5.4: a server MUST answer 400 to an HTTP/1.1 request without
+/// Host, and to any with more than one or an invalid one (an authority
+/// without userinfo; empty is allowed).
+fn check_host(version: http::Version, headers: &HeaderMap) -> Result<(), &'static str> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) if url_parts::is_host_field(host.as_bytes()) => Ok(()),
+        (None, _) if version < http::Version::HTTP_11 => Ok(()),
+        (None, _) => Err("missing Host header"),
+        _ => Err("repeated or invalid Host header"),
+    }
+}
+
 /// Checks an upgrade request per RFC 6455 §4.2.1; returns Sec-WebSocket-Key.
 pub(crate) fn check_handshake(
     method: &Method,
@@ -256,13 +272,7 @@ pub(crate) fn check_handshake(
     if version < http::Version::HTTP_11 {
         return Err(Rejection(StatusCode::BAD_REQUEST, "a WebSocket handshake needs HTTP/1.1"));
     }
-    // RFC 7230 §5.4: one Host, an authority without userinfo.
-    let mut hosts = headers.get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(host), None) if url_parts::is_host_field(host.as_bytes()) => {}
-        (None, _) => return Err(Rejection(StatusCode::BAD_REQUEST, "missing Host header")),
-        _ => return Err(Rejection(StatusCode::BAD_REQUEST, "repeated or invalid Host header")),
-    }
+    check_host(version, headers).map_err(|why| Rejection(StatusCode::BAD_REQUEST, why))?;
     if !wants_websocket(headers) {
         return Err(Rejection(StatusCode::BAD_REQUEST, "missing 'Upgrade: websocket'"));
     }
@@ -760,6 +770,29 @@ mod tests {
             assert_eq!(answer.header("sec-websocket-version"), Some(&b"13"[..]));
             assert_eq!(answer.body, b"unsupported Sec-WebSocket-Version (only 13)");
             assert_eq!(*answerer.seen.borrow(), ["GET /chat", "rejected 426"]);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_plain_request_needs_one_valid_host_in_http_1_1() {
+        local(async {
+            let answerer = Rc::new(Answerer::default());
+            let addr = start(config(10), answerer.clone());
+            let cases = [
+                ("GET /a HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+                ("GET /b HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+                ("GET /c HTTP/1.1\r\nHost: u@h\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+                ("GET /d HTTP/1.1\r\nHost: h:8080\r\n\r\n", "HTTP/1.1 200 OK"),
+                ("GET /e HTTP/1.1\r\nHost: \r\n\r\n", "HTTP/1.1 200 OK"),
+                ("GET /f HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK"),
+            ];
+            for (request, status) in cases {
+                let answer = ask(&mut connect(addr).await, request).await;
+                assert_eq!(answer.status, status, "{request:?}");
+            }
+            // The program never saw the refused ones.
+            assert_eq!(*answerer.seen.borrow(), ["GET /d", "GET /e", "GET /f"]);
         })
         .await;
     }
