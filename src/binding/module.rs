@@ -34,6 +34,7 @@ fn register_embedded(lua: &Lua) -> mlua::Result<()> {
 /// program uses luv. Loads no face: that is the caller's choice.
 fn load_core(lua: &Lua) -> mlua::Result<()> {
     crate::engine::signals::ignore_sigpipe();
+    crate::engine::signals::reset_interpreter_sigint();
     let core = lua.create_table()?;
     crate::binding::ioloop::register(lua, &core)?;
     crate::binding::server::register(lua, &core)?;

@@ -66,6 +66,38 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
+/// Gives SIGINT back its default action when the disposition is the Lua
+/// interpreter's own (`luajit script.lua`, `lua script.lua`: lua.c's
+/// handler, in the main executable, that raises "interrupted!" in
+/// whatever Lua code runs next and then resets SIGINT). Under turbo_ws
+/// that next code is a protected callback, so Ctrl-C printed an error and
+/// the loop went on; and a handler registered later (`on_signal`, a
+/// worker's graceful stop) still called it, which reset SIGINT under it.
+/// A handler any other object installed (libuv's, say) is left alone.
+pub(crate) fn reset_interpreter_sigint() {
+    // SAFETY: reads one signal's disposition, asks the dynamic linker which
+    // loaded object holds two addresses (the handler, and the main
+    // program's headers from the aux vector), and resets the disposition.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old) != 0
+            || old.sa_sigaction == libc::SIG_DFL
+            || old.sa_sigaction == libc::SIG_IGN
+        {
+            return;
+        }
+        let main_headers = libc::getauxval(libc::AT_PHDR) as *const libc::c_void;
+        let mut handler_in: libc::Dl_info = std::mem::zeroed();
+        let mut main_in: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(old.sa_sigaction as *const libc::c_void, &mut handler_in) != 0
+            && libc::dladdr(main_headers, &mut main_in) != 0
+            && handler_in.dli_fbase == main_in.dli_fbase
+        {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        }
+    }
+}
+
 /// A stream of one signal's arrivals, for a task on the loop. The tokio
 /// runtime must be entered (it registers with the runtime's driver).
 pub(crate) fn arrivals(signo: libc::c_int) -> Result<tokio::signal::unix::Signal, String> {
