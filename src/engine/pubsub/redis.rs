@@ -61,17 +61,30 @@ impl RedisConfig {
     }
 }
 
-/// The URL without its password.
+/// The URL without its password: the userinfo's (`redis://:pw@h`) and a
+/// `pass`/`password` query parameter's (`redis+unix:///s?pass=pw`), found
+/// in the text as written, so a URL that does not parse is masked too.
 fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
+    let mut out = url.trim_end_matches('/').to_string();
+    if let Some(start) = out.find("://").map(|i| i + 3) {
+        let end = out[start..].find(['/', '?', '#']).map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..end].rfind('@').map(|i| start + i) {
+            if let Some(colon) = out[start..at].find(':').map(|i| start + i) {
+                out.replace_range(colon + 1..at, "***");
             }
-            u.to_string().trim_end_matches('/').to_string()
         }
-        Err(_) => url.to_string(),
     }
+    let Some(query) = out.find('?') else { return out };
+    let mut masked = out[..=query].to_string();
+    let fields: Vec<String> = out[query + 1..]
+        .split('&')
+        .map(|field| match field.split_once('=') {
+            Some((name, _)) if name == "pass" || name == "password" => format!("{name}=***"),
+            _ => field.to_string(),
+        })
+        .collect();
+    masked.push_str(&fields.join("&"));
+    masked
 }
 
 /// The Redis side of a hub.
@@ -463,6 +476,10 @@ mod tests {
         assert!(why.ends_with(": http://user:***@x"), "{why}");
         let config = RedisConfig::new("redis://user:secret@127.0.0.1:7000/").unwrap();
         assert_eq!(Link::new(config).url(), "redis://user:***@127.0.0.1:7000");
+        assert_eq!(redacted("redis+unix:///tmp/r.sock?db=1&pass=secret"), "redis+unix:///tmp/r.sock?db=1&pass=***");
+        assert_eq!(redacted("redis://:secret@127.0.0.1:99999"), "redis://:***@127.0.0.1:99999");
+        assert_eq!(redacted("redis://:secret@[::1:6379"), "redis://:***@[::1:6379");
+        assert_eq!(redacted("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
     }
 
     #[test]
