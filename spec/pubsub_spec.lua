@@ -220,6 +220,10 @@ describe("turbo_ws.pubsub (memory)", function()
     assert_error_with("bad argument #2 'callback' (function expected, got string)", function() hub:subscribe("c", "f") end)
     assert_error_with("bad argument #2 'message' (string or table expected, got number)", function() hub:publish("c", 1) end)
     assert_error_with("bad argument #1 'token or channel'", function() hub:unsubscribe(true) end)
+    assert_error_with("turbo_ws.pubsub hub:unsubscribe: bad argument #1 'channel' (must not be empty)",
+      function() hub:unsubscribe("") end)
+    assert_error_with("turbo_ws.pubsub hub:publish: bad argument #2 'message' (a table JSON can encode "
+      .. "expected: can't convert function to JSON)", function() hub:publish("c", { f = print }) end)
     hub:close()
   end)
 end)

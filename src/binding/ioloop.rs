@@ -346,6 +346,24 @@ impl Loop {
             && !self.foreign_alive()
     }
 
+    /// What keeps `run()` going, in words (for `workers()`'s refusal).
+    pub fn pending_work(&self) -> Vec<&'static str> {
+        let mut pending = Vec::new();
+        if self.handles.get() > 0 {
+            pending.push("a listener, connection, connect, HTTP request, watched fd, redis hub or undelivered pubsub message");
+        }
+        if self.timers_keeping_alive.get() > 0 {
+            pending.push("a timer");
+        }
+        if !self.callbacks.borrow().is_empty() {
+            pending.push("a queued callback (add_callback, or a published message not yet delivered)");
+        }
+        if self.foreign.borrow().is_some() && self.foreign_alive() {
+            pending.push("libuv handles");
+        }
+        pending
+    }
+
     /// Calls a foreign hook (`which` picks it); its result, or None when
     /// there is none, or it failed, or a hook is already running.
     fn call_foreign(&self, which: fn(&Foreign) -> &Option<RegistryKey>, what: &str) -> Option<bool> {

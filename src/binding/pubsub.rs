@@ -135,7 +135,15 @@ fn message_arg(lua: &Lua, func: &str, v: Value) -> mlua::Result<Vec<u8>> {
             let require: Function = lua.globals().get("require")?;
             let json: Table = require.call("turbo_ws.json")?;
             let encode: Function = json.get("encode")?;
-            let text: mlua::LuaString = encode.call(t)?;
+            let text: mlua::LuaString = encode.call(t).map_err(|e| {
+                let why = match &e {
+                    mlua::Error::RuntimeError(m) => m.clone(),
+                    mlua::Error::CallbackError { cause, .. } => cause.to_string(),
+                    other => other.to_string(),
+                };
+                let why = why.lines().next().unwrap_or_default().to_owned();
+                args::misuse(func, &format!("bad argument #2 'message' (a table JSON can encode expected: {why})"))
+            })?;
             Ok(text.as_bytes().to_vec())
         }
         other => Err(args::bad(func, 2, "message", "string or table", &other)),
@@ -166,7 +174,10 @@ impl UserData for HubHandle {
                 Value::Number(x) if x.fract() == 0.0 && x > 0.0 => {
                     Ok(Value::Boolean(this.0.unsubscribe_token(x as u64)))
                 }
-                Value::String(s) => Ok(Value::Integer(this.0.unsubscribe_channel(&s.as_bytes()) as _)),
+                Value::String(s) => {
+                    let channel = channel_arg(F, Value::String(s))?;
+                    Ok(Value::Integer(this.0.unsubscribe_channel(&channel) as _))
+                }
                 other => {
                     Err(args::bad(F, 1, "token or channel", "subscription token or channel name", &other))
                 }

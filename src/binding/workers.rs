@@ -106,9 +106,14 @@ fn loop_hazard(lp: &'static Loop) -> Option<String> {
         );
     }
     if !lp.is_idle() || lp.registry().open_connections() > 0 {
-        return Some(
-            "call workers() first, before listen, connect, timers, callbacks or a redis pubsub hub".into(),
-        );
+        let mut pending = lp.pending_work();
+        if pending.is_empty() {
+            pending.push("a connection");
+        }
+        return Some(format!(
+            "call workers() first, before listen, connect, timers, callbacks or a redis pubsub hub (pending now: {})",
+            pending.join("; ")
+        ));
     }
     None
 }
