@@ -117,6 +117,44 @@ describe("ping_interval and idle_timeout", function()
   end)
 end)
 
+describe("frame size", function()
+  -- Every sender here (browsers, Turbo, turbo_ws) sends a message as one
+  -- frame: by default a frame may be as large as a message.
+  -- Sends one message of `size` bytes to an echo server with `options`;
+  -- returns the size echoed (nil if none) and the close code.
+  local function echo_of(options, size)
+    options.permessage_deflate = false
+    local got, closed
+    local server = echo_server(options)
+    local c = client(server:port())
+    run_until(function() return c.done end)
+    c.conn:set_callbacks{
+      on_message = function(m) got = #m end,
+      on_close = function(code) closed = code end,
+    }
+    c.conn:send(string.rep("\1", size), true)
+    run_until(function() return got or closed end, 20000)
+    c.conn:close()
+    run_until(function() return closed end)
+    server:close()
+    return got, closed
+  end
+
+  it("takes a 20 MiB message in one frame by default", function()
+    assert.are.equal(20 * 1024 * 1024, (echo_of({}, 20 * 1024 * 1024)))
+  end)
+
+  it("follows max_message_size unless given", function()
+    local got, closed = echo_of({ max_message_size = 1000 }, 2000)
+    assert.is_nil(got)
+    assert.are.equal(1009, closed)
+    got, closed = echo_of({ max_frame_size = 1000 }, 2000)
+    assert.is_nil(got)
+    assert.are.equal(1009, closed)
+    assert.are.equal(999, (echo_of({ max_message_size = 1000 }, 999)))
+  end)
+end)
+
 describe("send buffer", function()
   it("counts queued bytes and refuses sends past max_buffered", function()
     local server = echo_server()

@@ -167,9 +167,10 @@ pub fn limits(opts: &Opts) -> mlua::Result<Limits> {
     let size = |key: &str, default: usize| -> mlua::Result<usize> {
         Ok(opts.integer(key, 1, MAX)?.map_or(default, |v| v as usize))
     };
+    let max_message_size = size("max_message_size", d.max_message_size)?;
     Ok(Limits {
-        max_message_size: size("max_message_size", d.max_message_size)?,
-        max_frame_size: size("max_frame_size", d.max_frame_size)?,
+        max_message_size,
+        max_frame_size: size("max_frame_size", max_message_size)?,
         max_buffered: size("max_buffered", d.max_buffered)?,
         close_slow_readers: opts.bool("close_slow_readers")?.unwrap_or(d.close_slow_readers),
         read_buffer_size: opts

@@ -8,7 +8,10 @@ use std::time::Duration;
 pub struct Limits {
     /// Largest incoming message (after reassembly); larger closes with 1009.
     pub max_message_size: usize,
-    /// Largest incoming frame payload; larger closes with 1009.
+    /// Largest incoming frame payload; larger closes with 1009. By default
+    /// as large as a message: browsers, Turbo and turbo_ws send each
+    /// message as one frame, so a smaller frame limit refused messages
+    /// the message limit allowed.
     pub max_frame_size: usize,
     /// Bytes queued for sending above which `send` refuses more (a message
     /// into an empty queue is always taken, whatever its size).
@@ -41,7 +44,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_size: 64 << 20,
-            max_frame_size: 16 << 20,
+            max_frame_size: 64 << 20,
             // Per connection, so a thousand peers that never read cost 1 GiB
             // at most, not 64; see docs/core.md.
             max_buffered: 1 << 20,
