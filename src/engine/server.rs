@@ -162,7 +162,12 @@ async fn serve_http(shared: Rc<Listener>, tcp: tokio::net::TcpStream, peer: Sock
         .timer(TokioTimer::new())
         .header_read_timeout(limits.handshake_timeout)
         .max_buf_size(limits.max_header_size)
-        .max_headers(limits.max_headers);
+        .max_headers(limits.max_headers)
+        // Names as Turbo, evlua and most servers write them (`Upgrade`,
+        // `X-Msg`), not hyper's lower case: case-insensitive by the RFC,
+        // but some peers match names exactly. (The exact spelling a
+        // program gave cannot be kept: hyper's case map is private.)
+        .title_case_headers(true);
     let _ = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
 }
 
@@ -304,10 +309,20 @@ pub(crate) fn check_handshake(
     }
 }
 
+/// A refused handshake's answer, with the fields its status requires:
+/// a 426 names what to upgrade to (RFC 9110 §15.5.22, with `Connection:
+/// upgrade` as §7.8 wants beside `Upgrade`) and the version we speak
+/// (RFC 6455 §4.4); a 405 lists the allowed method (RFC 9110 §15.5.6).
 fn rejection_response(r: &Rejection) -> Response<Body> {
     let mut res = plain(r.0, r.1);
+    let headers = res.headers_mut();
     if r.0 == StatusCode::UPGRADE_REQUIRED {
-        res.headers_mut().insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    if r.0 == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(http::header::ALLOW, HeaderValue::from_static("GET"));
     }
     res
 }
@@ -768,8 +783,28 @@ mod tests {
             let answer = ask(&mut s, &upgrade_request("8")).await;
             assert_eq!(answer.status, "HTTP/1.1 426 Upgrade Required");
             assert_eq!(answer.header("sec-websocket-version"), Some(&b"13"[..]));
+            assert_eq!(answer.header("upgrade"), Some(&b"websocket"[..]));
             assert_eq!(answer.body, b"unsupported Sec-WebSocket-Version (only 13)");
             assert_eq!(*answerer.seen.borrow(), ["GET /chat", "rejected 426"]);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_post_upgrade_gets_405_allowing_get_in_title_case() {
+        local(async {
+            let answerer = Rc::new(Answerer::default());
+            let mut s = connect(start(config(10), answerer.clone())).await;
+            let request = upgrade_request("13").replacen("GET", "POST", 1);
+            s.write_all(request.as_bytes()).await.expect("request");
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(s.read_u8().await.expect("answer head"));
+            }
+            let head = String::from_utf8_lossy(&head);
+            assert!(head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{head}");
+            assert!(head.contains("\r\nAllow: GET\r\n"), "{head}");
+            assert!(head.contains("\r\nContent-Type: text/plain"), "{head}");
         })
         .await;
     }
