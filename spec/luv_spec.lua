@@ -62,6 +62,26 @@ describe("luv", function()
     assert.is_true(has(lines, "exit 0"), out)
   end)
 
+  it("uv.stop() makes uv.run() return, from a libuv or a turbo_ws callback, with luv's value", function()
+    local lines, out = run("uv_stop.lua")
+    for _, want in ipairs({ "first uv.run returned true, ticks 3", "second uv.run returned true",
+                            "third uv.run returned false", "exit 0" }) do
+      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
+    end
+  end)
+
+  it("fires an unref'd libuv timer while only turbo_ws keeps the loop alive, which it does not hold", function()
+    local lines, out = run("unref_timer.lua")
+    local fired
+    for _, l in ipairs(lines) do fired = fired or tonumber(l:match("^unref'd timer fired (%d+) times")) end
+    assert.is_number(fired, out)
+    -- every 50 ms for 500 ms; allow scheduling noise
+    assert.is_true(fired >= 7 and fired <= 10, "fired " .. tostring(fired) .. " times:\n" .. out)
+    for _, want in ipairs({ "work over", "loop alive false", "exit 0" }) do
+      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
+    end
+  end)
+
   for _, owner in ipairs({ "luv", "turbo_ws" }) do
     it("costs no CPU while idle with " .. owner .. " owning the loop", function()
       local lines, out = run("idle.lua", owner)

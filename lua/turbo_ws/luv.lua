@@ -27,11 +27,66 @@ function M.attach(uv)
     error("turbo_ws.luv.attach: another luv module is already attached", 2)
   end
   attached = uv
-  local run_libuv = uv.run
+  local run_libuv, stop_libuv = uv.run, uv.stop
   local timer, timer_at -- our timeout for libuv's next timer
+  local in_run = false -- inside our uv.run(), which uv.stop() ends
 
-  local function run_ready()
+  -- libuv's uv_run does nothing, not even run a due timer, while no ref'd
+  -- handle is active, and then its backend timeout is 0: an unref'd timer
+  -- (a heartbeat) would never fire while only turbo_ws keeps the process
+  -- alive. Around our own runs of libuv in that state, this ref'd timer of
+  -- ours, due in ~24 days, holds libuv alive; stopped at once after, it
+  -- never counts in uv.loop_alive() (our alive hook) otherwise.
+  local KEEPER_MS = 2 ^ 31 - 1 -- libuv's timeouts are ints
+  local keeper, keeper_due
+
+  local function keeper_noop() end
+
+  local function hold_libuv()
+    -- A program's shutdown idiom (uv.walk closing every handle) may have
+    -- closed it.
+    if not keeper or uv.is_closing(keeper) then keeper = uv.new_timer() end
+    keeper:start(KEEPER_MS, 0, keeper_noop)
+    keeper_due = uv.now() + KEEPER_MS
+  end
+
+  -- The moment libuv's next timer is due (turbo_ws's clock), given its
+  -- backend timeout; nil for none, or for the keeper's own.
+  local function due_at(ms)
+    if ms < 0 or (keeper_due and uv.now() + ms >= keeper_due) then return nil end
+    return core.gettimemonotonic() + ms
+  end
+
+  -- Runs libuv's ready work while it is not alive by itself; returns when
+  -- its next (unref'd) timer is due.
+  local function run_held()
+    hold_libuv()
     run_libuv("nowait")
+    uv.update_time()
+    local due = due_at(uv.backend_timeout())
+    keeper:stop()
+    keeper_due = nil
+    return due
+  end
+
+  -- Whether libuv has an active handle (an unref'd one, when it is not
+  -- alive). Walking is cheap when it has few handles, and costs nothing
+  -- to a program that has none (turbo_ws-run loads luv for every program).
+  local active_seen = false
+  local function note_active(handle)
+    if not active_seen and uv.is_active(handle) then active_seen = true end
+  end
+  local function has_active_handle()
+    active_seen = false
+    uv.walk(note_active)
+    return active_seen
+  end
+
+  -- libuv's fd is readable or its timer is due: run it. When it is not
+  -- alive, what is ready belongs to unref'd handles (or the fd is stale,
+  -- which only a libuv poll clears), so it is held alive for the run.
+  local function run_ready()
+    if uv.loop_alive() then run_libuv("nowait") else run_held() end
   end
 
   local function on_timer()
@@ -42,18 +97,20 @@ function M.attach(uv)
   -- Before turbo_ws waits: let libuv apply what the program asked of it
   -- since (libuv only registers new fds while it runs), then wait no
   -- longer than libuv's next timer. Returns whether libuv has work left.
-  -- This runs at every loop turn: when libuv has nothing alive, uv_run
-  -- would return at once, so it is not called.
+  -- This runs at every loop turn: when libuv has nothing alive, it is run
+  -- (held alive) only if some unref'd handle is active.
   local function before_block()
     local alive, due = uv.loop_alive(), nil
     if alive then
-      run_ready()
+      run_libuv("nowait")
       alive = uv.loop_alive()
     end
     if alive then
       uv.update_time()
-      local ms = uv.backend_timeout()
-      if ms >= 0 then due = core.gettimemonotonic() + ms end
+      due = due_at(uv.backend_timeout())
+    elseif has_active_handle() then
+      due = run_held()
+      alive = uv.loop_alive() -- its callbacks may have started work
     end
     if due ~= timer_at and not (due and timer_at and timer_at <= due) then
       if timer then core.remove_timeout(timer) end
@@ -79,13 +136,23 @@ function M.attach(uv)
 
   -- uv.run() (default mode) is the program's whole loop: run turbo_ws's,
   -- which now runs libuv's too. "once" and "nowait" stay libuv's own.
+  -- As luv's, it returns whether libuv still has work (after uv.stop()).
   uv.run = function(mode)
     if mode ~= nil and mode ~= "default" then return run_libuv(mode) end
     if core.running() then
       error("uv.run: the loop is already running (turbo_ws runs libuv's callbacks)", 2)
     end
+    in_run = true
     core.run()
-    return false
+    in_run = false
+    return uv.loop_alive()
+  end
+  -- uv.stop() makes uv.run() return: ours is turbo_ws's loop, closed after
+  -- the current callback. libuv's own stop still ends a run of libuv's
+  -- (ours, or the program's uv.run("once")) at once.
+  uv.stop = function()
+    stop_libuv()
+    if in_run and core.running() then core.close() end
   end
   return uv
 end
