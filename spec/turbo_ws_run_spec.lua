@@ -73,6 +73,43 @@ process.exitCode = 5
     assert.are.equal(0, status, out)
   end)
 
+  it("reports an error in the main chunk with its traceback and exits 1, before or after it waits", function()
+    local status, out = run([[
+local x
+print("before")
+x.y = 1
+]])
+    assert.are.equal(1, status, out)
+    assert.truthy(out:find("before\n", 1, true), out)
+    assert.truthy(out:find("Uncaught exception:\nprogram.lua:3: attempt to index", 1, true), out)
+    assert.truthy(out:find("program.lua:?%d*: in main chunk"), out)
+    -- Resumed by the coro face once connected: the face would report an
+    -- error in a coroutine it resumes and go on.
+    status, out = run([[
+local core = require("turbo_ws").core
+local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req) req:upgrade() end)
+local ws = require "coro-websocket"
+local res = ws.connect({ host = "127.0.0.1", port = server:port(), pathname = "/" })
+print("connected", res.code)
+error("fails after a wait")
+]])
+    assert.are.equal(1, status, out)
+    assert.truthy(out:find("connected\t101\n", 1, true), out)
+    assert.truthy(out:find("Uncaught exception:\nprogram.lua:6: fails after a wait\nstack traceback:", 1, true), out)
+    assert.truthy(out:find("program.lua:6: in main chunk", 1, true), out)
+    assert.falsy(out:find("turbo_ws-run:", 1, true), out) -- none of the launcher's frames
+    -- Resumed by a loop callback of the program's own.
+    status, out = run([[
+local core = require("turbo_ws").core
+local co = coroutine.running()
+core.add_timeout(core.gettimemonotonic() + 20, function() core.resume(co) end)
+coroutine.yield()
+error("fails after a timeout")
+]])
+    assert.are.equal(1, status, out)
+    assert.truthy(out:find("Uncaught exception:\nprogram.lua:5: fails after a timeout\n", 1, true), out)
+  end)
+
   it("gives process.pid, process.cwd(), and process.env get, assignment and iterate", function()
     local status, out = run([[
 local stat = io.open("/proc/self/stat")
