@@ -104,6 +104,21 @@ describe("turbo_ws.coro_websocket", function()
       end)
     end)
 
+    it("after write() closed, swallows the control frames waiting unread too; data still comes", function()
+      local server, port = test_server()
+      co_run(function()
+        local _, read, write = connect({ host = "127.0.0.1", port = port })
+        write({ opcode = 1, payload = "cmd:ping:p1" })
+        write({ opcode = 9, payload = "p2" }) -- the server pongs
+        write({ opcode = 1, payload = "t1" }) -- and echoes
+        sleep(100) -- all came: the ping waits unread, the rest is held back
+        assert.is_true(write())
+        assert.are.equal("t1", read().payload) -- neither the ping nor the pong
+        assert.is_nil(read())
+        server:close()
+      end)
+    end)
+
     it("returns the server's close frame, echoes it, then nil for every read", function()
       local server, port, seen = test_server()
       co_run(function()

@@ -479,6 +479,7 @@ local function open_link(conn, heartbeat, socket_path)
   local readers = {}              -- coroutines waiting in read(), FIFO
   local done = false              -- no more messages will come
   local close_sent = false        -- we closed (or the close was echoed)
+  local close_written = false     -- write() sent a close (the original's closeSent)
   local failure                   -- "kind: message" if the connection failed
   local stop_heartbeat = function() end
   local on_closed = {}            -- socket:shutdown/close callbacks
@@ -531,13 +532,24 @@ local function open_link(conn, heartbeat, socket_path)
   }
   conn:set_callbacks(callbacks)
 
+  -- After write() closed, the original reads on but swallows control
+  -- frames: also those that came before and wait unread here (pushing
+  -- filters only those that come later).
+  local function swallowed(msg)
+    return close_written and is_control(msg.opcode)
+  end
+
   local function read()
     local co = need_coroutine("read", 2)
     while true do
       local msg = inbox:pop()
-      if msg then return msg end
-      if done then return nil, failure end
-      wait_in(readers, co)
+      if msg then
+        if not swallowed(msg) then return msg end
+      elseif done then
+        return nil, failure
+      else
+        wait_in(readers, co)
+      end
     end
   end
 
@@ -566,6 +578,7 @@ local function open_link(conn, heartbeat, socket_path)
     else
       ok, err = call(3, "close", toolkit.split_close_payload(payload))
     end
+    close_written = true
     closing()
     return ok, err
   end
