@@ -54,4 +54,30 @@ describe("conn:pause_reading", function()
     assert.are.equal(4001, closed)
     server:close()
   end)
+
+  it("no longer keeps run() going once nothing is left to write, as a libuv stream that stopped reading", function()
+    local server_conn = {}
+    local client, server = connected({ on_message = function() end }, nil, server_conn)
+    server:close()
+    local timed_out = false
+    local guard = core.add_timeout(core.gettimemonotonic() + 3000, function()
+      timed_out = true
+      core.close()
+    end, nil, false)
+    -- Both ends open, both paused: run() returns at once.
+    client:pause_reading()
+    server_conn[1]:pause_reading()
+    core.run()
+    assert.is_false(timed_out)
+    assert.are.equal("open", client:state())
+    -- One end reading again keeps it going until the close is done.
+    local closed
+    client:set_callbacks({ on_close = function(code) closed = code end })
+    client:resume_reading()
+    server_conn[1]:close(4002)
+    core.run()
+    core.remove_timeout(guard)
+    assert.is_false(timed_out)
+    assert.are.equal(4002, closed)
+  end)
 end)

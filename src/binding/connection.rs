@@ -280,6 +280,12 @@ impl Events for LuaEvents {
         self.emit(|c| &c.on_drain, "on_drain", |_| Ok(()));
     }
 
+    fn quiet(&self) {
+        if let Some(lp) = self.lp {
+            lp.recheck_idle();
+        }
+    }
+
     fn closing(&self, code: u16, reason: &str) {
         self.emit(|c| &c.on_closing, "on_closing", |_| Ok((code, reason.to_owned())));
     }
@@ -452,6 +458,10 @@ impl UserData for Connection {
         methods.add_method("buffered_amount", |_, this, ()| Ok(this.shared.buffered_amount()));
         methods.add_method("pause_reading", |_, this, ()| {
             this.shared.pause_reading();
+            // It may no longer keep run() going (nothing left to write).
+            if let Some(lp) = ioloop::current() {
+                lp.recheck_idle();
+            }
             Ok(())
         });
         methods.add_method("resume_reading", |_, this, ()| {

@@ -340,10 +340,26 @@ impl Loop {
 
     /// Nothing left that keeps `run()` going.
     pub fn is_idle(&self) -> bool {
-        self.handles.get() == 0
-            && self.timers_keeping_alive.get() == 0
+        self.timers_keeping_alive.get() == 0
             && self.callbacks.borrow().is_empty()
+            && self.handles_idle()
             && !self.foreign_alive()
+    }
+
+    /// No handle keeps `run()` going: none at all, or only connections
+    /// whose reading is paused with nothing to write (`Closable::keeps_loop`;
+    /// counted only when every handle could be one).
+    fn handles_idle(&self) -> bool {
+        let handles = self.handles.get();
+        handles == 0
+            || (handles <= self.registry.open_connections() && handles == self.registry.quiet_connections())
+    }
+
+    /// Makes a running `run()` look again at whether it should return.
+    pub fn recheck_idle(&self) {
+        if self.running.get() == Some(Mode::UntilIdle) {
+            self.wake.notify_one();
+        }
     }
 
     /// What keeps `run()` going, in words (for `workers()`'s refusal).

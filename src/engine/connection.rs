@@ -94,6 +94,9 @@ pub trait Events {
     fn closing(&self, _code: u16, _reason: &str) {}
     /// A send was refused for `max_buffered`, and the queue has room again.
     fn drained(&self);
+    /// Reading is paused and everything queued was written: the
+    /// connection no longer keeps the loop going (`Closable::keeps_loop`).
+    fn quiet(&self) {}
     /// The connection ended: called once, last. `error` says why when it
     /// failed (or when queued data could not be sent); `code` is the peer's
     /// close code, the one we failed with, or 1006.
@@ -150,6 +153,13 @@ impl Closable for Shared {
 
     fn abort(&self) {
         Shared::abort(self);
+    }
+
+    fn keeps_loop(&self) -> bool {
+        !(self.read_paused.get()
+            && self.state.get() == State::Open
+            && self.out.borrow().is_empty()
+            && self.pending_pong.borrow().is_none())
     }
 }
 
@@ -606,6 +616,9 @@ impl Driver {
                 // the peer's close.)
                 if let Err(e) = self.write_out(sh, cx) {
                     return Poll::Ready(End::WriteFailed(e));
+                }
+                if !sh.keeps_loop() {
+                    sh.events.quiet();
                 }
                 return Poll::Pending;
             }

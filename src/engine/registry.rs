@@ -15,6 +15,11 @@ pub trait Closable {
     fn going_away(&self);
     /// Drops the connection now.
     fn abort(&self);
+    /// Whether it keeps the loop's `run()` going: not while its reading is
+    /// paused with nothing left to write (as a libuv stream that stopped
+    /// reading: a luvit program done with a connection it never closed
+    /// still ends).
+    fn keeps_loop(&self) -> bool;
 }
 
 #[derive(Default)]
@@ -60,6 +65,11 @@ impl Registry {
 
     pub fn open_connections(&self) -> usize {
         self.connections.borrow().len()
+    }
+
+    /// How many open connections do not keep `run()` going (`keeps_loop`).
+    pub fn quiet_connections(&self) -> usize {
+        self.connections.borrow().values().filter_map(Weak::upgrade).filter(|c| !c.keeps_loop()).count()
     }
 
     fn live_connections(&self) -> Vec<Rc<dyn Closable>> {
