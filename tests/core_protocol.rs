@@ -97,7 +97,7 @@ fn plain_http_requests_reach_lua_and_keep_alive_is_honoured() {
         let (status, head) = read_head(&mut s);
         assert_eq!(status, 200, "{head}");
         let body = format!("plain GET {path}");
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(head.to_ascii_lowercase().contains(&format!("content-length: {}", body.len())), "{head}");
         let mut buf = vec![0u8; body.len()];
         std::io::Read::read_exact(&mut s, &mut buf).unwrap();
         assert_eq!(String::from_utf8(buf).unwrap(), body);
