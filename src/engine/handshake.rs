@@ -192,6 +192,10 @@ async fn read_body(stream: &mut Stream, response: &Response, mut body: BytesMut)
 /// §4.1: Upgrade, Connection, Sec-WebSocket-Accept, the extension and the
 /// subprotocol.
 fn check_upgrade(res: &Response, req: &Request) -> Result<Option<deflate::Agreed>, (Check, String)> {
+    // An upgrade is HTTP/1.1's (RFC 9110 §7.8; RFC 6455 §4.1 asks for 1.1).
+    if res.version != "HTTP/1.1" {
+        return Err((Check::Upgrade, format!("a 101 answer in {} (an upgrade needs HTTP/1.1)", res.version)));
+    }
     // "websocket" and nothing else (§4.1: a value that is not a match fails).
     if !matches!(res.single("upgrade"), Ok(Some(v)) if v.trim_ascii().eq_ignore_ascii_case(b"websocket")) {
         return Err((Check::Upgrade, "the answer's Upgrade header is not 'websocket'".into()));
@@ -281,6 +285,10 @@ mod tests {
     /// `check_upgrade` of a 101 with `fields` (after Connection) to a
     /// request offering "chat" and permessage-deflate: the failed check.
     fn check_101(fields: &str) -> Result<(), Check> {
+        check_101_in("HTTP/1.1", fields)
+    }
+
+    fn check_101_in(version: &str, fields: &str) -> Result<(), Check> {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let req = Request {
             head: Vec::new(),
@@ -291,7 +299,7 @@ mod tests {
         };
         let accept = frame::derive_accept_key(key.as_bytes());
         let fields = fields.replace("ACCEPT", &accept);
-        let res = parsed(&format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n{fields}\r\n"));
+        let res = parsed(&format!("{version} 101 Switching Protocols\r\nConnection: Upgrade\r\n{fields}\r\n"));
         check_upgrade(&res, &req).map(|_| ()).map_err(|(check, _)| check)
     }
 
@@ -302,6 +310,12 @@ mod tests {
             "Upgrade: websocket\r\nSec-WebSocket-Accept: ACCEPT\r\nSec-WebSocket-Protocol: chat\r\n"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_101_in_http_1_0_fails() {
+        let fields = "Upgrade: websocket\r\nSec-WebSocket-Accept: ACCEPT\r\n";
+        assert!(matches!(check_101_in("HTTP/1.0", fields), Err(Check::Upgrade)));
     }
 
     #[test]
