@@ -142,7 +142,10 @@ fn message_arg(lua: &Lua, func: &str, v: Value) -> mlua::Result<Vec<u8>> {
                     other => other.to_string(),
                 };
                 let why = why.lines().next().unwrap_or_default().to_owned();
-                args::misuse(func, &format!("bad argument #2 'message' (a table JSON can encode expected: {why})"))
+                args::misuse(
+                    func,
+                    &format!("bad argument #2 'message' (a table JSON can encode expected: {why})"),
+                )
             })?;
             Ok(text.as_bytes().to_vec())
         }

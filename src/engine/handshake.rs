@@ -299,7 +299,8 @@ mod tests {
         };
         let accept = frame::derive_accept_key(key.as_bytes());
         let fields = fields.replace("ACCEPT", &accept);
-        let res = parsed(&format!("{version} 101 Switching Protocols\r\nConnection: Upgrade\r\n{fields}\r\n"));
+        let res =
+            parsed(&format!("{version} 101 Switching Protocols\r\nConnection: Upgrade\r\n{fields}\r\n"));
         check_upgrade(&res, &req).map(|_| ()).map_err(|(check, _)| check)
     }
 

@@ -476,7 +476,10 @@ mod tests {
         assert!(why.ends_with(": http://user:***@x"), "{why}");
         let config = RedisConfig::new("redis://user:secret@127.0.0.1:7000/").unwrap();
         assert_eq!(Link::new(config).url(), "redis://user:***@127.0.0.1:7000");
-        assert_eq!(redacted("redis+unix:///tmp/r.sock?db=1&pass=secret"), "redis+unix:///tmp/r.sock?db=1&pass=***");
+        assert_eq!(
+            redacted("redis+unix:///tmp/r.sock?db=1&pass=secret"),
+            "redis+unix:///tmp/r.sock?db=1&pass=***"
+        );
         assert_eq!(redacted("redis://:secret@127.0.0.1:99999"), "redis://:***@127.0.0.1:99999");
         assert_eq!(redacted("redis://:secret@[::1:6379"), "redis://:***@[::1:6379");
         assert_eq!(redacted("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
