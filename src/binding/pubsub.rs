@@ -144,7 +144,7 @@ fn message_arg(lua: &Lua, func: &str, v: Value) -> mlua::Result<Vec<u8>> {
                 let why = why.lines().next().unwrap_or_default().to_owned();
                 args::misuse(
                     func,
-                    &format!("bad argument #2 'message' (a table JSON can encode expected: {why})"),
+                    format!("bad argument #2 'message' (a table JSON can encode expected: {why})"),
                 )
             })?;
             Ok(text.as_bytes().to_vec())
