@@ -324,21 +324,38 @@ local MAX_ARGUMENTS = 256
 
 local function hex_to_char(hex) return schar(tonumber(hex, 16)) end
 
+-- The pair in one '&'-separated field as Turbo's gmatch("([^&=]+)=([^&]*)")
+-- reads it: the first '=' after a run of other bytes ends the name (a
+-- leading run of '=' is skipped), the rest is the value. Found field by
+-- field, in linear time: that gmatch retried from every byte of a long run
+-- without '=' (a JSON body sent as a form), seconds of blocked loop per
+-- 20 KB.
+local function field_pair(field)
+    local last_of_name = sfind(field, "[^=]=")
+    if not last_of_name then return nil end
+    local lead = #smatch(field, "^=*")
+    return ssub(field, lead + 1, last_of_name), ssub(field, last_of_name + 2)
+end
+
 local function parse_arguments(data)
     local arguments = {}
     if not data then return arguments end
-    local count = 0
-    for k, v in data:gmatch("([^&=]+)=([^&]*)") do
-        count = count + 1
-        if count > MAX_ARGUMENTS then break end
-        v = sgsub(sgsub(v, "%+", " "), "%%(%x%x)", hex_to_char)
-        local existing = arguments[k]
-        if existing == nil then
-            arguments[k] = v
-        elseif type(existing) == "string" then
-            arguments[k] = { existing, v }
-        else
-            existing[#existing + 1] = v
+    local count, start, n = 0, 1, #data
+    while start <= n + 1 and count < MAX_ARGUMENTS do
+        local amp = sfind(data, "&", start, true) or n + 1
+        local k, v = field_pair(ssub(data, start, amp - 1))
+        start = amp + 1
+        if k then
+            count = count + 1
+            v = sgsub(sgsub(v, "%+", " "), "%%(%x%x)", hex_to_char)
+            local existing = arguments[k]
+            if existing == nil then
+                arguments[k] = v
+            elseif type(existing) == "string" then
+                arguments[k] = { existing, v }
+            else
+                existing[#existing + 1] = v
+            end
         end
     end
     return arguments
@@ -367,7 +384,8 @@ end
 
 --- HTTPParser(hdr_str, hdr_t) parses a raw header block like Turbo;
 -- HTTPParser(tbl) takes an array of {name, value} pairs with optional
--- `method`, `url`, `version`, `status_code` (response) fields.
+-- `method`, `url`, `version`, `status_code` (response) fields, and
+-- `names_lowered` when the names are the core's (lower case).
 function HTTPParser:initialize(src, hdr_t)
     HTTPHeaders.initialize(self)
     self._arguments_parsed = false
@@ -387,6 +405,7 @@ function HTTPParser:_fill(src)
         self:add(pair[1], pair[2])
     end
     self.version = normalise_version(src.version)
+    self._names_lowered = src.names_lowered
     if src.status_code ~= nil then
         self.hdr_t = httputil.hdr_t.HTTP_RESPONSE
         self.status_code = tonumber(src.status_code)
@@ -401,6 +420,11 @@ end
 --- Like HTTPHeaders:get, but case-insensitive unless `caseinsensitive`
 -- is false (Turbo's HTTPParser default).
 function HTTPParser:get(key, caseinsensitive)
+    -- Names read off the network arrive lower-cased (the spelling the peer
+    -- sent is not kept): an exact-case lookup of them is a lower-case one.
+    if caseinsensitive == false and self._names_lowered and type(key) == "string" then
+        key = slower(key)
+    end
     return HTTPHeaders.get(self, key, caseinsensitive ~= false)
 end
 
@@ -484,6 +508,16 @@ end
 -- Split a raw header block into its first line and {name, value} fields.
 -- Stops at the blank line ending the block; folded continuation lines are
 -- joined to the previous value with a space.
+-- Without leading and trailing spaces and tabs, in linear time (a lazy
+-- capture before "[ \t]*$" retried the whole blank run at every byte of
+-- it: seconds for a peer's header value padded with blanks).
+local function trim_blanks(s)
+    local first = sfind(s, "[^ \t]")
+    if not first then return "" end
+    local _, last = sfind(s, ".*[^ \t]", first)
+    return ssub(s, first, last)
+end
+
 local function split_header_block(raw)
     local lines, n = {}, 0
     for line in (raw .. "\n"):gmatch("([^\n]*)\n") do
@@ -499,11 +533,11 @@ local function split_header_block(raw)
     for i = 2, n do
         local line = lines[i]
         if sfind(line, "^[ \t]") and f > 0 then
-            fields[f][2] = fields[f][2] .. " " .. smatch(line, "^[ \t]*(.-)[ \t]*$")
+            fields[f][2] = fields[f][2] .. " " .. trim_blanks(line)
         else
-            local name, value = smatch(line, "^([^%s:]+):[ \t]*(.-)[ \t]*$")
+            local name, value = smatch(line, "^([^%s:]+):(.*)$")
             if not name then return nil, "malformed header line: " .. line end
-            f = f + 1; fields[f] = { name, value }
+            f = f + 1; fields[f] = { name, trim_blanks(value) }
         end
     end
     return lines[1], fields

@@ -45,7 +45,6 @@ web._log_request = web_request.log_request
 -- the table is full that doubles its size (8 fields, 16 slots: +192 bytes).
 
 local DEFAULT_SERVER_NAME = "turbo_ws"
-web._DEFAULT_SERVER_NAME = DEFAULT_SERVER_NAME  -- (for websocket.lua)
 local DEFAULT_CONTENT_TYPE = "text/html; charset=UTF-8"
 local JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 
@@ -104,7 +103,11 @@ end
 -- values are URL-unescaped because set_cookie escapes them.
 local function parse_cookie_header(text, jar)
   for pair in text:gmatch("[^;]+") do
-    local name, value = smatch(pair, "^%s*([^=]-)%s*=%s*(.-)%s*$")
+    -- Split at the first '=' and trimmed (escape.trim is linear: a pattern
+    -- with a lazy part before %s*$ took seconds on a long run of spaces).
+    local eq = sfind(pair, "=", 1, true)
+    local name, value
+    if eq then name, value = escape.trim(ssub(pair, 1, eq - 1)), escape.trim(ssub(pair, eq + 1)) end
     if name and name ~= "" then
       if ssub(value, 1, 1) == '"' and ssub(value, -1) == '"' and #value >= 2 then
         value = ssub(value, 2, -2)
@@ -253,8 +256,7 @@ end
 function RequestHandler:clear()
   self.headers = httputil.HTTPHeaders()
   self:set_default_headers()
-  local app = self.application
-  self:add_header("Server", app and app.application_name or DEFAULT_SERVER_NAME)
+  self:add_header("Server", web._server_name(self.application))
   if self._write_buffer ~= nil then self._write_buffer = nil end  -- (NOTE on nil fields)
   if self._status_code ~= nil then self._status_code = nil end  -- 200
 end
@@ -428,9 +430,9 @@ end
 function RequestHandler:_serve()
   local ok, err = protected(self._execute, self)
   if not ok then
-    web._fail_request(self.request, err)
+    web._fail_request(self.request, err, self.application)
   elseif self._auto_finish ~= false and not self.request:_answered() then
-    web._fail_request(self.request, "the handler returned without answering the request")
+    web._fail_request(self.request, "the handler returned without answering the request", self.application)
   end
 end
 
@@ -438,9 +440,16 @@ end
 -- Answers, logging
 
 
+--- The `Server` field of `app`'s answers (its application_name).
+function web._server_name(app)
+  return app and app.application_name or DEFAULT_SERVER_NAME
+end
+
 --- Answers `request` with an error page: an HTTPError's code and message,
 -- or a 500 for any other error (logged with its traceback; not sent).
-function web._fail_request(request, err)
+-- `app` (the Application, when known) names the server, as on its other
+-- answers.
+function web._fail_request(request, err, app)
   local code, message
   if is_http_error(err) then
     code, message = err.code, tostring(err.message)
@@ -453,7 +462,7 @@ function web._fail_request(request, err)
     return
   end
   request:_respond(code, { { "Content-Type", "text/plain; charset=UTF-8" },
-    { "Server", DEFAULT_SERVER_NAME } }, message)
+    { "Server", web._server_name(app) } }, message)
 end
 
 --------------------------------------------------------------------------
@@ -664,15 +673,16 @@ function Application:_on_request(req, info, secure)
   end
   if not handler_class then
     if self.default_host then
-      request:_respond(301, { { "Location", self.default_host } }, "")
+      request:_respond(301, { { "Location", self.default_host },
+        { "Content-Type", DEFAULT_CONTENT_TYPE }, { "Server", web._server_name(self) } }, "")
     else
-      web._fail_request(request, web.HTTPError(404))
+      web._fail_request(request, web.HTTPError(404), self)
     end
     return
   end
   local ok, handler = protected(handler_class, self, request, args, options)
   if not ok then
-    web._fail_request(request, handler)
+    web._fail_request(request, handler, self)
     return
   end
   handler:_serve()
