@@ -88,6 +88,30 @@ describe("turbo.web", function()
       app:set_server_name("Other")
       assert.equal("Other", app:get_server_name())
     end)
+
+    it("names itself on error answers and the default_host redirect too", function()
+      local port = serve({
+        { "^/teapot$", handler(function() error(web.HTTPError(418)) end) },
+        { "^/broken$", handler(function() error("oops") end) },
+      }, { application_name = "MyApp/1" })
+      assert.equal("MyApp/1", get(port, "/teapot").headers["server"])
+      assert.equal("MyApp/1", get(port, "/broken").headers["server"])
+      assert.equal("MyApp/1", get(port, "/nothere").headers["server"])
+      local other = serve({}, { application_name = "Other", default_host = "http://example.com/" })
+      local r = get(other, "/x")
+      assert.equal(301, r.status)
+      assert.equal("Other", r.headers["server"])
+      assert.equal("http://example.com/", r.headers["location"])
+    end)
+
+    it("finds a request header with an exact-case get(name, false)", function()
+      local found
+      local port = serve({ { "^/h$", handler(function(self)
+        found = { self.request.headers:get("X-Token", false), (self.request.headers:get("x-token", false)) }
+      end) } })
+      get(port, "/h", { "X-Token: abc" })
+      assert.same({ "abc", "abc" }, found)
+    end)
   end)
 
   describe("RequestHandler", function()

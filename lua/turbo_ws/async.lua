@@ -242,7 +242,7 @@ end
 -- The core's answer as an HTTPResponse.
 local function response_from(answer, request, start)
   local res = async.HTTPResponse()
-  local source = { status_code = answer.status, version = answer.version }
+  local source = { status_code = answer.status, version = answer.version, names_lowered = true }
   for i, pair in ipairs(answer.headers) do source[i] = pair end
   res.headers = httputil.HTTPParser(source)
   res.code = answer.status

@@ -363,8 +363,7 @@ end
 
 -- The `Server` field a handler's headers start with (RequestHandler:clear).
 local function server_name(self)
-  local app = rawget(self, "application")
-  return app and app.application_name or web._DEFAULT_SERVER_NAME
+  return web._server_name(rawget(self, "application"))
 end
 
 function LAZY.headers(self)
@@ -541,7 +540,7 @@ function Handler:_serve()
     return
   end
   local ok, err = web._protected(self._negotiate, self)
-  if not ok then web._fail_request(request, err) end
+  if not ok then web._fail_request(request, err, rawget(self, "application")) end
 end
 
 -- Subprotocol, Origin, prepare(), then the upgrade itself.
@@ -933,7 +932,7 @@ end
 
 -- The 101 response as an HTTPParser, like Turbo's on_headers argument.
 function Client:_response_headers(res)
-  local source = { status_code = res.status, version = res.version }
+  local source = { status_code = res.status, version = res.version, names_lowered = true }
   for i, pair in ipairs(res.headers or {}) do source[i] = pair end
   local headers = httputil.HTTPParser(source)
   headers.reason = res.reason
