@@ -68,9 +68,20 @@ pub fn server_config(id: &Identity, client_ca: Option<&str>) -> Result<Arc<Serve
     };
     let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate and key do not form a usable identity: {e}"))?;
+        .map_err(|e| format!("certificate and key do not form a usable identity: {e}{}", key_hint(&e)))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Why a key that OpenSSL took may be refused: the usual cause of a key
+/// that "fails to parse" is an RSA key under 2048 bits (Turbo's bundled
+/// example keys are 1024), which the crypto provider does not accept.
+fn key_hint(e: &rustls::Error) -> &'static str {
+    if e.to_string().contains("failed to parse private key") {
+        " (RSA keys must have 2048 bits or more; a 1024-bit key is refused)"
+    } else {
+        ""
+    }
 }
 
 /// What a client trusts and presents.
