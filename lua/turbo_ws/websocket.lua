@@ -932,7 +932,7 @@ end
 
 -- The 101 response as an HTTPParser, like Turbo's on_headers argument.
 function Client:_response_headers(res)
-  local source = { status_code = res.status, version = res.version, names_lowered = true }
+  local source = { status_code = res.status, version = res.version }
   for i, pair in ipairs(res.headers or {}) do source[i] = pair end
   local headers = httputil.HTTPParser(source)
   headers.reason = res.reason

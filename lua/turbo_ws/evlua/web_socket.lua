@@ -14,8 +14,14 @@ local ws = {}
 ws.WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 ws.WEBSOCKET_VERSION = "13"
 
--- Linear on a long run of spaces (a peer's header value), unlike gsub("%s+$").
-local trim = require("turbo_ws.escape").trim
+-- Without surrounding whitespace; linear on a long run of spaces (a
+-- peer's header value), unlike gsub("%s+$").
+local function trim(s)
+  local first = s:find("%S")
+  if not first then return "" end
+  local _, last = s:find(".*%S", first)
+  return s:sub(first, last)
+end
 
 ------------------------------------------------------------------------
 -- accept
