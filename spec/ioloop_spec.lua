@@ -189,6 +189,17 @@ describe("turbo_ws.ioloop", function()
     assert.are.same({ "first", "second" }, seen)
   end)
 
+  it("runs the turn's queued callbacks before its due timeouts, as Turbo", function()
+    local seen = {}
+    local interval = io_loop:set_interval(50, function() end)
+    io_loop:add_callback(function() seen[#seen + 1] = "callback" end)
+    io_loop:add_timeout(now() - 1, function() seen[#seen + 1] = "timeout" end)
+    io_loop:add_timeout(now() + 20, function() io_loop:close() end)
+    io_loop:start()
+    io_loop:clear_interval(interval)
+    assert.are.same({ "callback", "timeout" }, seen)
+  end)
+
   it("close() from a callback leaves the rest of its turn for the next start()", function()
     local seen = {}
     local due = now() - 1

@@ -571,6 +571,11 @@ impl Loop {
     }
 
     fn fire_due_timers(&'static self) {
+        // Turbo's loop runs the queued callbacks of a turn before its due
+        // timeouts, whichever task tokio polls first.
+        if !self.callbacks.borrow().is_empty() && !self.stopping.get() {
+            self.run_callbacks();
+        }
         let now = Instant::now();
         let Some(lua) = self.lua() else { return };
         // After close() the timers still due wait for the next start().
