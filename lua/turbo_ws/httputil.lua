@@ -405,7 +405,12 @@ function HTTPParser:_fill(src)
         self:add(pair[1], pair[2])
     end
     self.version = normalise_version(src.version)
-    self._names_lowered = src.names_lowered
+    -- Fields read off the network have their names lower-cased; marked,
+    -- as a program may add (and remove) fields of its own spelling later.
+    if src.names_lowered then
+        self._lowered = true
+        for _, field in ipairs(self._fields) do field.lowered = true end
+    end
     if src.status_code ~= nil then
         self.hdr_t = httputil.hdr_t.HTTP_RESPONSE
         self.status_code = tonumber(src.status_code)
@@ -420,12 +425,24 @@ end
 --- Like HTTPHeaders:get, but case-insensitive unless `caseinsensitive`
 -- is false (Turbo's HTTPParser default).
 function HTTPParser:get(key, caseinsensitive)
-    -- Names read off the network arrive lower-cased (the spelling the peer
-    -- sent is not kept): an exact-case lookup of them is a lower-case one.
-    if caseinsensitive == false and self._names_lowered and type(key) == "string" then
-        key = slower(key)
+    if caseinsensitive ~= false or not self._lowered then
+        return HTTPHeaders.get(self, key, caseinsensitive ~= false)
     end
-    return HTTPHeaders.get(self, key, caseinsensitive ~= false)
+    -- Names read off the network arrive lower-cased (the spelling the peer
+    -- sent is not kept): an exact-case lookup of those is a lower-case
+    -- one; fields the program added keep the exact comparison.
+    check_string(key, "Key parameter")
+    local lkey = slower(key)
+    local value, count = nil, 0
+    local fields = self._fields
+    for i = 1, #fields do
+        local field = fields[i]
+        if field[1] == (field.lowered and lkey or key) then
+            count = count + 1
+            value = httputil._gather(value, count, field[2])
+        end
+    end
+    return value, count
 end
 
 --- The request target, e.g. "/ws?room=1".

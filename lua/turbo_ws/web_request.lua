@@ -120,9 +120,10 @@ local REQUEST_LINE_FIELDS = { "url", "path", "version", "body", "protocol" }
 
 function LAZY.headers(self)
   local raw = self._raw
-  local headers = httputil.HTTPParser({ method = raw[METHOD] or nil, url = raw[URI] or nil,
-    version = raw[VERSION] or nil, names_lowered = true })
-  for i = FIRST_HEADER, #raw, 2 do headers:add(raw[i], raw[i + 1]) end
+  local source = { method = raw[METHOD] or nil, url = raw[URI] or nil,
+    version = raw[VERSION] or nil, names_lowered = true }
+  for i = FIRST_HEADER, #raw, 2 do source[#source + 1] = { raw[i], raw[i + 1] } end
+  local headers = httputil.HTTPParser(source)
   local arguments = rawget(self, "arguments")
   if arguments == nil then
     -- What the eager constructor did (it raises for a target it cannot parse).
