@@ -137,6 +137,9 @@ describe("evlua.serve: requests and responses", function()
         try("1000", response.set_status, response, 1000)
         try("200.5", response.set_status, response, 200.5)
         try("100", response.set_status, response, 100)
+        try("199", response.set_status, response, 199)
+        try("101", response.set_status, response, 101)
+        try("200", response.set_status, response, 200)
         try("999", response.set_status, response, 999)
         try("space", response.set_hdr_field, response, "X Bad", "v")
         try("colon", response.set_hdr_field, response, "X:Bad", "v")
@@ -154,10 +157,13 @@ describe("evlua.serve: requests and responses", function()
       assert.are.equal(200, res.status)
       assert.are.equal("tab\tand \1 bytes", res.fields["x-odd!#$%&'*+.^_`|~1"])
       assert.are.same({
-        ["99"] = "set_status: status must be a whole number from 100 to 999, got 99",
-        ["1000"] = "set_status: status must be a whole number from 100 to 999, got 1000",
-        ["200.5"] = "set_status: status must be a whole number from 100 to 999, got 200.5",
-        ["100"] = false, ["999"] = false,
+        ["99"] = "set_status: status must be 101 or a whole number from 200 to 999, got 99",
+        ["1000"] = "set_status: status must be 101 or a whole number from 200 to 999, got 1000",
+        ["200.5"] = "set_status: status must be 101 or a whole number from 200 to 999, got 200.5",
+        -- An interim 1xx cannot end a request (RFC 9110 15.2); 101 is the upgrade's.
+        ["100"] = "set_status: status must be 101 or a whole number from 200 to 999, got 100",
+        ["199"] = "set_status: status must be 101 or a whole number from 200 to 999, got 199",
+        ["101"] = false, ["200"] = false, ["999"] = false,
         space = "set_hdr_field: bad header name 'X Bad' (a token expected)",
         colon = "set_hdr_field: bad header name 'X:Bad' (a token expected)",
         empty = "set_hdr_field: bad header name '' (a token expected)",
@@ -166,7 +172,7 @@ describe("evlua.serve: requests and responses", function()
         type = "set_hdr_field: bad value for header 'Content-Type' (CR, LF or NUL)",
         token = false,
       }, raised)
-      for _, case in ipairs({ { "/status", "set_status: status must be a whole number" },
+      for _, case in ipairs({ { "/status", "set_status: status must be 101 or a whole number" },
                               { "/field", "set_hdr_field: bad value for header 'X-Bad'" } }) do
         capture_stderr(function()
           raw:send("GET " .. case[1] .. " HTTP/1.1\r\nHost: x\r\n\r\n")

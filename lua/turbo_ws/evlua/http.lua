@@ -67,14 +67,16 @@ Response.__tostring = function() return "httpsresp" end
 -- returned, and the client gets the core's plain 500 instead of evlua's
 -- error document for the error of the call that caused it.
 
---- The status line's code: a whole number from 100 to 999 (RFC 9110 15:
--- three digits; the core sends any such code).
+--- The status line's code: a whole number from 200 to 999 (RFC 9110 15:
+-- three digits; the core sends any such code), or 101 for the upgrade
+-- ws.accept answers. Other 1xx are interim answers (RFC 9110 15.2): no
+-- request can end with one.
 function Response:set_status(status)
   if type(status) ~= "number" then
     error("set_status: number expected, got " .. type(status), 2)
   end
-  if status % 1 ~= 0 or status < 100 or status > 999 then
-    error("set_status: status must be a whole number from 100 to 999, got " .. tostring(status), 2)
+  if status % 1 ~= 0 or (status < 200 and status ~= 101) or status > 999 then
+    error("set_status: status must be 101 or a whole number from 200 to 999, got " .. tostring(status), 2)
   end
   self._status = status
 end
