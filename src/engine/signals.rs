@@ -73,8 +73,13 @@ pub(crate) fn ignore_sigpipe() {
 /// that next code is a protected callback, so Ctrl-C printed an error and
 /// the loop went on; and a handler registered later (`on_signal`, a
 /// worker's graceful stop) still called it, which reset SIGINT under it.
-/// A handler any other object installed (libuv's, say) is left alone.
+/// Only when the process is such an interpreter (its executable named
+/// `lua...`) and the handler is in it: a program that embeds Lua (nginx,
+/// luvi) keeps its own.
 pub(crate) fn reset_interpreter_sigint() {
+    if !runs_in_lua_interpreter() {
+        return;
+    }
     // SAFETY: reads one signal's disposition, asks the dynamic linker which
     // loaded object holds two addresses (the handler, and the main
     // program's headers from the aux vector), and resets the disposition.
@@ -96,6 +101,15 @@ pub(crate) fn reset_interpreter_sigint() {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
         }
     }
+}
+
+/// Whether the process is a stand-alone Lua interpreter: `luajit`,
+/// `luajit-2.1.0-beta3`, `lua5.1`, `lua`.
+fn runs_in_lua_interpreter() -> bool {
+    std::fs::read_link("/proc/self/exe")
+        .ok()
+        .and_then(|exe| exe.file_name().map(|name| name.to_string_lossy().starts_with("lua")))
+        .unwrap_or(false)
 }
 
 /// A stream of one signal's arrivals, for a task on the loop. The tokio

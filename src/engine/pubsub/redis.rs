@@ -66,9 +66,11 @@ impl RedisConfig {
 /// in the text as written, so a URL that does not parse is masked too.
 fn redacted(url: &str) -> String {
     let mut out = url.trim_end_matches('/').to_string();
+    // The userinfo ends at the last '@' (a password may hold '/', '?' or
+    // '#' unescaped, which a URL then does not parse with; an '@' in a
+    // Redis URL's path or query is not expected).
     if let Some(start) = out.find("://").map(|i| i + 3) {
-        let end = out[start..].find(['/', '?', '#']).map_or(out.len(), |i| start + i);
-        if let Some(at) = out[start..end].rfind('@').map(|i| start + i) {
+        if let Some(at) = out[start..].rfind('@').map(|i| start + i) {
             if let Some(colon) = out[start..at].find(':').map(|i| start + i) {
                 out.replace_range(colon + 1..at, "***");
             }
@@ -483,6 +485,8 @@ mod tests {
         assert_eq!(redacted("redis://:secret@127.0.0.1:99999"), "redis://:***@127.0.0.1:99999");
         assert_eq!(redacted("redis://:secret@[::1:6379"), "redis://:***@[::1:6379");
         assert_eq!(redacted("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(redacted("redis://:pa/ss@h:1"), "redis://:***@h:1");
+        assert_eq!(redacted("redis://u:pa?ss#x@h/2"), "redis://u:***@h/2");
     }
 
     #[test]
