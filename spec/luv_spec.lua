@@ -25,6 +25,13 @@ local function has(lines, want)
   return false
 end
 
+-- Fails unless every line of `wants` is in the program's output.
+local function expect_lines(lines, out, wants)
+  for _, want in ipairs(wants) do
+    assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
+  end
+end
+
 describe("luv", function()
   if not have_luv() then
     pending("lua-luv is not installed (scripts/deps.sh test installs it)")
@@ -33,24 +40,18 @@ describe("luv", function()
 
   it("owns the loop: the coro face connects, reads, writes, closes, beats and fails under uv.run()", function()
     local lines, out = run("luv_owns_the_loop.lua")
-    for _, want in ipairs({ "code 101", "sessions 20", "timer ticked true", "heartbeat ok",
-                            "refused true", "uv.run returned", "exit 0" }) do
-      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
-    end
+    expect_lines(lines, out, { "code 101", "sessions 20", "timer ticked true", "heartbeat ok",
+                            "refused true", "uv.run returned", "exit 0" })
   end)
 
   it("runs inside turbo_ws.run(): libuv timers and fs callbacks fire, and run() ends", function()
     local lines, out = run("turbo_owns_the_loop.lua")
-    for _, want in ipairs({ "echo x", "timer fired 5", "fs_stat true", "exit 0" }) do
-      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
-    end
+    expect_lines(lines, out, { "echo x", "timer fired 5", "fs_stat true", "exit 0" })
   end)
 
   it("uv.run() ends when libuv's last work ends in its first turn (a closing handle), each time", function()
     local lines, out = run("run_ends_after_close.lua")
-    for _, want in ipairs({ "first uv.run returned, closed 1", "second uv.run returned, closed 2", "exit 0" }) do
-      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
-    end
+    expect_lines(lines, out, { "first uv.run returned, closed 1", "second uv.run returned, closed 2", "exit 0" })
   end)
 
   it("counts a libuv timer from when it starts, after a wait on turbo_ws alone", function()
@@ -64,10 +65,8 @@ describe("luv", function()
 
   it("uv.stop() makes uv.run() return, from a libuv or a turbo_ws callback, with luv's value", function()
     local lines, out = run("uv_stop.lua")
-    for _, want in ipairs({ "first uv.run returned true, ticks 3", "second uv.run returned true",
-                            "third uv.run returned false", "exit 0" }) do
-      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
-    end
+    expect_lines(lines, out, { "first uv.run returned true, ticks 3", "second uv.run returned true",
+                            "third uv.run returned false", "exit 0" })
   end)
 
   it("fires an unref'd libuv timer while only turbo_ws keeps the loop alive, which it does not hold", function()
@@ -77,9 +76,7 @@ describe("luv", function()
     assert.is_number(fired, out)
     -- every 50 ms for 500 ms; allow scheduling noise
     assert.is_true(fired >= 7 and fired <= 10, "fired " .. tostring(fired) .. " times:\n" .. out)
-    for _, want in ipairs({ "work over", "loop alive false", "exit 0" }) do
-      assert.is_true(has(lines, want), "missing '" .. want .. "' in:\n" .. out)
-    end
+    expect_lines(lines, out, { "work over", "loop alive false", "exit 0" })
   end)
 
   for _, owner in ipairs({ "luv", "turbo_ws" }) do
