@@ -41,7 +41,7 @@ describe("luv", function()
   it("owns the loop: the coro face connects, reads, writes, closes, beats and fails under uv.run()", function()
     local lines, out = run("luv_owns_the_loop.lua")
     expect_lines(lines, out, { "code 101", "sessions 20", "timer ticked true", "heartbeat ok",
-                            "refused true", "uv.run returned", "exit 0" })
+                               "refused true", "uv.run returned", "exit 0" })
   end)
 
   it("runs inside turbo_ws.run(): libuv timers and fs callbacks fire, and run() ends", function()
@@ -66,7 +66,7 @@ describe("luv", function()
   it("uv.stop() makes uv.run() return, from a libuv or a turbo_ws callback, with luv's value", function()
     local lines, out = run("uv_stop.lua")
     expect_lines(lines, out, { "first uv.run returned true, ticks 3", "second uv.run returned true",
-                            "third uv.run returned false", "exit 0" })
+                               "third uv.run returned false", "exit 0" })
   end)
 
   it("fires an unref'd libuv timer while only turbo_ws keeps the loop alive, which it does not hold", function()
