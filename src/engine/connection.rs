@@ -132,6 +132,8 @@ pub struct Shared {
     slow_reader: Cell<bool>,
     /// The program asked for no more events for now (`pause_reading`).
     read_paused: Cell<bool>,
+    /// Bytes were written that the stream may still hold (TLS records).
+    unflushed: Cell<bool>,
     events: Rc<dyn Events>,
     limits: SendLimits,
     /// The rest of the limits, for the task to start with (taken then):
@@ -159,6 +161,7 @@ impl Closable for Shared {
         !(self.read_paused.get()
             && self.state.get() == State::Open
             && self.out.borrow().is_empty()
+            && !self.unflushed.get()
             && self.pending_pong.borrow().is_none())
     }
 }
@@ -176,6 +179,7 @@ impl Shared {
             blocked: Cell::new(false),
             slow_reader: Cell::new(false),
             read_paused: Cell::new(false),
+            unflushed: Cell::new(false),
             events,
             limits: SendLimits {
                 max_buffered: limits.max_buffered,
@@ -537,8 +541,6 @@ struct Driver {
     read_size: usize,
     /// The peer closed its side of TCP.
     eof: bool,
-    /// Bytes were written that the stream may still hold (TLS records).
-    unflushed: bool,
     /// Messages delivered since the outbox was last written.
     since_write: u32,
     close_timer: Option<Pin<Box<Sleep>>>,
@@ -563,7 +565,6 @@ impl Driver {
             input: leftover,
             read_size: limits.read_buffer_size,
             eof: false,
-            unflushed: false,
             since_write: 0,
             close_timer: None,
             keepalive: Keepalive::new(limits),
@@ -696,7 +697,7 @@ impl Driver {
 
     /// Whether the connection is over, once everything queued is written.
     fn finished(&self, sh: &Shared) -> Option<End> {
-        if !sh.out.borrow().is_empty() || self.unflushed {
+        if !sh.out.borrow().is_empty() || sh.unflushed.get() {
             return None;
         }
         let handshake_done = sh.close_sent.get() && sh.peer_close.borrow().is_some();
@@ -756,16 +757,16 @@ impl Driver {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     out.written(n);
-                    self.unflushed = true;
+                    sh.unflushed.set(true);
                 }
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => return Ok(()),
             }
         }
         drop(out);
-        if self.unflushed {
+        if sh.unflushed.get() {
             match Pin::new(&mut *stream).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Ok(())) => sh.unflushed.set(false),
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => {}
             }
