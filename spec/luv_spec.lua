@@ -25,6 +25,16 @@ local function has(lines, want)
   return false
 end
 
+-- The number the first output line matching `pattern` captures; fails
+-- when no line does.
+local function number_in(lines, out, pattern)
+  for _, l in ipairs(lines) do
+    local n = tonumber(l:match(pattern))
+    if n then return n end
+  end
+  error("no line matching '" .. pattern .. "' in:\n" .. out)
+end
+
 -- Fails unless every line of `wants` is in the program's output.
 local function expect_lines(lines, out, wants)
   for _, want in ipairs(wants) do
@@ -56,9 +66,7 @@ describe("luv", function()
 
   it("counts a libuv timer from when it starts, after a wait on turbo_ws alone", function()
     local lines, out = run("timer_after_a_wait.lua")
-    local took
-    for _, l in ipairs(lines) do took = took or tonumber(l:match("^uv timer of 300 ms took (%d+) ms$")) end
-    assert.is_number(took, out)
+    local took = number_in(lines, out, "^uv timer of 300 ms took (%d+) ms$")
     assert.is_true(took >= 290, "fired after " .. tostring(took) .. " ms:\n" .. out)
     assert.is_true(has(lines, "exit 0"), out)
   end)
@@ -71,9 +79,7 @@ describe("luv", function()
 
   it("fires an unref'd libuv timer while only turbo_ws keeps the loop alive, which it does not hold", function()
     local lines, out = run("unref_timer.lua")
-    local fired
-    for _, l in ipairs(lines) do fired = fired or tonumber(l:match("^unref'd timer fired (%d+) times")) end
-    assert.is_number(fired, out)
+    local fired = number_in(lines, out, "^unref'd timer fired (%d+) times")
     -- every 50 ms for 500 ms; allow scheduling noise
     assert.is_true(fired >= 7 and fired <= 10, "fired " .. tostring(fired) .. " times:\n" .. out)
     expect_lines(lines, out, { "work over", "loop alive false", "exit 0" })
