@@ -241,6 +241,21 @@ fn close_handshake_echoes_the_code_then_closes_tcp() {
     assert!(tcp_closed(&mut s));
 }
 
+/// §5.5.2: a ping is answered until the peer's close arrives, so also
+/// after the server sent its own.
+#[test]
+fn a_ping_after_the_servers_close_is_still_answered() {
+    let server = echo_server("");
+    let mut s = open_ws(server.port);
+    s.write_all(&frame(true, 0, 1, b"close 4000", true)).unwrap();
+    assert_eq!(read_frame(&mut s).unwrap().close_code(), Some(4000));
+    s.write_all(&frame(true, 0, 9, b"late", true)).unwrap();
+    let pong = read_frame(&mut s).unwrap();
+    assert_eq!((pong.opcode, pong.payload.as_slice()), (10, &b"late"[..]));
+    s.write_all(&frame(true, 0, 8, &4000u16.to_be_bytes(), true)).unwrap();
+    assert!(tcp_closed(&mut s));
+}
+
 #[test]
 fn ten_thousand_tiny_fragments_make_one_message() {
     let server = echo_server("");

@@ -369,14 +369,15 @@ impl Shared {
         match event {
             Event::Message { data, binary } => self.report(|e| e.message(data, binary)),
             Event::Ping(p) => {
-                if !self.close_sent.get() {
-                    let mut out = self.out.borrow_mut();
-                    if out.len() < PONG_BACKLOG {
-                        out.push(frame::PONG, true, p);
-                    } else {
-                        *self.pending_pong.borrow_mut() = Some(p.to_vec());
-                    }
+                // Answered after our own close too: only the peer's close
+                // ends the duty (§5.5.2), and nothing after it is delivered.
+                let mut out = self.out.borrow_mut();
+                if out.len() < PONG_BACKLOG {
+                    out.push(frame::PONG, true, p);
+                } else {
+                    *self.pending_pong.borrow_mut() = Some(p.to_vec());
                 }
+                drop(out);
                 self.report(|e| e.ping(p));
             }
             Event::Pong(p) => self.report(|e| e.pong(p)),
@@ -745,7 +746,7 @@ impl Driver {
         let mut socket = self.socket.0.borrow_mut();
         let Some(stream) = socket.as_mut() else { return Err(io::ErrorKind::NotConnected.into()) };
         loop {
-            if out.len() < PONG_BACKLOG && !sh.close_sent.get() {
+            if out.len() < PONG_BACKLOG {
                 if let Some(pong) = sh.pending_pong.borrow_mut().take() {
                     out.push(frame::PONG, true, &pong);
                 }
