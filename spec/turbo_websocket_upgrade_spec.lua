@@ -243,10 +243,13 @@ describe("turbo.websocket", function()
           "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: short" }),
         connection = S.raw.get("/ws", { "Upgrade: websocket",
           "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: " .. S.KEY }),
+        -- Turbo's 400 too: without a version it is no handshake (§4.2.1).
+        no_version = S.raw.get("/ws", { "Upgrade: websocket", "Connection: Upgrade",
+          "Sec-WebSocket-Key: " .. S.KEY }),
       }
       local headers_426
       assert.is_true(S.loop(function(done)
-        local left = 5
+        local left = 6
         for name, request in pairs(requests) do
           S.raw.http(port, request, function(res)
             statuses[name] = res.status
@@ -256,7 +259,8 @@ describe("turbo.websocket", function()
           end)
         end
       end))
-      assert.same({ plain = 400, post = 405, version = 426, key = 400, connection = 400 }, statuses)
+      assert.same({ plain = 400, post = 405, version = 426, key = 400, connection = 400,
+                    no_version = 400 }, statuses)
       assert.equal("13", headers_426["sec-websocket-version"])
       assert.is_false(called)
     end)

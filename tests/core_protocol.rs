@@ -54,6 +54,14 @@ fn handshake_with_other_version_gets_426_naming_version_13() {
 }
 
 #[test]
+fn handshake_without_a_version_gets_400() {
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    );
+    assert_eq!(handshake_status(&req).0, 400);
+}
+
+#[test]
 fn handshake_must_use_get() {
     let req = format!(
         "POST / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n"

@@ -291,6 +291,9 @@ pub(crate) fn check_handshake(
         (Some(_), Some(_)) => {
             return Err(Rejection(StatusCode::BAD_REQUEST, "repeated Sec-WebSocket-Version"))
         }
+        // §4.2.1: a request without one is not a handshake (400); 426
+        // answers a version we do not speak (§4.2.2).
+        (None, _) => return Err(Rejection(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Version")),
         _ => {
             return Err(Rejection(
                 StatusCode::UPGRADE_REQUIRED,
