@@ -52,6 +52,18 @@ describe("turbo_ws.coro_websocket", function()
       end)
     end)
 
+    it("names the caller's line in every option error", function()
+      co_run(function()
+        for _, options in ipairs({ {}, { path = "" }, { host = "h" }, { port = "x" } }) do
+          local ok, err = pcall(function()
+            cws.connect(options) -- the line the message must name
+          end)
+          assert.is_false(ok)
+          assert.truthy(err:find("^[^:]*coro_websocket_connect_spec.lua:%d+: turbo_ws.coro_websocket.connect"), err)
+        end
+      end)
+    end)
+
     it("returns res, read, write; res is the original's Response", function()
       local server, port = test_server(nil, { headers = { { "X-Extra", "1" } } })
       co_run(function()

@@ -319,7 +319,10 @@ describe("ws.accept", function()
       local res
       capture_stderr(function() res = try_upgrade(port, "/evspec/missing") end)
       assert.are.equal(500, res.status)
-      assert.truthy(res.fields["x-msg"]:find("evspec.missing", 1, true))
+      assert.truthy(res.fields["x-msg"]:find("handler module 'evspec.missing' not found", 1, true))
+      -- package.path's places searched would tell a client the server's directories
+      assert.is_nil(res.fields["x-msg"]:find("no file", 1, true))
+      assert.is_nil(res.body:find("no file", 1, true))
     end)
   end)
 

@@ -292,7 +292,11 @@ end
 -- at options.path. Returns the core's URL and the socket path (pipes only).
 local function target(options)
   local host, port = options.host, options.port
-  if host == nil and port == nil then return pipe_target(options) end
+  if host == nil and port == nil then
+    -- Not a tail call: its errors name connect's caller at a fixed level.
+    local url, socket_path = pipe_target(options)
+    return url, socket_path
+  end
   host = host or "127.0.0.1"
   if type(host) ~= "string" or host == "" then
     fail_arg("connect", "option 'host'", "non-empty string", type(host), 3)

@@ -43,8 +43,9 @@ end
 
 --- The handler module named by the URL path: "/a/b/c?x" -> "a.b.c" (with
 -- the server's app_base_path in front). nil, why when there is none.
--- Segments may hold only letters, digits, "_" and "-", so a request can
--- name no module outside the application's tree ("..", "%2e").
+-- Segments may hold only letters, digits, "_" and "-", so a request names
+-- a module, never a file path ("..", "%2e"). Without app_base_path that
+-- is any module on package.path, as in evlua.
 local function handler_name(request)
   local path = request:get_uri():match("^[^?#]*")
   local parts = {}
@@ -58,6 +59,18 @@ local function handler_name(request)
   local base = http.base_path(request)
   if base and base ~= "" then table.insert(parts, 1, base) end
   return table.concat(parts, ".")
+end
+
+--- require(name), raising as evlua did (serve answers 500) but without
+-- package.path's list of places searched: a client would read the
+-- server's directories in the answer.
+local function load_handler(name)
+  local ok, module = pcall(require, name)
+  if ok then return module end
+  if tostring(module):find("module '" .. name .. "' not found", 1, true) then
+    error(("ws.accept: handler module '%s' not found"):format(name), 3)
+  end
+  error(module, 0)
 end
 
 --- `ws.accept(request, response, uc) -> boolean`: checks the upgrade
@@ -84,7 +97,7 @@ function ws.accept(request, response, uc)
   local name, why = handler_name(request)
   if not name then return reject(response, why) end
 
-  local handler = require(name)
+  local handler = load_handler(name)
   if type(handler) ~= "table" or type(handler.init) ~= "function" then
     error(("ws.accept: handler module '%s' has no init function"):format(name), 2)
   end
