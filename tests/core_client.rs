@@ -72,6 +72,38 @@ fn masked_server_frames_fail_the_connection_with_1002() {
 }
 
 #[test]
+fn interim_1xx_answers_before_the_101_are_read_past() {
+    let port = tcp_server(move |head, mut s| {
+        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+            .unwrap();
+        accept_101(&head, &mut s, "");
+        s.write_all(&server_frame(1, b"hi")).unwrap();
+        let _ = read_frame(&mut s);
+        s.write_all(&server_frame(8, &1000u16.to_be_bytes())).unwrap();
+        let _ = read_frame(&mut s);
+    });
+    let lines = run_client(&format!("ws://127.0.0.1:{port}/"), "");
+    assert_eq!(lines, ["connected 101 nil", "message hi", "closed 1000", "done"]);
+}
+
+/// Whatever follows the server's close, even a broken frame in the same
+/// read, costs neither the close reply nor the client's report of it.
+#[test]
+fn a_bad_frame_after_the_servers_close_is_ignored() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let port = tcp_server(move |head, mut s| {
+        accept_101(&head, &mut s, "");
+        let mut bytes = server_frame(8, &3005u16.to_be_bytes());
+        bytes.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+        s.write_all(&bytes).unwrap();
+        tx.send(read_until_close(&mut s)).unwrap();
+    });
+    let lines = run_client(&format!("ws://127.0.0.1:{port}/"), "");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Some(3005));
+    assert_eq!(lines, ["connected 101 nil", "closed 3005", "done"]);
+}
+
+#[test]
 fn a_wrong_accept_key_is_a_bad_handshake() {
     let port = tcp_server(|_, mut s| {
         let res = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: d3Jvbmc=\r\n\r\n";

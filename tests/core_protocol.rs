@@ -264,6 +264,22 @@ fn a_ping_after_the_servers_close_is_still_answered() {
     assert!(tcp_closed(&mut s));
 }
 
+/// The peer's close is its last word: a broken frame after it, even in
+/// the same read, costs neither the close reply nor an echo queued before.
+#[test]
+fn a_bad_frame_after_the_clients_close_is_ignored() {
+    let server = echo_server("");
+    let mut s = open_ws(server.port);
+    let mut bytes = frame(true, 0, 1, b"echo me", true);
+    bytes.extend(frame(true, 0, 8, &1000u16.to_be_bytes(), true));
+    bytes.extend(frame(true, 0, 1, b"unmasked", false));
+    s.write_all(&bytes).unwrap();
+    let echo = read_frame(&mut s).unwrap();
+    assert_eq!((echo.opcode, echo.payload.as_slice()), (1, &b"echo me"[..]));
+    assert_eq!(read_frame(&mut s).unwrap().close_code(), Some(1000));
+    assert!(tcp_closed(&mut s));
+}
+
 #[test]
 fn ten_thousand_tiny_fragments_make_one_message() {
     let server = echo_server("");

@@ -624,6 +624,12 @@ impl Driver {
                 }
                 return Poll::Pending;
             }
+            if sh.peer_close.borrow().is_some() {
+                // Nothing the peer sends after its close matters,
+                // not even a broken frame: it must not cost the close
+                // reply and what was queued before it.
+                self.input.clear();
+            }
             let need = match self.reader.next(&mut self.input) {
                 Err(v) => return Poll::Ready(End::Violation(v)),
                 Ok(Step::Fragment(used)) => {
@@ -631,10 +637,7 @@ impl Driver {
                     continue;
                 }
                 Ok(Step::Event(event, used)) => {
-                    // After the peer's close nothing it sends matters.
-                    if sh.peer_close.borrow().is_none() {
-                        sh.deliver(event);
-                    }
+                    sh.deliver(event);
                     self.input.advance(used);
                     self.reader.delivered();
                     self.since_write += 1;
@@ -747,8 +750,11 @@ impl Driver {
         let Some(stream) = socket.as_mut() else { return Err(io::ErrorKind::NotConnected.into()) };
         loop {
             if out.len() < PONG_BACKLOG {
+                // Owed until the peer's close arrives (§5.5.2), not after.
                 if let Some(pong) = sh.pending_pong.borrow_mut().take() {
-                    out.push(frame::PONG, true, &pong);
+                    if sh.peer_close.borrow().is_none() {
+                        out.push(frame::PONG, true, &pong);
+                    }
                 }
             }
             if out.is_empty() {
@@ -858,11 +864,9 @@ async fn end_of(shared: &Shared, driver: &mut Driver, end: End) -> (Option<Error
             String::new(),
         ),
         End::Violation(v) => {
-            if peer_close.is_none() && !shared.close_sent.get() {
-                driver.fail(shared, v.code).await;
-            } else {
-                driver.shutdown().await;
-            }
+            // Writes what is queued, with our close (the one already
+            // queued, or one with the violation's code) last.
+            driver.fail(shared, v.code).await;
             (Some(Error::new(v.kind, v.message)), v.code, String::new())
         }
         End::ReadFailed(e) | End::WriteFailed(e) => {

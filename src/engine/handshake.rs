@@ -3,7 +3,7 @@
 //! sent after its answer (frames may follow at once) are handed on to the
 //! connection. The server side is in `server.rs`, on hyper.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::deflate;
@@ -15,6 +15,8 @@ const MAX_HEAD: usize = 64 << 10;
 /// At most this much of a refusal's body is kept.
 const MAX_BODY: usize = 1 << 20;
 const MAX_HEADERS: usize = 100;
+/// Interim (1xx) answers read past before the final one, at most.
+const MAX_INTERIM: usize = 8;
 /// At most this long is spent reading a refusal's body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -123,9 +125,21 @@ pub async fn client(
     stream.write_all(&request.head).await.map_err(Failure::Io)?;
     stream.flush().await.map_err(Failure::Io)?;
     let mut buf = BytesMut::with_capacity(4096);
+    let mut interim = 0;
     let (mut response, head_len) = loop {
-        if let Some(parsed) = parse(&buf)? {
-            break parsed;
+        match parse(&buf)? {
+            // An interim answer (100, 103 Early Hints) comes before the
+            // final one: a client must read past it (RFC 9110 §15.2).
+            Some((response, head_len)) if (100..200).contains(&response.status) && response.status != 101 => {
+                interim += 1;
+                if interim > MAX_INTERIM {
+                    return Err(Failure::BadResponse(format!("over {MAX_INTERIM} interim (1xx) answers")));
+                }
+                buf.advance(head_len);
+                continue;
+            }
+            Some(parsed) => break parsed,
+            None => {}
         }
         if buf.len() > MAX_HEAD {
             return Err(Failure::BadResponse(format!("the answer's head is over {MAX_HEAD} bytes")));
