@@ -876,7 +876,8 @@ mod tests {
         let status = |fields: &[(&'static str, &'static str)]| handshake_with(fields).map_err(|r| r.status());
         assert_eq!(status(&[("sec-websocket-version", "13"), ("sec-websocket-version", "13")]), Err(400));
         assert_eq!(status(&[("sec-websocket-version", "13, 8")]), Err(426));
-        assert_eq!(status(&[("sec-websocket-version", "-")]), Err(426));
+        // None at all is no handshake (§4.2.1), not a version to upgrade from.
+        assert_eq!(status(&[("sec-websocket-version", "-")]), Err(400));
     }
 
     #[tokio::test(flavor = "current_thread")]
