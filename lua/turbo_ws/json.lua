@@ -3,22 +3,26 @@
 -- functions), and what a pub/sub hub sends a table as. It requires
 -- nothing, so loading it loads no face.
 --
--- JSON follows what Turbo's bundled JSON.lua (J. Friedl, 20111207) does, so
--- that programs see the same strings and the same Lua values:
---   * a table with only numeric keys is an array, filled with null up to its
---     largest key; a table with string keys is an object with its keys
---     sorted; an empty table is `[]`; mixed key types are an error;
+-- JSON follows what Turbo 2.1.5's bundled JSON.lua (J. Friedl, 20170927.26)
+-- does, so that programs see the same strings and the same Lua values:
+--   * a table with only positive numeric keys is an array, filled with null
+--     up to its largest key; an empty table is `[]`; any string key, or a
+--     numeric key below 1, makes an object: its string keys sorted, then
+--     its numeric keys as strings, sorted by number ("1" and 1 both there
+--     is an error);
 --   * only `"`, `\` and control characters are escaped in strings (with
 --     \n \r \t \b \f short forms, otherwise \u00xx); UTF-8 passes through;
 --   * NaN encodes as null, +/-inf as 1e+9999 / -1e+9999;
---   * decoding a blank string gives nil, JSON null gives nil, trailing text
---     after the first value is ignored, unknown backslash escapes keep the
---     escaped character, lone UTF-16 surrogates become "?".
+--   * decoding a blank string gives nil, JSON null gives nil, text after
+--     the first value (but blanks) is an error, unknown backslash escapes
+--     keep the escaped character, lone UTF-16 surrogates become "?".
 -- Deliberate differences (more correct, never fewer accepted inputs):
 --   * numbers keep full precision (Turbo used tostring, i.e. 14 digits);
 --   * `null` inside an array keeps its slot (Turbo shifted later elements
 --     down, losing their positions);
---   * error messages quote at most 80 characters of the input.
+--   * error messages quote at most 80 characters of the input;
+--   * a boolean key is an error (Turbo wrote it as a string key with the
+--     value null).
 
 local type, tostring, tonumber, pairs, error =
       type, tostring, tonumber, pairs, error
@@ -95,11 +99,12 @@ local function number_text(n)
 end
 
 -- Decide how a table is written. Returns "array", length  or  "object",
--- sorted_keys. Mirrors Turbo: any string key makes an object, numeric keys
--- make an array as long as the largest key, anything else is an error.
+-- keys, map (map: where to read the keys from when some were numbers).
+-- Mirrors Turbo: positive numeric keys alone make an array as long as the
+-- largest key; a string key or a number below 1 makes an object.
 local function classify(t)
     local keys, nkeys = nil, 0
-    local max_index
+    local max_index, numeric, odd_index
     for k in pairs(t) do
         local kt = type(k)
         if kt == "string" then
@@ -107,23 +112,38 @@ local function classify(t)
             if not keys then keys = {} end
             keys[nkeys] = k
         elseif kt == "number" then
-            if not max_index or k > max_index then max_index = k end
+            numeric = true
+            if k <= 0 or k >= huge then odd_index = true
+            elseif not max_index or k > max_index then max_index = k end
         else
             encode_error("can't encode table with a key of type " .. kt)
         end
-        if keys and max_index then
-            encode_error("a table with both numeric and string keys could "
-                .. "be an object or array; aborting")
-        end
     end
-    if keys then
+    if keys or odd_index then
+        -- Turbo 2.1.5's JSON.lua (20170927.26): an object; numeric keys
+        -- become strings, sorted, after the sorted string keys.
+        keys = keys or {}
         sort(keys)
-        return "object", keys
+        local map
+        if numeric then
+            local nums = {}
+            for k in pairs(t) do if type(k) == "number" then nums[#nums + 1] = k end end
+            sort(nums)
+            map = {}
+            for _, k in ipairs(keys) do map[k] = t[k] end
+            for _, k in ipairs(nums) do
+                local sk = tostring(k)
+                if map[sk] ~= nil or t[sk] ~= nil then
+                    encode_error("conflict converting table with mixed-type keys into a JSON object: key "
+                        .. sk .. " exists both as a string and a number.")
+                end
+                keys[#keys + 1] = sk
+                map[sk] = t[k]
+            end
+        end
+        return "object", keys, map
     end
-    if not max_index or max_index < 1 then return "array", 0 end
-    if max_index >= huge then
-        encode_error("can't encode an array with an infinite index")
-    end
+    if not max_index then return "array", 0 end
     -- (Whole part by arithmetic: a full busted run under Debian's LuaJIT
     -- 2.1 beta3 twice got a non-number 'for' limit from floor() here,
     -- not reproduced alone.)
@@ -137,14 +157,15 @@ local function encode_table(t, buf, n, parents)
         encode_error("table " .. tostring(t) .. " is a child of itself")
     end
     parents[t] = true
-    local kind, info = classify(t)
+    local kind, info, map = classify(t)
     if kind == "object" then
+        local src = map or t
         n = n + 1; buf[n] = "{"
         for i = 1, #info do
             local key = info[i]
             if i > 1 then n = n + 1; buf[n] = "," end
             n = n + 1; buf[n] = quoted_key(key)
-            n = encode_into(t[key], buf, n, parents)
+            n = encode_into(src[key], buf, n, parents)
         end
         n = n + 1; buf[n] = "}"
     else
@@ -435,7 +456,10 @@ function json.decode(s)
         decode_error("JSON package groks only UTF-8, sorry", s)
     end
     next_quote, next_backslash = 0, 0
-    return (decode_value(s, 1))
+    local value, i = decode_value(s, 1)
+    i = skip_ws(s, i)
+    if i <= #s then decode_error("trailing garbage", s, i) end  -- as Turbo 2.1.5
+    return value
 end
 
 return json
