@@ -178,6 +178,14 @@ describe("turbo.web", function()
       assert.same({ number = false, write = false, finish = false, finished = true }, results)
     end)
 
+    it("keeps the Server a set_default_headers() sets (Turbo's docs: the place for it)", function()
+      local H = class("H", web.RequestHandler)
+      function H:set_default_headers() self:set_header("Server", "MyApp/1.0") end
+      function H:get() self:write("x") end
+      local r = get(serve({ { "^/x$", H } }), "/x")
+      assert.equal("MyApp/1.0", r.headers["server"])
+    end)
+
     it("sets the status and the headers", function()
       local seen
       local port = serve({ { "^/x$", handler(function(self)
@@ -430,6 +438,22 @@ describe("turbo.web", function()
       assert.is_nil(r.body:find("secret detail", 1, true))
     end)
 
+    it("sends a table message as JSON, as Turbo's ErrorHandler writes it", function()
+      local port = serve({ { "^/e$", handler(function() error(web.HTTPError(400, { error = "invalid" })) end) } })
+      local r = get(port, "/e")
+      assert.same({ 400, '{"error":"invalid"}' }, { r.status, r.body })
+      assert.truthy(r.headers["content-type"]:find("^application/json"))
+    end)
+
+    it("with a status code Turbo does not know answers 500", function()
+      local port = serve({
+        { "^/e$", handler(function() error(web.HTTPError(299)) end) },
+        { "^/s$", handler(function(self) self:set_status(299); self:write("x") end) },
+      })
+      local r = fetch_all(port, { S.raw.get("/e"), S.raw.get("/s") })
+      assert.same({ 500, 500 }, { r[1].status, r[2].status })
+    end)
+
     it("needs a number", function()
       assert.has_error(function() web.HTTPError("404") end)
       local e = web.HTTPError(400)
@@ -448,7 +472,7 @@ describe("turbo.web", function()
       S.write_file(dir .. "/site/style.css", "body{}")
       S.write_file(dir .. "/site/data.json", "{}")
       S.write_file(dir .. "/site/img.png", "\137PNG\r\n\26\n\0\0")
-      S.write_file(dir .. "/site/blob.xyz", "?")
+      S.write_file(dir .. "/site/blob.nosuchtype", "?")
       S.write_file(dir .. "/site/sub/deep.txt", "deep")
       S.write_file(dir .. "/secret.txt", "do not serve")
     end)
@@ -462,7 +486,7 @@ describe("turbo.web", function()
       local r = fetch_all(port, {
         S.raw.get("/"), S.raw.get("/static/app.js"), S.raw.get("/static/style.css"),
         S.raw.get("/static/data.json"), S.raw.get("/static/img.png"),
-        S.raw.get("/static/blob.xyz"), S.raw.get("/static/sub/deep.txt"),
+        S.raw.get("/static/blob.nosuchtype"), S.raw.get("/static/sub/deep.txt"),
         S.raw.get("/static/sub%2Fdeep.txt"),
       })
       assert.same({ 200, "<h1>hi</h1>", "text/html; charset=UTF-8" },
@@ -474,6 +498,16 @@ describe("turbo.web", function()
       assert.equal("application/octet-stream", r[6].headers["content-type"])
       assert.same({ 200, "deep" }, { r[7].status, r[7].body })
       assert.same({ 200, "deep" }, { r[8].status, r[8].body })
+    end)
+
+    it("knows common types beyond its table from the system's /etc/mime.types", function()
+      assert.equal("application/xhtml+xml", web.content_type("a.XHTML"))
+      assert.equal("text/calendar; charset=UTF-8", web.content_type("b.ics"))
+      local system = io.open("/etc/mime.types")
+      if not system then return pending("no /etc/mime.types on this machine") end
+      system:close()
+      assert.equal("application/vnd.oasis.opendocument.text", web.content_type("c.odt"))
+      assert.equal("application/octet-stream", web.content_type("d.nosuchtype"))
     end)
 
     it("answers 404 for missing files and directories", function()

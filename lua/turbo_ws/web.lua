@@ -256,7 +256,10 @@ end
 function RequestHandler:clear()
   self.headers = httputil.HTTPHeaders()
   self:set_default_headers()
-  self:add_header("Server", web._server_name(self.application))
+  -- set_default_headers may have set its own Server (Turbo's doc says so).
+  if not self:get_header("Server") then
+    self:add_header("Server", web._server_name(self.application))
+  end
   if self._write_buffer ~= nil then self._write_buffer = nil end  -- (NOTE on nil fields)
   if self._status_code ~= nil then self._status_code = nil end  -- 200
 end
@@ -382,6 +385,11 @@ function RequestHandler:finish(chunk)
     error("finish() called twice. Something terrible has happened", 2)
   end
   if chunk ~= nil then self:write(chunk) end
+  local status = self._status_code or 200
+  if not httputil.status_codes[status] then
+    -- Turbo's HTTPHeaders:set_status_code raises here (-> 500).
+    error(sformat("Invalid HTTP status code given: %d", status), 2)
+  end
   self._finished = true
   local body = concat(self._write_buffer or NONE)
   self._write_buffer = nil
@@ -451,8 +459,22 @@ end
 -- answers.
 function web._fail_request(request, err, app)
   local code, message
+  local ctype = "text/plain; charset=UTF-8"
   if is_http_error(err) then
-    code, message = err.code, tostring(err.message)
+    code, message = err.code, err.message
+    if type(message) == "table" then
+      -- Turbo's ErrorHandler write()s the message: a table goes out as JSON.
+      local ok, json = pcall(escape.json_encode, message)
+      message = ok and json or httputil.status_codes[code] or "Unknown"
+      if ok then ctype = JSON_CONTENT_TYPE end
+    else
+      message = tostring(message)
+    end
+    if not httputil.status_codes[code] then
+      -- Turbo's ErrorHandler failed on it at finish (an invalid status).
+      log.error(sformat("[web.lua] HTTPError with an invalid status code: %s", tostring(code)))
+      code, message, ctype = 500, httputil.status_codes[500], "text/plain; charset=UTF-8"
+    end
   else
     log.error("[web.lua] Error in RequestHandler:\n" .. tostring(err))
     code, message = 500, httputil.status_codes[500]
@@ -461,7 +483,7 @@ function web._fail_request(request, err, app)
     -- The response already went out (e.g. an error after finish()).
     return
   end
-  request:_respond(code, { { "Content-Type", "text/plain; charset=UTF-8" },
+  request:_respond(code, { { "Content-Type", ctype },
     { "Server", web._server_name(app) } }, message)
 end
 
@@ -480,13 +502,43 @@ local CONTENT_TYPES = {
   pdf = "application/pdf", wasm = "application/wasm", zip = "application/zip",
   gz = "application/gzip", mp3 = "audio/mpeg", ogg = "audio/ogg",
   wav = "audio/wav", mp4 = "video/mp4", webm = "video/webm", lua = "text/plain",
+  xhtml = "application/xhtml+xml", ics = "text/calendar", rtf = "application/rtf",
+  tif = "image/tiff", tiff = "image/tiff", svgz = "image/svg+xml", avif = "image/avif",
+  mpeg = "video/mpeg", mpg = "video/mpeg", mov = "video/quicktime",
+  avi = "video/x-msvideo", flac = "audio/flac", m4a = "audio/mp4",
+  tar = "application/x-tar", tsv = "text/tab-separated-values",
+  doc = "application/msword", xls = "application/vnd.ms-excel",
+  ppt = "application/vnd.ms-powerpoint", rss = "application/rss+xml",
+  atom = "application/atom+xml", epub = "application/epub+zip",
 }
 web.CONTENT_TYPES = CONTENT_TYPES
+
+-- The system's map of the rest (/etc/mime.types, Debian's media-types
+-- package), read once, at the first extension the table does not know.
+local system_types
+local function system_content_type(ext)
+  if not system_types then
+    system_types = {}
+    local file = io.open("/etc/mime.types", "r")
+    if file then
+      for line in file:lines() do
+        local ctype, exts = smatch(line, "^([^#%s]+)%s+([^#]+)")
+        for e in (exts or ""):gmatch("%S+") do
+          e = slower(e)
+          if system_types[e] == nil then system_types[e] = ctype end
+        end
+      end
+      file:close()
+    end
+  end
+  return system_types[ext]
+end
 
 --- Content type for a file name, from its extension.
 function web.content_type(path)
   local ext = smatch(path, "%.([%w]+)$")
-  local ctype = ext and CONTENT_TYPES[slower(ext)]
+  ext = ext and slower(ext)
+  local ctype = ext and (CONTENT_TYPES[ext] or system_content_type(ext))
   if not ctype then return "application/octet-stream" end
   if sfind(ctype, "^text/") or ctype == "application/javascript" then
     return ctype .. "; charset=UTF-8"
