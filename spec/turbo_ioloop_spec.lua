@@ -29,6 +29,44 @@ describe("turbo.ioloop", function()
     end)
   end)
 
+  describe("a callback's error", function()
+    -- Captures what is written on io.stderr while fn runs.
+    local function stderr_of(fn)
+      local saved, written = io.stderr, {}
+      io.stderr = { write = function(self, ...)
+        for i = 1, select("#", ...) do written[#written + 1] = tostring((select(i, ...))) end
+        return self
+      end, flush = function(self) return self end }
+      local ok, err = pcall(fn)
+      io.stderr = saved
+      assert(ok, err)
+      return table.concat(written)
+    end
+
+    local function fail_then_close()
+      local after = false
+      loop:add_callback(function() error("deliberate callback failure") end)
+      loop:add_timeout(turbo.util.gettimemonotonic() + 1, function() error("deliberate timeout failure") end)
+      loop:add_timeout(turbo.util.gettimemonotonic() + 20, function() after = true; loop:close() end)
+      loop:wait(5)
+      return after
+    end
+
+    it("goes to turbo.log as Turbo's does, and the loop goes on", function()
+      turbo.log.categories.error = true
+      local written = stderr_of(function() assert.is_true(fail_then_close()) end)
+      turbo.log.categories.error = false
+      assert.truthy(written:find("[ioloop.lua] Error in IOLoop callback", 1, true), written)
+      assert.truthy(written:find("deliberate callback failure", 1, true), written)
+      assert.truthy(written:find("deliberate timeout failure", 1, true), written)
+    end)
+
+    it("is silenced with the error log category", function()
+      local written = stderr_of(function() assert.is_true(fail_then_close()) end)
+      assert.are.equal("", written)
+    end)
+  end)
+
   describe("IOLoop:wait", function()
     it("runs the loop until close() and returns true", function()
       local ran = false

@@ -37,23 +37,40 @@ ioloop.IOLoop = setmetatable({}, {
   __newindex = IOLoop,
 })
 
+-- Turbo logs an error in a callback through turbo.log (so the program's
+-- log settings apply) and goes on. Where xpcall cannot be yielded across
+-- (Lua 5.1) the callback is handed over as it is, so that it may still
+-- yield a task; the core then reports its error on stderr.
+local YIELDABLE_XPCALL = rawget(_G, "jit") ~= nil or _VERSION ~= "Lua 5.1"
+
+local function callback_failed(err)
+  log.error(("[ioloop.lua] Error in IOLoop callback, %s is dead.\n%s")
+    :format(tostring(coroutine.running()), debug.traceback(tostring(err), 2)))
+end
+
+-- (Anything but a function goes to the core as it is: its misuse errors.)
+local function logged(callback)
+  if not YIELDABLE_XPCALL or type(callback) ~= "function" then return callback end
+  return function(arg) toolkit.xpcall(callback, callback_failed, arg) end
+end
+
 function IOLoop:start() core.start(); return self end
 function IOLoop:close() core.close() end
 function IOLoop:running() return core.running() end
 
 function IOLoop:add_callback(callback, arg)
-  core.add_callback(callback, arg)
+  core.add_callback(logged(callback), arg)
   return self
 end
 
 function IOLoop:add_timeout(timestamp, callback, arg)
-  return core.add_timeout(timestamp, callback, arg)
+  return core.add_timeout(timestamp, logged(callback), arg)
 end
 
 function IOLoop:remove_timeout(ref) return core.remove_timeout(ref) end
 
 function IOLoop:set_interval(msec, callback, arg)
-  return core.set_interval(msec, callback, arg)
+  return core.set_interval(msec, logged(callback), arg)
 end
 
 function IOLoop:clear_interval(ref) return core.clear_interval(ref) end
