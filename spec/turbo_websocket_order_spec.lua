@@ -43,6 +43,42 @@ describe("turbo.websocket ordering", function()
     assert.same({ "done a", "done b", "done c" }, got)
   end)
 
+  it("keeps a connection's order while another's held messages are delivered", function()
+    local core = turbo.core
+    local L = require "spec.support.loop"
+    local log = {}
+    local Slow = class("SlowEach", ws.WebSocketHandler)
+    function Slow:on_message(msg)
+      log[#log + 1] = "start " .. msg
+      local ms = tonumber(msg:match("^slow(%d+)"))
+      if ms then sleep(ms) end
+      log[#log + 1] = "end " .. msg
+    end
+    local port = serve({ { "^/ws$", Slow } })
+    local conns = {}
+    local function client(steps)
+      core.connect(url(port), nil, function(c)
+        conns[#conns + 1] = c
+        for _, step in ipairs(steps) do
+          S.after(step[1], function() for i = 2, #step do c:send(step[i]) end end)
+        end
+      end)
+    end
+    -- A's second message is held while its first sleeps; B's first call
+    -- is suspended when A's returns and its held message goes in.
+    client({ { 0, "slow100-A1", "A2" } })
+    client({ { 20, "slow300-B1" }, { 150, "B2" } })
+    L.run_until(function() return #log == 8 end, 5000, "eight events")
+    local at = {}
+    for i, event in ipairs(log) do at[event] = i end
+    assert.is_true(at["end slow100-A1"] < at["start A2"], table.concat(log, ", "))
+    assert.is_true(at["end slow300-B1"] < at["start B2"], table.concat(log, ", "))
+    for _, c in ipairs(conns) do c:close() end
+    L.run_until(function()
+      return conns[1]:state() == "closed" and conns[2]:state() == "closed"
+    end, 5000, "the clients' close")
+  end)
+
   it("handles a client's messages one after another when on_message yields", function()
     local Burst = class("Burst", ws.WebSocketHandler)
     function Burst:open()

@@ -111,6 +111,9 @@ local function deliver_held(self, deliver)
   if not held then return end
   local i = 1
   while held[i] do
+    -- Another stream's call may be suspended in `running` (it yielded
+    -- while this one was): noted before it is overwritten.
+    if running ~= nil and running ~= self then note_suspended() end
     running = self
     deliver(self, held[i][1], held[i][2])
     if running == self then running = nil end
