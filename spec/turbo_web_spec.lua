@@ -73,6 +73,19 @@ describe("turbo.web", function()
       assert.equal("http://example.test/", r.headers["location"])
     end)
 
+    it("listen refuses ssl_options that are not a table instead of serving plain text", function()
+      local app = web.Application({})
+      for _, bad in ipairs({ true, "x", 1 }) do
+        local ok, err = pcall(app.listen, app, 0, "127.0.0.1", { ssl_options = bad })
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find("Application:listen: bad argument #3 'kwargs' (ssl_options: table expected", 1, true), err)
+      end
+      local ok, err = pcall(app.listen, app, 0, "127.0.0.1", true)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("Application:listen: bad argument #3 'kwargs' (table expected, got boolean)", 1, true), err)
+      assert.same({}, app.servers)
+    end)
+
     it("add_handler, settings, and the server name", function()
       local seen
       local port, app = serve({}, { settings = { level = 3 }, application_name = "MyApp/1" })

@@ -671,8 +671,14 @@ web._MAX_BUFFERED = 64 * 1024 * 1024
 
 -- kwargs.ssl_options -> core tls: Turbo's {cert_file, key_file}, plus the
 -- core's client_ca_file (require client certificates).
+-- A true value that is not a table raises: serving in plain text when
+-- TLS was asked for would fail open. (nil or false: plain, as Turbo.)
 local function tls_options(ssl)
-  if type(ssl) ~= "table" then return nil end
+  if not ssl then return nil end
+  if type(ssl) ~= "table" then
+    error("Application:listen: bad argument #3 'kwargs' (ssl_options: table expected, got "
+      .. type(ssl) .. ")", 3)
+  end
   local cert, key = ssl.cert_file, ssl.key_file or ssl.priv_file
   if not cert or not key then
     error("ssl_options needs cert_file and key_file", 3)
@@ -686,6 +692,9 @@ end
 -- returned nothing.
 function Application:listen(port, address, kwargs)
   kwargs = kwargs or {}
+  if type(kwargs) ~= "table" then
+    error("Application:listen: bad argument #3 'kwargs' (table expected, got " .. type(kwargs) .. ")", 2)
+  end
   local options = { host = address or "0.0.0.0", port = port or 0 }
   options.tls = tls_options(kwargs.ssl_options)
   for _, name in ipairs(LISTEN_OPTIONS) do options[name] = kwargs[name] end
