@@ -176,6 +176,23 @@ describe("frame dispatch to handler modules (server side)", function()
     end)
   end)
 
+  it("goes on after an error object whose __tostring raises too", function()
+    run_async(function()
+      local bomb = setmetatable({}, { __tostring = function() error("tostring broke") end })
+      probe.handle_message = function(msg)
+        if ffi.string(msg.buf) == "bad" then error(bomb) end
+        ws_util.send_msg({ _ss = msg._ss }, "ok", { msg_type = "TEXT" })
+      end
+      local _, port = start_server()
+      local raw = raw_upgraded(port)
+      local logged = capture_stderr(function()
+        raw:send(cframe(0x81, "bad") .. cframe(0x81, "good"))
+        assert.are.equal("ok", raw:read_frame().payload)
+      end)
+      assert.truthy(logged:find("__tostring failed", 1, true), logged)
+    end)
+  end)
+
   it("echoes a CLOSE with its code and closes the TCP connection", function()
     run_async(function()
       local _, port = start_server()

@@ -45,7 +45,7 @@ local YIELDABLE_XPCALL = rawget(_G, "jit") ~= nil or _VERSION ~= "Lua 5.1"
 
 local function callback_failed(err)
   log.error(("[ioloop.lua] Error in IOLoop callback, %s is dead.\n%s")
-    :format(tostring(coroutine.running()), debug.traceback(tostring(err), 2)))
+    :format(tostring(coroutine.running()), debug.traceback(toolkit.describe(err), 2)))
 end
 
 -- (Anything but a function goes to the core as it is: its misuse errors.)

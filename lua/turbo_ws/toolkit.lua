@@ -18,17 +18,26 @@ local co_status, co_resume = coroutine.status, coroutine.resume
 
 local toolkit = {}
 
+--- tostring(err) for an error a program raised, which may be an object
+-- whose __tostring raises itself: reporting it must not fail too.
+function toolkit.describe(err)
+  local ok, text = pcall(tostring, err)
+  if ok and type(text) == "string" then return text end
+  return "(a " .. type(err) .. " error whose __tostring failed)"
+end
+local describe = toolkit.describe
+
 --- Writes "<source>: <what>: <err>" on stderr, for an error nobody else
 -- can be told of (the loop goes on). io.stderr is read at each call, so a
 -- program or test that swaps it is honoured.
 function toolkit.report(source, what, err)
-  io.stderr:write(source, ": ", what, ": ", tostring(err), "\n")
+  io.stderr:write(source, ": ", what, ": ", describe(err), "\n")
 end
 
 --- An xpcall handler that keeps the message and the traceback:
 -- `{message = tostring(err), trace = traceback}`.
 function toolkit.caught(err)
-  local message = tostring(err)
+  local message = describe(err)
   return { message = message, trace = traceback(message, 2) }
 end
 
@@ -49,7 +58,7 @@ else
 end
 
 local function report_uncaught(source, co, err)
-  toolkit.report(source, "uncaught error in a coroutine", traceback(co, tostring(err)))
+  toolkit.report(source, "uncaught error in a coroutine", traceback(co, describe(err)))
 end
 
 --- Resumes `co` with `...` if it is suspended (someone else may have
