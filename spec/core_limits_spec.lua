@@ -234,6 +234,54 @@ describe("shutdown", function()
     assert.are.same({ "on_close", "on_done" }, order)
   end)
 
+  it("reaches connections not yet upgraded: a request held, an idle keep-alive one, a slow head", function()
+    local held
+    local server = core.listen({ host = "127.0.0.1", port = 0 }, function(req, info)
+      if info.path == "/held" then held = req return end -- never answered
+      req:respond(200, nil, "ok")
+    end)
+    local out = os.tmpname()
+    local script = table.concat({
+      "import socket, sys",
+      "def conn(data):",
+      "    s = socket.create_connection((\"127.0.0.1\", int(sys.argv[1])))",
+      "    s.settimeout(30); s.sendall(data); return s",
+      "a = conn(b\"GET /held HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\")",
+      "b = conn(b\"GET /ok HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"); b.recv(4096)",
+      "c = conn(b\"GET /slow HTTP/1.1\\r\\nHost:\")",
+      "print(\"ready\", flush=True)",
+      "for s in (a, b, c):",
+      "    try:",
+      "        while s.recv(4096): pass",
+      "        print(\"closed\", flush=True)",
+      "    except Exception as e: print(\"error\", e, flush=True)",
+    }, "\n")
+    os.execute(("python3 -c '%s' %d > %s 2>&1 &"):format(script, server:port(), out))
+    local function peer_output()
+      local f = io.open(out)
+      local text = f and f:read("*a") or ""
+      if f then f:close() end
+      return text
+    end
+    run_until(function() return held ~= nil and peer_output():find("ready") end, 5000, "the peer's requests")
+    local done = false
+    turbo_ws.shutdown(0.3, function() done = true end)
+    local t0 = core.gettimemonotonic()
+    turbo_ws.run()
+    -- Without the shutdown reaching them, run() waited for the held
+    -- request and the slow head (handshake_timeout, 10 s) or the peer.
+    assert.is_true(done)
+    assert.is_true(core.gettimemonotonic() - t0 < 5000, "run() took " .. (core.gettimemonotonic() - t0) .. " ms")
+    local deadline = core.gettimemonotonic() + 5000
+    while select(2, peer_output():gsub("closed", "")) < 3 and core.gettimemonotonic() < deadline do
+      os.execute("sleep 0.05")
+    end
+    local seen = peer_output()
+    os.remove(out)
+    -- Each of the three saw its connection closed (not reset, no timeout).
+    assert.are.equal("ready\nclosed\nclosed\nclosed\n", seen)
+  end)
+
   it("checks its arguments", function()
     assert.has_error(function() turbo_ws.shutdown(-1) end)
     assert.has_error(function() turbo_ws.shutdown(1, 42) end)

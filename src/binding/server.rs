@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 use mlua::{AnyUserData, Function, Lua, RegistryKey, Table, UserData, UserDataMethods, Value};
@@ -25,6 +25,7 @@ use crate::binding::opts::{self, HeaderFields, Opts};
 use crate::binding::record::{self, Field};
 use crate::binding::userdata::{self, Object};
 use crate::engine::codec::Role;
+use crate::engine::registry::Closable;
 use crate::engine::server::{self, AnswerError, Config, Handshake, PendingRequest, Requests, Task};
 use crate::engine::tls;
 
@@ -153,6 +154,14 @@ impl Requests for LuaRequests {
 
     fn spawn_background(&self, task: Task) {
         self.lp.spawn(task);
+    }
+
+    fn track(&self, conn: Weak<dyn Closable>) -> Option<u64> {
+        Some(self.lp.registry().add_connection(conn))
+    }
+
+    fn untrack(&self, id: u64) {
+        self.lp.registry().remove_connection(id);
     }
 }
 

@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -31,6 +31,7 @@ use crate::engine::error::{Error, Kind};
 use crate::engine::frame;
 use crate::engine::handshake;
 use crate::engine::limits::Limits;
+use crate::engine::registry::Closable;
 use crate::engine::stream::Stream;
 use crate::engine::url_parts;
 
@@ -50,6 +51,12 @@ pub trait Requests {
     fn spawn_background(&self, task: Task) {
         self.spawn(task);
     }
+    /// Makes a connection not yet upgraded reachable by a graceful
+    /// shutdown; returns the id `untrack` takes (None: nothing tracks).
+    fn track(&self, _conn: Weak<dyn Closable>) -> Option<u64> {
+        None
+    }
+    fn untrack(&self, _id: u64) {}
 }
 
 /// How one listener serves.
@@ -168,7 +175,49 @@ async fn serve_http(shared: Rc<Listener>, tcp: tokio::net::TcpStream, peer: Sock
         // but some peers match names exactly. (The exact spelling a
         // program gave cannot be kept: hyper's case map is private.)
         .title_case_headers(true);
-    let _ = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+    let control = Rc::new(HttpControl::default());
+    let weak: Weak<dyn Closable> = Rc::<HttpControl>::downgrade(&control);
+    let tracked = shared.requests.track(weak);
+    let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = control.wake.notified() => {
+                if control.aborted.get() {
+                    break;
+                }
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    if let Some(id) = tracked {
+        shared.requests.untrack(id);
+    }
+}
+
+/// A connection not yet upgraded, as a graceful shutdown reaches it: going
+/// away ends it after the request in progress (hyper's graceful shutdown;
+/// an idle keep-alive connection closes at once), abort drops it, request
+/// and all (a program that holds a request would otherwise keep it open).
+#[derive(Default)]
+struct HttpControl {
+    wake: Notify,
+    aborted: Cell<bool>,
+}
+
+impl Closable for HttpControl {
+    fn going_away(&self) {
+        self.wake.notify_one();
+    }
+
+    fn abort(&self) {
+        self.aborted.set(true);
+        self.wake.notify_one();
+    }
+
+    fn keeps_loop(&self) -> bool {
+        true
+    }
 }
 
 /// One request, from hyper to `Requests::request` and back.
