@@ -6,7 +6,7 @@ local S = require "spec.turbo_support"
 local T = require "spec.support.turbo_websocket"
 local ws, core, errors, url, serve = T.ws, T.core, T.errors, T.url, T.serve
 local closed_port, Echo, client_events = T.closed_port, T.Echo, T.client_events
-local find_event = T.find_event
+local find_event, event_names = T.find_event, T.event_names
 
 describe("turbo.websocket", function()
   setup(S.quiet)
@@ -160,6 +160,16 @@ describe("turbo.websocket", function()
         assert.equal("on_close", events[2][1])
         S.drain(200)
         assert.equal(1011, server_close)
+      end)
+
+      it("an error in on_close is only logged: on_close stays the last call", function()
+        local port = serve({ { "^/ws$", T.Echo } })
+        local events = client_events(url(port), {
+          on_connect = function(self) self:close() end,
+          on_close = function() error("closing bug") end,
+        })
+        S.drain(200)
+        assert.same({ "on_close" }, event_names(events))
       end)
 
       it("CALLBACK_ERROR when modify_headers raises: no request is made", function()

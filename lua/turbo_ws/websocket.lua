@@ -995,15 +995,13 @@ end
 
 function Client:_callback_failed(name, err)
   log.error(err.trace)
-  -- After on_close only its own error is reported (docs/turbo-differences.md);
-  -- a call that ran on after it (an on_message that yielded) failing is
-  -- only logged.
-  if rawget(self, "_close_reported") and name ~= "on_close" then return end
-  if name ~= "on_close" then
-    self._closed = true
-    self._queue = nil
-    close_conn(self._conn, 1011, "callback error")
-  end
+  -- on_close comes last (docs/turbo-differences.md): its own error, and
+  -- that of a call that ran on after it (an on_message that yielded), is
+  -- only logged, as the handler's.
+  if name == "on_close" or rawget(self, "_close_reported") then return end
+  self._closed = true
+  self._queue = nil
+  close_conn(self._conn, 1011, "callback error")
   self:_report(errors.CALLBACK_ERROR, sformat(
     "WebSocketClient unhandled error in callback \"%s\":\n%s", name, err.message))
 end
