@@ -38,6 +38,8 @@ describe("turbo_ws.coro_websocket", function()
         { { port = 1, heartbeat = true }, "bad option 'heartbeat'" },
         { { port = 1, headers = "x" }, "bad option 'headers'" },
         { { port = 1, headers = { { "a" } } }, "bad header #1" },
+        { { port = 1, headers = { { "X-A", "a\r\nb" } } },
+          "turbo_ws.coro_websocket.connect: bad option 'headers' (bad value for 'X-A')" },
         { { port = 1, subprotocol = 1 }, "bad option 'subprotocol'" },
         { { port = 1, subprotocol = "a\r\nX-Injected: yes" }, "bad option 'subprotocol'" },
         { { port = 1, subprotocol = "a, b" }, "bad option 'subprotocol'" },

@@ -301,6 +301,9 @@ describe("ws.connect", function()
                         { url = "ftp://127.0.0.1/x", hdrs = {}, external = false })
       assert_error_with("bad URL", ws.connect,
                         { url = "http://127.0.0.1:99999/x", hdrs = {}, external = false })
+      -- a field the core cannot send, named as this call names it
+      assert_error_with("ws.connect: bad field 'hdrs' (bad value for 'X-A')", ws.connect,
+                        { url = url, hdrs = { ["X-A"] = "a\r\nb" }, external = false })
     end)
   end)
 

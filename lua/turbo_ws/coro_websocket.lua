@@ -461,10 +461,15 @@ end
 -- Yields until core.connect reports; returns what on_done got.
 local function await_connect(co, url, opts)
   local result, waiting
-  core.connect(url, opts, function(...)
+  local ok, err = pcall(core.connect, url, opts, function(...)
     result = { n = select("#", ...), ... }
     if waiting then resume(co) end
   end)
+  if not ok then
+    -- The core's misuse error (a bad header), in the words of this call.
+    local reason = toolkit.core_reason(err):gsub("^turbo_ws%.connect: ", "")
+    error("turbo_ws.coro_websocket.connect: " .. reason, 3)
+  end
   while not result do
     waiting = true
     coroutine.yield()

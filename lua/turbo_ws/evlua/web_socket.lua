@@ -288,13 +288,20 @@ function ws.connect(inp)
   -- The socket takes the connection's events from the moment it opens:
   -- made later (a top-level script's wait returns after the loop stopped),
   -- a failure that came with the 101 would reach no one.
-  local sock
+  local sock, refused
   local conn, kind, message, answer, detail = wait.wait(function(finish)
-    core.connect(target, options, function(c, ...)
+    local ok, err = pcall(core.connect, target, options, function(c, ...)
       if c then sock = socket.new(c, "client", inp.msg_handler) end
       finish(c, ...)
     end)
+    if not ok then refused = err; finish() end
   end)
+  if refused then
+    -- The core's misuse error, in the words of this call: hdrs are the
+    -- core's headers.
+    local reason = toolkit.core_reason(refused):gsub("^turbo_ws%.connect: ", "")
+    error("ws.connect: " .. reason:gsub("^bad option 'headers'", "bad field 'hdrs'"), 2)
+  end
   if not conn then return nil, failure_message(kind, message, answer, detail) end
 
   answer = kind -- on success the second value is the response
