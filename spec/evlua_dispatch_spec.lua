@@ -159,39 +159,29 @@ describe("frame dispatch to handler modules (server side)", function()
     end)
   end)
 
-  it("logs an error in a handler and goes on with the next message", function()
-    run_async(function()
-      probe.handle_message = function(msg)
-        if ffi.string(msg.buf) == "bad" then error("handler broke") end
-        ws_util.send_msg({ _ss = msg._ss }, "ok", { msg_type = "TEXT" })
-      end
-      local _, port = start_server()
-      local raw = raw_upgraded(port)
-      local logged = capture_stderr(function()
-        raw:send(cframe(0x81, "bad") .. cframe(0x81, "good"))
-        assert.are.equal("ok", raw:read_frame().payload)
+  -- An error object whose __tostring raises too must not stop the report.
+  local bomb = setmetatable({}, { __tostring = function() error("tostring broke") end })
+  for _, case in ipairs({
+    { "an error", "handler broke", "handler broke" },
+    { "an error object whose __tostring raises", bomb, "__tostring failed" },
+  }) do
+    it("logs " .. case[1] .. " in a handler and goes on with the next message", function()
+      run_async(function()
+        probe.handle_message = function(msg)
+          if ffi.string(msg.buf) == "bad" then error(case[2]) end
+          ws_util.send_msg({ _ss = msg._ss }, "ok", { msg_type = "TEXT" })
+        end
+        local _, port = start_server()
+        local raw = raw_upgraded(port)
+        local logged = capture_stderr(function()
+          raw:send(cframe(0x81, "bad") .. cframe(0x81, "good"))
+          assert.are.equal("ok", raw:read_frame().payload)
+        end)
+        assert.truthy(logged:find("evspec.probe", 1, true), logged)
+        assert.truthy(logged:find(case[3], 1, true), logged)
       end)
-      assert.truthy(logged:find("evspec.probe", 1, true))
-      assert.truthy(logged:find("handler broke", 1, true))
     end)
-  end)
-
-  it("goes on after an error object whose __tostring raises too", function()
-    run_async(function()
-      local bomb = setmetatable({}, { __tostring = function() error("tostring broke") end })
-      probe.handle_message = function(msg)
-        if ffi.string(msg.buf) == "bad" then error(bomb) end
-        ws_util.send_msg({ _ss = msg._ss }, "ok", { msg_type = "TEXT" })
-      end
-      local _, port = start_server()
-      local raw = raw_upgraded(port)
-      local logged = capture_stderr(function()
-        raw:send(cframe(0x81, "bad") .. cframe(0x81, "good"))
-        assert.are.equal("ok", raw:read_frame().payload)
-      end)
-      assert.truthy(logged:find("__tostring failed", 1, true), logged)
-    end)
-  end)
+  end
 
   it("echoes a CLOSE with its code and closes the TCP connection", function()
     run_async(function()
