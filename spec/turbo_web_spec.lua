@@ -73,7 +73,7 @@ describe("turbo.web", function()
       assert.equal("http://example.test/", r.headers["location"])
     end)
 
-    it("listen refuses ssl_options that are not a table instead of serving plain text", function()
+    it("listen refuses ssl_options that are not a table instead of serving plain text, and bad options", function()
       local app = web.Application({})
       for _, bad in ipairs({ true, "x", 1 }) do
         local ok, err = pcall(app.listen, app, 0, "127.0.0.1", { ssl_options = bad })
@@ -83,6 +83,10 @@ describe("turbo.web", function()
       local ok, err = pcall(app.listen, app, 0, "127.0.0.1", true)
       assert.is_false(ok)
       assert.truthy(tostring(err):find("Application:listen: bad argument #3 'kwargs' (table expected, got boolean)", 1, true), err)
+      -- The core's refusals too, in listen's words.
+      ok, err = pcall(app.listen, app, 0, "127.0.0.1", { max_connections = "x" })
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("Application:listen: bad option 'max_connections'", 1, true), err)
       assert.same({}, app.servers)
     end)
 

@@ -700,9 +700,13 @@ function Application:listen(port, address, kwargs)
   for _, name in ipairs(LISTEN_OPTIONS) do options[name] = kwargs[name] end
   options.max_buffered = options.max_buffered or web._MAX_BUFFERED
   local secure = options.tls ~= nil
-  local server = core.listen(options, function(req, info)
+  local ok, server = pcall(core.listen, options, function(req, info)
     self:_on_request(req, info, secure)
   end)
+  if not ok then
+    -- The core's refusal (a bad option, a port in use), in this call's words.
+    error("Application:listen: " .. toolkit.core_reason(server):gsub("^turbo_ws%.listen: ", ""), 2)
+  end
   self.servers[#self.servers + 1] = server
   return server
 end
