@@ -173,4 +173,21 @@ describe("turbo.websocket ordering", function()
       assert.same({ "on_close" }, event_names(events))
     end)
   end)
+
+  it("names write_message in the UTF-8 error once open too, handler and client", function()
+    local seen = {}
+    local Opened = class("Opened", ws.WebSocketHandler)
+    function Opened:open() seen.handler = { pcall(self.write_message, self, "\255") } end
+    local port = serve({ { "^/ws$", Opened } })
+    client_events(url(port), {
+      on_connect = function(self)
+        seen.client = { pcall(self.write_message, self, "\255") }
+        self:close()
+      end,
+    })
+    for _, side in ipairs({ "handler", "client" }) do
+      assert.is_false(seen[side][1], side)
+      assert.matches("^write_message: a text message must be valid UTF%-8", seen[side][2])
+    end
+  end)
 end)

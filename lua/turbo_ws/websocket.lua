@@ -136,15 +136,6 @@ end
 websocket.WebSocketStream = {}
 local Stream = websocket.WebSocketStream
 
--- What the core refuses to send, checked before queueing: a message
--- written before the connection opens raises at the call, as it would
--- once open, instead of failing when the queue is sent.
-local function check_queued(op, data, binary)
-  if op == "send" and not binary and not core.valid_utf8(data) then
-    error("write_message: a text message must be valid UTF-8 (send it as binary)", 4)
-  end
-end
-
 -- A ping's or pong's payload, checked at the call in every state (the
 -- core would refuse it too once open, naming its own method).
 local function check_control(op, data)
@@ -163,7 +154,6 @@ end
 function Stream:_send(op, ...)
   local conn = self._conn
   if conn then return conn[op](conn, ...) end
-  check_queued(op, ...)
   local queue = self._queue
   if not queue then queue = { bytes = 0 }; self._queue = queue end
   local data = ...
@@ -210,6 +200,12 @@ function Stream:write_message(msg, binary)
   local handle = self._send_handle
   if handle and fast_send(handle, msg, #msg, binary and 1 or 0) == 0 then
     return true, nil, nil
+  end
+  -- What the core would refuse, in this method's words, in every state
+  -- (a message queued before the connection opens too, instead of failing
+  -- when the queue is sent). Only here, off fast_send's path: it checked.
+  if not binary and not core.valid_utf8(msg) then
+    error("write_message: a text message must be valid UTF-8 (send it as binary)", 2)
   end
   -- The core refuses sends once the connection is closing; asking it is
   -- cheaper than asking for its state before every message.
