@@ -104,6 +104,22 @@ describe("ping_interval and idle_timeout", function()
     assert.is_true(quiet >= 0.55 and quiet < 0.9, "pinged after " .. quiet .. " s")
   end)
 
+  it("says so when a peer it closed for idleness does not answer the close either", function()
+    local reason
+    local server = core.listen({ host = "127.0.0.1", port = 0, idle_timeout = 0.1, close_timeout = 0.2 },
+      function(req)
+        local conn = req:upgrade()
+        if conn then conn:set_callbacks{ on_close = function(code, why) reason = code .. " " .. why end } end
+      end)
+    local a = client(server:port())
+    run_until(function() return a.done end)
+    a.conn:pause_reading() -- reads nothing more: the close goes unanswered
+    run_until(function() return reason ~= nil end)
+    assert.are.equal("1006 idle timeout: the peer was silent and did not answer the close", reason)
+    a.conn:abort()
+    server:close()
+  end)
+
   it("keeps a peer that answers pings", function()
     local server = echo_server({ ping_interval = 0.05, idle_timeout = 0.2 })
     local a = client(server:port())

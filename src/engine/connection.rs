@@ -549,6 +549,9 @@ struct Driver {
     keepalive: Option<Box<Keepalive>>,
     /// Reading pauses with this many bytes unwritten (servers: `HIGH_WATER`).
     high_water: usize,
+    /// The keepalive closed the connection (`idle_timeout`): said in the
+    /// report if the peer does not answer that close either.
+    idle_closed: bool,
 }
 
 impl Driver {
@@ -573,6 +576,7 @@ impl Driver {
                 Role::Server => HIGH_WATER.min(limits.max_buffered / 2).max(1),
                 Role::Client => usize::MAX,
             },
+            idle_closed: false,
         }
     }
 
@@ -692,6 +696,7 @@ impl Driver {
             }
             KeepaliveAction::Close => {
                 self.keepalive = None;
+                self.idle_closed = true;
                 sh.close(Some(1001), "idle timeout");
                 self.since_write = FLUSH_EVERY;
             }
@@ -874,7 +879,12 @@ async fn end_of(shared: &Shared, driver: &mut Driver, end: End) -> (Option<Error
         }
         End::CloseTimeout => {
             driver.shutdown().await;
-            (None, 1006, "the closing handshake timed out".into())
+            let why = if driver.idle_closed {
+                "idle timeout: the peer was silent and did not answer the close"
+            } else {
+                "the closing handshake timed out"
+            };
+            (None, 1006, why.into())
         }
         End::Aborted => (None, 1006, "aborted".into()),
         End::Detached => (None, 1001, "the Lua state is gone".into()),
