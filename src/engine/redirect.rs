@@ -70,27 +70,44 @@ impl Trail {
         if is_secure(from.scheme()) && !is_secure(url.scheme()) {
             return Err(Error::new(
                 Kind::InsecureRedirect,
-                format!("refused to follow a redirect from {from} to {url}: it would leave TLS"),
+                format!(
+                    "refused to follow a redirect from {} to {}: it would leave TLS",
+                    shown(from),
+                    shown(&url)
+                ),
             ));
         }
         if self.visited.iter().any(|seen| loop_key(seen) == loop_key(&url)) {
-            return Err(Error::new(Kind::Redirects, format!("redirect loop: {url} was already visited")));
+            return Err(Error::new(
+                Kind::Redirects,
+                format!("redirect loop: {} was already visited", shown(&url)),
+            ));
         }
         self.visited.push(url.clone());
         Ok(Hop { same_origin: same_origin(from, &url), url })
     }
 }
 
+/// A URL as an error message shows it: without user name and password
+/// (messages end up in logs; the credentials are never sent anyway).
+fn shown(url: &Url) -> Url {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown
+}
+
 /// What makes two locations the same place for loop detection: the URL
-/// without its fragment, http and ws (https and wss) alike, since a
-/// WebSocket client follows an http:// location as ws://.
+/// without its fragment and user info (never sent), http and ws (https
+/// and wss) alike, since a WebSocket client follows an http:// location
+/// as ws://.
 fn loop_key(url: &Url) -> String {
     let scheme = match url.scheme() {
         "http" => "ws",
         "https" => "wss",
         other => other,
     };
-    format!("{scheme}{}", &url[url::Position::AfterScheme..url::Position::AfterQuery])
+    format!("{scheme}://{}", &url[url::Position::BeforeHost..url::Position::AfterQuery])
 }
 
 #[cfg(test)]
@@ -140,6 +157,16 @@ mod tests {
         assert_eq!(err.kind, Kind::Redirects);
         assert!(err.message.contains("http://a/1"), "{}", err.message);
         assert!(Trail::new(&start).follow(&start, "http://a/2").is_ok());
+    }
+
+    #[test]
+    fn error_messages_show_no_credentials_of_a_location() {
+        let start = url("ws://a/1");
+        let err = Trail::new(&start).follow(&start, "http://user:secret@a/1").unwrap_err();
+        assert_eq!(err.kind, Kind::Redirects);
+        assert!(!err.message.contains("secret") && !err.message.contains("user"), "{}", err.message);
+        let err = Trail::new(&url("wss://a/")).follow(&url("wss://a/"), "ws://user:secret@b/").unwrap_err();
+        assert!(!err.message.contains("secret") && err.message.contains("ws://b/"), "{}", err.message);
     }
 
     #[test]
