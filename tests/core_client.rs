@@ -103,6 +103,18 @@ fn a_bad_frame_after_the_servers_close_is_ignored() {
     assert_eq!(lines, ["connected 101 nil", "closed 3005", "done"]);
 }
 
+/// The 64 KiB bound on the answer's head holds when it arrives in one read.
+#[test]
+fn a_101_head_over_64_kib_is_refused_even_in_one_write() {
+    let port = tcp_server(move |head, mut s| {
+        let big = format!("X-Big: {}\r\n", "a".repeat(70 << 10));
+        s.write_all(answer_101(&head, &big).as_bytes()).unwrap();
+        thread::sleep(Duration::from_millis(200));
+    });
+    let lines = run_client(&format!("ws://127.0.0.1:{port}/"), "");
+    assert!(lines[0].starts_with("error ") && lines[0].contains("over 65536 bytes"), "{lines:?}");
+}
+
 #[test]
 fn a_wrong_accept_key_is_a_bad_handshake() {
     let port = tcp_server(|_, mut s| {

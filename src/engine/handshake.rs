@@ -138,11 +138,14 @@ pub async fn client(
                 buf.advance(head_len);
                 continue;
             }
+            // (One read may take the buffer past the limit: a head over
+            // it is refused also when it arrived whole.)
+            Some((_, head_len)) if head_len > MAX_HEAD => return Err(head_too_large()),
             Some(parsed) => break parsed,
             None => {}
         }
         if buf.len() > MAX_HEAD {
-            return Err(Failure::BadResponse(format!("the answer's head is over {MAX_HEAD} bytes")));
+            return Err(head_too_large());
         }
         if stream.read_buf(&mut buf).await.map_err(Failure::Io)? == 0 {
             return Err(Failure::NoResponse);
@@ -157,6 +160,10 @@ pub async fn client(
         Ok(deflate) => Ok((response, rest, deflate)),
         Err((check, why)) => Err(Failure::BadHandshake(check, why, Box::new(response))),
     }
+}
+
+fn head_too_large() -> Failure {
+    Failure::BadResponse(format!("the answer's head is over {MAX_HEAD} bytes"))
 }
 
 /// Parses a complete response head, or None while it is incomplete.
