@@ -161,6 +161,24 @@ describe("wss with the native core", function()
     server:close()
   end)
 
+  it("shutdown reaches a connection still in its TLS handshake", function()
+    local server = wss_server("ecdsa")
+    -- A TCP client that never sends its ClientHello (handshake_timeout:
+    -- 10 s); it leaves once the server drops it.
+    local script = "import socket, sys; s = socket.create_connection((\"127.0.0.1\", int(sys.argv[1]))); "
+      .. "s.settimeout(30); s.recv(1)"
+    os.execute(("timeout 30 python3 -c '%s' %d &"):format(script, server:port()))
+    local waited = false
+    core.add_timeout(core.gettimemonotonic() + 300, function() waited = true; core.close() end)
+    core.start()
+    assert.is_true(waited)
+    local t0 = core.gettimemonotonic()
+    turbo_ws.shutdown(0.2)
+    turbo_ws.run()
+    local took = core.gettimemonotonic() - t0
+    assert.is_true(took < 5000, "run() took " .. took .. " ms")
+  end)
+
   it("reports unreadable certificate files as misuse at listen time", function()
     local ok, err = pcall(core.listen, { port = 0, tls = { cert_file = path("missing.pem"), key_file = path("ecdsa.key") } }, print)
     assert.is_false(ok)

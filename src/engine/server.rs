@@ -137,17 +137,37 @@ pub async fn serve(listener: TcpListener, config: Config, requests: Rc<dyn Reque
     }
 }
 
-/// Serves HTTP/1.1 on one accepted connection until it closes or upgrades.
+/// Serves HTTP/1.1 on one accepted connection until it closes or
+/// upgrades, reachable by a graceful shutdown meanwhile.
 async fn serve_http(shared: Rc<Listener>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+    let control = Rc::new(HttpControl::default());
+    let weak: Weak<dyn Closable> = Rc::<HttpControl>::downgrade(&control);
+    let tracked = shared.requests.track(weak);
+    serve_tracked(&shared, tcp, peer, &control).await;
+    if let Some(id) = tracked {
+        shared.requests.untrack(id);
+    }
+}
+
+async fn serve_tracked(
+    shared: &Rc<Listener>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    control: &HttpControl,
+) {
     let over_limit = shared.open.get() >= shared.config.max_connections;
-    let slot = Slot::take(&shared);
+    let slot = Slot::take(shared);
     let limits = &shared.config.limits;
     let stream = match &shared.config.tls {
         None => Stream::Plain(tcp),
-        Some(acceptor) => match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
-            // A failed TLS handshake costs only this connection.
-            _ => return,
+        Some(acceptor) => tokio::select! {
+            accepted = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => match accepted {
+                Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
+                // A failed TLS handshake costs only this connection.
+                _ => return,
+            },
+            // Shut down: mid-handshake there is no request to finish.
+            _ = control.wake.notified() => return,
         },
     };
     let service_shared = shared.clone();
@@ -175,9 +195,6 @@ async fn serve_http(shared: Rc<Listener>, tcp: tokio::net::TcpStream, peer: Sock
         // but some peers match names exactly. (The exact spelling a
         // program gave cannot be kept: hyper's case map is private.)
         .title_case_headers(true);
-    let control = Rc::new(HttpControl::default());
-    let weak: Weak<dyn Closable> = Rc::<HttpControl>::downgrade(&control);
-    let tracked = shared.requests.track(weak);
     let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
     loop {
         tokio::select! {
@@ -189,9 +206,6 @@ async fn serve_http(shared: Rc<Listener>, tcp: tokio::net::TcpStream, peer: Sock
                 conn.as_mut().graceful_shutdown();
             }
         }
-    }
-    if let Some(id) = tracked {
-        shared.requests.untrack(id);
     }
 }
 
