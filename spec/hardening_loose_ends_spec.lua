@@ -63,3 +63,42 @@ describe("a pub/sub hub", function()
     other:close()
   end)
 end)
+
+describe("a listener out of file descriptors", function()
+  it("says so on stderr at most every 10 s, keeps retrying, and still serves", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    local server = io.open(dir .. "/server.lua", "w")
+    server:write([[
+      local core = require("turbo_ws").core
+      local s = core.listen({ host = "127.0.0.1", port = 0 }, function(req) req:respond(200, nil, "ok") end)
+      io.stdout:write(s:port(), "\n"); io.stdout:flush()
+      core.add_timeout(core.gettimemonotonic() + 1500, function() core.close() end)
+      core.start()
+    ]])
+    server:close()
+    -- 20 connections where only a few descriptors are left; then the
+    -- first one asks for a page.
+    local client = io.open(dir .. "/client.py", "w")
+    client:write(table.concat({
+      "import socket, sys, time",
+      "port = int(sys.stdin.readline())",
+      "socks = [socket.create_connection((\"127.0.0.1\", port)) for _ in range(20)]",
+      "time.sleep(0.3)",
+      "socks[0].settimeout(2); socks[0].sendall(b\"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\")",
+      "print(socks[0].recv(15).decode())",
+    }, "\n"))
+    client:close()
+    -- (The build's path made absolute: the processes run in `dir`.)
+    local cpath = os.getenv("PWD") .. "/build/?.so;;"
+    local env = os.getenv("TURBO_WS_LUA_DIR") and ("TURBO_WS_LUA_DIR='" .. os.getenv("TURBO_WS_LUA_DIR") .. "' ") or ""
+    local answer = io.popen(("cd %s && (ulimit -n 14; %sLUA_CPATH='%s' exec timeout 10 luajit server.lua 2>stderr.txt)"
+      .. " | python3 client.py"):format(dir, env, cpath)):read("*a")
+    local stderr = io.open(dir .. "/stderr.txt"):read("*a")
+    os.execute("rm -rf " .. dir)
+    assert.equal("HTTP/1.1 200 OK\n", answer)
+    local _, said = stderr:gsub("turbo_ws: a listener cannot accept connections: Too many open files", "")
+    assert.equal(1, said, stderr)
+  end)
+end)

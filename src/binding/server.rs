@@ -163,6 +163,10 @@ impl Requests for LuaRequests {
     fn untrack(&self, id: u64) {
         self.lp.registry().remove_connection(id);
     }
+
+    fn accept_failed(&self, error: &std::io::Error) {
+        eprintln!("turbo_ws: a listener cannot accept connections: {error} (retrying every 50 ms; said at most every 10 s)");
+    }
 }
 
 /// The plain table Lua gets for a request.

@@ -57,6 +57,9 @@ pub trait Requests {
         None
     }
     fn untrack(&self, _id: u64) {}
+    /// Accepting failed (e.g. no file descriptor left); the listener
+    /// retries every 50 ms. Called at most every 10 s.
+    fn accept_failed(&self, _error: &std::io::Error) {}
 }
 
 /// How one listener serves.
@@ -117,10 +120,14 @@ pub fn resolve_bind_address(host: &str, port: u16) -> Result<SocketAddr, String>
         .ok_or_else(|| format!("no address for '{host}'"))
 }
 
+/// A listener that cannot accept says so at most this often.
+const ACCEPT_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts connections until `stop` is notified, each served as a task of
 /// `requests`; open connections go on after that.
 pub async fn serve(listener: TcpListener, config: Config, requests: Rc<dyn Requests>, stop: Rc<Notify>) {
     let shared = Rc::new(Listener { config, requests, open: Cell::new(0) });
+    let mut reported: Option<std::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -131,8 +138,15 @@ pub async fn serve(listener: TcpListener, config: Config, requests: Rc<dyn Reque
                 let _ = tcp.set_nodelay(true);
                 shared.requests.spawn(Box::pin(serve_http(shared.clone(), tcp, peer)));
             }
-            // Out of file descriptors and the like: back off instead of spinning.
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            // Out of file descriptors and the like: said at most every
+            // ACCEPT_REPORT_EVERY, and backed off instead of spinning.
+            Err(e) => {
+                if reported.is_none_or(|at| at.elapsed() >= ACCEPT_REPORT_EVERY) {
+                    reported = Some(std::time::Instant::now());
+                    shared.requests.accept_failed(&e);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
     }
 }
