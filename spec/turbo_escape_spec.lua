@@ -61,7 +61,7 @@ describe("turbo_ws.escape", function()
 
     -- Turbo 2.1.5's JSON.lua (20170927.26): such tables become objects,
     -- their numeric keys strings after the sorted string keys.
-    it("writes numeric keys below 1, and mixed keys, as an object like Turbo", function()
+    it("writes numeric keys <= 0 or infinite, and mixed keys, as an object like Turbo", function()
       assert.are.equal('{"0":"zero"}', enc({ [0] = "zero" }))
       assert.are.equal('{"0":"zero","1":1}', enc({ [0] = "zero", 1 }))
       assert.are.equal('{"-1":"n","1":"a"}', enc({ [-1] = "n", "a" }))

@@ -7,7 +7,7 @@
 -- does, so that programs see the same strings and the same Lua values:
 --   * a table with only positive numeric keys is an array, filled with null
 --     up to its largest key; an empty table is `[]`; any string key, or a
---     numeric key below 1, makes an object: its string keys sorted, then
+--     numeric key <= 0 or infinite, makes an object: its string keys sorted, then
 --     its numeric keys as strings, sorted by number ("1" and 1 both there
 --     is an error);
 --   * only `"`, `\` and control characters are escaped in strings (with
@@ -101,7 +101,7 @@ end
 -- Decide how a table is written. Returns "array", length  or  "object",
 -- keys, map (map: where to read the keys from when some were numbers).
 -- Mirrors Turbo: positive numeric keys alone make an array as long as the
--- largest key; a string key or a number below 1 makes an object.
+-- largest key; a string key or a number <= 0 or infinite makes an object.
 local function classify(t)
     local keys, nkeys = nil, 0
     local max_index, numeric, odd_index

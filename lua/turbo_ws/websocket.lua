@@ -201,10 +201,11 @@ function Stream:write_message(msg, binary)
   if handle and fast_send(handle, msg, #msg, binary and 1 or 0) == 0 then
     return true, nil, nil
   end
-  -- What the core would refuse, in this method's words, in every state
-  -- (a message queued before the connection opens too, instead of failing
-  -- when the queue is sent). Only here, off fast_send's path: it checked.
-  if not binary and not core.valid_utf8(msg) then
+  -- What the core would refuse, in this method's words: after fast_send
+  -- refused, and for a message queued before the connection opens
+  -- (instead of failing when the queue is sent). Not where conn:send is
+  -- the only path (no fast_send: Lua 5.1/5.4), which checks it anyway.
+  if not binary and (handle or not self._conn) and not core.valid_utf8(msg) then
     error("write_message: a text message must be valid UTF-8 (send it as binary)", 2)
   end
   -- The core refuses sends once the connection is closing; asking it is

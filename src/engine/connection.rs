@@ -696,7 +696,8 @@ impl Driver {
             }
             KeepaliveAction::Close => {
                 self.keepalive = None;
-                self.idle_closed = true;
+                // (Only if this close is the one that starts the handshake.)
+                self.idle_closed = sh.state.get() == State::Open;
                 sh.close(Some(1001), "idle timeout");
                 self.since_write = FLUSH_EVERY;
             }
