@@ -467,8 +467,7 @@ local function await_connect(co, url, opts)
   end)
   if not ok then
     -- The core's misuse error (a bad header), in the words of this call.
-    local reason = toolkit.core_reason(err):gsub("^turbo_ws%.connect: ", "")
-    error("turbo_ws.coro_websocket.connect: " .. reason, 3)
+    error("turbo_ws.coro_websocket.connect: " .. toolkit.core_refusal(err, "connect"), 3)
   end
   while not result do
     waiting = true

@@ -76,6 +76,16 @@ function toolkit.core_reason(err)
   return (tostring(err):match("^[^\n]*"))
 end
 
+--- toolkit.core_reason without the core function's own name in front
+-- ("turbo_ws.<name>: "): what a face puts after its function's name when
+-- it raises a refusal of `turbo_ws.<name>` (a bad option, a port in use).
+function toolkit.core_refusal(err, name)
+  local reason = toolkit.core_reason(err)
+  local prefix = "turbo_ws." .. name .. ": "
+  if reason:sub(1, #prefix) == prefix then reason = reason:sub(#prefix + 1) end
+  return reason
+end
+
 --- toolkit.resume with no values: a reader woken for a message. Without
 -- `...` LuaJIT compiles the path into the resume (a vararg call there
 -- aborts the trace, and every message then runs interpreted up to it).

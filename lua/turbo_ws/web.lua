@@ -705,7 +705,7 @@ function Application:listen(port, address, kwargs)
   end)
   if not ok then
     -- The core's refusal (a bad option, a port in use), in this call's words.
-    error("Application:listen: " .. toolkit.core_reason(server):gsub("^turbo_ws%.listen: ", ""), 2)
+    error("Application:listen: " .. toolkit.core_refusal(server, "listen"), 2)
   end
   self.servers[#self.servers + 1] = server
   return server

@@ -299,7 +299,7 @@ function ws.connect(inp)
   if refused then
     -- The core's misuse error, in the words of this call: hdrs are the
     -- core's headers.
-    local reason = toolkit.core_reason(refused):gsub("^turbo_ws%.connect: ", "")
+    local reason = toolkit.core_refusal(refused, "connect")
     error("ws.connect: " .. reason:gsub("^bad option 'headers'", "bad field 'hdrs'"), 2)
   end
   if not conn then return nil, failure_message(kind, message, answer, detail) end
